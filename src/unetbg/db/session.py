@@ -1,0 +1,106 @@
+"""Engines and sessions.
+
+One engine per database URL per process. Prefork workers must not reuse the
+parent's pooled connections, so ``dispose_engines()`` runs after each fork
+(see ``unetbg.workers.signals``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from unetbg.settings import get_settings
+
+#: Seconds SQLite waits for another process's write lock before failing.
+SQLITE_BUSY_TIMEOUT_S = 30
+
+_engines: dict[str, Engine] = {}
+_sessionmakers: dict[str, sessionmaker[Session]] = {}
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # WAL lets readers run beside one writer; the busy timeout makes several
+        # local worker processes queue for the write lock instead of failing.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    # pysqlite's own transaction handling defers BEGIN and ignores busy_timeout for
+    # lock upgrades; emitting BEGIN IMMEDIATE ourselves takes the write lock up front
+    # so concurrent writers wait (busy_timeout) instead of raising "database is locked".
+    @event.listens_for(engine, "connect")
+    def _no_pysqlite_begin(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for ``url`` (default: the configured database), created once per process."""
+    url = url or get_settings().database_url
+    engine = _engines.get(url)
+    if engine is None:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+            )
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        _engines[url] = engine
+    return engine
+
+
+def get_sessionmaker(url: str | None = None) -> sessionmaker[Session]:
+    url = url or get_settings().database_url
+    maker = _sessionmakers.get(url)
+    if maker is None:
+        maker = sessionmaker(get_engine(url), expire_on_commit=False)
+        _sessionmakers[url] = maker
+    return maker
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    session = get_sessionmaker(url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def dispose_engines() -> None:
+    """Drop pooled connections inherited from a parent process (call after fork)."""
+    for engine in _engines.values():
+        # close=False: the parent still owns those sockets; just forget them here.
+        engine.dispose(close=False)
+
+
+def database_is_default_sqlite(url: str) -> bool:
+    """True for the embedded default database (a SQLite file under the data dir)."""
+    settings = get_settings()
+    return url == f"sqlite:///{settings.data_dir / 'unetbg.sqlite3'}" and not os.environ.get(
+        "UNETBG_DATABASE_URL"
+    )

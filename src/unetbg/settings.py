@@ -1,0 +1,100 @@
+"""Process-wide settings read from ``UNETBG_*`` environment variables.
+
+This is the one place that defines each deployment default. It imports nothing
+from the rest of the package (and no torch), so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from platformdirs import user_data_dir
+
+ENV_PREFIX = "UNETBG_"
+
+
+def _default_data_dir() -> Path:
+    return Path(user_data_dir("unetbg", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration. Build it with :func:`get_settings`."""
+
+    data_dir: Path
+    #: Celery broker; ``None`` means the embedded default (tasks run in-process).
+    broker_url: str | None
+    #: SQLAlchemy URL; defaults to a SQLite file inside ``data_dir``.
+    database_url: str
+    #: Seconds Redis waits before redelivering an unacknowledged task. Must exceed the
+    #: longest single task: see docs/jobs.md for how training is split to stay under it.
+    visibility_timeout: int = 6 * 3600
+    #: Images per remove-dir chunk task.
+    chunk_size: int = 16
+    #: Decompression-bomb guard: images with more pixels are refused.
+    max_image_pixels: int = 89_478_485
+    #: Web page upload limit in megabytes.
+    max_upload_mb: int = 25
+    #: ``user:password`` for Flower's basic auth.
+    flower_basic_auth: str | None = None
+    #: Where the web page links for live worker monitoring.
+    flower_url: str | None = None
+    #: A running job whose heartbeat is older than this is reported as lost.
+    heartbeat_timeout: int = 300
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured and jobs run in this process."""
+        return not self.broker_url
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    def masked(self) -> dict[str, str]:
+        """Settings as strings with passwords in URLs and auth replaced by ``***``."""
+        out = {}
+        for key, value in asdict(self).items():
+            text = "" if value is None else str(value)
+            if key == "flower_basic_auth" and text:
+                text = text.split(":", 1)[0] + ":***"
+            out[key] = mask_url(text)
+        out["embedded"] = str(self.embedded)
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Hide the password part of ``scheme://user:password@host`` URLs."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+_INT_FIELDS = {f.name for f in fields(Settings) if f.type in ("int", int)}
+
+
+def get_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+
+    def get(name: str) -> str | None:
+        value = env.get(ENV_PREFIX + name.upper())
+        return value if value not in (None, "") else None
+
+    data_dir = Path(get("data_dir") or _default_data_dir()).expanduser()
+    values: dict = {
+        "data_dir": data_dir,
+        "broker_url": get("broker_url"),
+        "database_url": get("database_url") or f"sqlite:///{data_dir / 'unetbg.sqlite3'}",
+    }
+    for name in ("flower_basic_auth", "flower_url"):
+        values[name] = get(name)
+    for name in _INT_FIELDS:
+        raw = get(name)
+        if raw is not None:
+            try:
+                values[name] = int(raw)
+            except ValueError as exc:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be an integer, got {raw!r}") from exc
+    return Settings(**values)

@@ -1,0 +1,220 @@
+"""Training configuration: one typed dataclass, four named presets, one resolver.
+
+Layering is ``TrainConfig`` defaults (= the ``balanced`` preset) < named preset < explicit
+overrides (CLI flags, job parameters). Fields left at ``None`` that depend on the device
+(``num_workers``, ``pin_memory``, ``amp``, ``channels_last``) are filled in by
+:meth:`TrainConfig.for_device` once the device is known; the run folder's ``config.json``
+holds that fully resolved form, so a run can be repeated from its folder alone.
+
+This module imports no torch so the CLI can build its options without loading it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+OPTIMIZERS = ("adamw",)
+#: Per-step learning-rate schedule: linear warm-up over ``warmup_fraction`` of all steps, then
+#: cosine decay to ``min_lr_ratio * lr``. Chosen over OneCycle because it does not need the
+#: peak found by a range test, and it stays well defined when a run is extended on resume.
+SCHEDULERS = ("cosine",)
+CROWD_MODES = ("ignore", "background", "skip")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Build it with :func:`resolve_config`."""
+
+    preset: str = "balanced"
+    #: COCO 2017 root (``annotations/``, ``train2017/``, ``val2017/``).
+    coco_root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 1e-6
+    image_size: int = 384
+    optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    warmup_fraction: float = 0.03
+    min_lr_ratio: float = 0.01
+    #: Max gradient L2 norm; ``None`` disables clipping.
+    grad_clip: float | None = 1.0
+    #: Stop after this many epochs without a val IoU gain above ``min_delta``; ``None``: never.
+    patience: int | None = 10
+    min_delta: float = 1e-4
+    #: Train with the random augmentation pipeline; ``False`` uses the eval letterbox only.
+    augment: bool = True
+
+    device: str = "auto"
+    seed: int = 42
+    #: ``None``: 0 on CPU (loading is ~3% of model time there and workers would take the
+    #: model's cores), ``min(8, cpus)`` on CUDA.
+    num_workers: int | None = None
+    pin_memory: bool | None = None
+    #: Mixed precision and channels-last memory layout: ``None`` means on for CUDA, off on CPU.
+    amp: bool | None = None
+    channels_last: bool | None = None
+
+    #: Caps, for smoke runs and tests. ``None`` means the whole split / epoch.
+    max_steps_per_epoch: int | None = None
+    train_limit: int | None = None
+    val_limit: int | None = None
+    #: Probability threshold for IoU/Dice/pixel accuracy.
+    threshold: float = 0.5
+    #: Score ``best_model.pth`` at the original image resolution at the end of ``fit``.
+    final_evaluation: bool = True
+
+    # Which COCO person annotations become training targets.
+    min_area: int = 0
+    crowd: str = "ignore"
+
+    # Model (unetbg.model.ModelConfig) and loss (unetbg.model.CompositeLoss).
+    encoder: str = "resnet34"
+    encoder_weights: str | None = "imagenet"
+    attention: str | None = "gate"
+    reconstruction: bool = False
+    bce_weight: float = 1.0
+    dice_weight: float = 1.0
+    recon_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = list(_problems(self))
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (listing the valid ones)."""
+        _check_fields(data)
+        return cls(**_coerce(data))
+
+    def for_device(self, device_type: str, cpu_count: int | None = None) -> TrainConfig:
+        """Fill the device-dependent ``None`` fields for ``device_type`` ("cpu" or "cuda")."""
+        cuda = device_type == "cuda"
+        cpus = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+        return replace(
+            self,
+            num_workers=self.num_workers if self.num_workers is not None else (min(8, cpus) if cuda else 0),
+            pin_memory=self.pin_memory if self.pin_memory is not None else cuda,
+            amp=self.amp if self.amp is not None else cuda,
+            channels_last=self.channels_last if self.channels_last is not None else cuda,
+        )
+
+
+def _problems(cfg: TrainConfig):
+    positive = ("epochs", "batch_size", "image_size")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            yield f"{name} must be >= 1, got {getattr(cfg, name)}"
+    if cfg.image_size % 32:
+        yield f"image_size must be a multiple of 32, got {cfg.image_size}"
+    if not cfg.lr > 0:
+        yield f"lr must be > 0, got {cfg.lr}"
+    if cfg.weight_decay < 0:
+        yield f"weight_decay must be >= 0, got {cfg.weight_decay}"
+    if not 0 <= cfg.warmup_fraction < 1:
+        yield f"warmup_fraction must be in [0, 1), got {cfg.warmup_fraction}"
+    if not 0 <= cfg.min_lr_ratio <= 1:
+        yield f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}"
+    if cfg.grad_clip is not None and not cfg.grad_clip > 0:
+        yield f"grad_clip must be > 0 or None, got {cfg.grad_clip}"
+    for name in ("patience", "max_steps_per_epoch", "train_limit", "val_limit"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            yield f"{name} must be >= 1 or None, got {value}"
+    if cfg.num_workers is not None and cfg.num_workers < 0:
+        yield f"num_workers must be >= 0, got {cfg.num_workers}"
+    if not 0 < cfg.threshold < 1:
+        yield f"threshold must be in (0, 1), got {cfg.threshold}"
+    if cfg.optimizer not in OPTIMIZERS:
+        yield f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {cfg.optimizer!r}"
+    if cfg.scheduler not in SCHEDULERS:
+        yield f"scheduler must be one of {', '.join(SCHEDULERS)}, got {cfg.scheduler!r}"
+    if cfg.crowd not in CROWD_MODES:
+        yield f"crowd must be one of {', '.join(CROWD_MODES)}, got {cfg.crowd!r}"
+    if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
+        yield f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}"
+    for name in ("bce_weight", "dice_weight", "recon_weight"):
+        if getattr(cfg, name) < 0:
+            yield f"{name} must be >= 0, got {getattr(cfg, name)}"
+    if cfg.recon_weight > 0 and not cfg.reconstruction:
+        yield "recon_weight > 0 needs reconstruction=True"
+
+
+#: The named presets. ``balanced`` equals the dataclass defaults.
+PRESETS: dict[str, TrainConfig] = {
+    "smoke": TrainConfig(
+        preset="smoke",
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        image_size=96,
+        patience=None,
+        warmup_fraction=0.0,
+        max_steps_per_epoch=4,
+        val_limit=8,
+        encoder_weights=None,
+    ),
+    "fast": TrainConfig(preset="fast", epochs=30, batch_size=32, lr=2e-4, image_size=256, patience=5),
+    "balanced": TrainConfig(),
+    "quality": TrainConfig(
+        preset="quality", epochs=200, batch_size=8, lr=5e-5, image_size=512, patience=20
+    ),
+}
+
+
+def field_names() -> list[str]:
+    """Names of every :class:`TrainConfig` field, in declaration order."""
+    return [f.name for f in fields(TrainConfig)]
+
+
+def field_types() -> dict[str, Any]:
+    """Resolved type hints of the fields (``from __future__`` leaves them as strings)."""
+    hints = typing.get_type_hints(TrainConfig)
+    return {name: hints[name] for name in field_names()}
+
+
+def _check_fields(data: dict[str, Any]) -> None:
+    unknown = sorted(set(data) - set(field_names()))
+    if unknown:
+        raise ValueError(
+            f"unknown training config field(s): {', '.join(unknown)}; "
+            f"valid fields: {', '.join(field_names())}"
+        )
+
+
+def _coerce(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept ints for float fields (JSON writes 1e-3 back as 0.001 but 1.0 as 1)."""
+    types = field_types()
+    out = {}
+    for key, value in data.items():
+        base = [t for t in typing.get_args(types[key]) if t is not type(None)] or [types[key]]
+        if float in base and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        out[key] = value
+    return out
+
+
+def resolve_config(preset: str = "balanced", **overrides: Any) -> TrainConfig:
+    """The ``preset`` config with ``overrides`` applied (``None`` values are not skipped).
+
+    Raises ``ValueError`` naming the valid presets or fields for unknown ones, and
+    listing every invalid value at once.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    _check_fields(overrides)
+    if "preset" in overrides and overrides["preset"] != preset:
+        raise ValueError("'preset' cannot be overridden; pass it as the preset argument")
+    return dataclasses.replace(PRESETS[preset], **_coerce(overrides))
