@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install (Debian/Ubuntu, as root) and start the services the tests and a local
 # cluster use: PostgreSQL and Redis, bound to 127.0.0.1 only.
-#   scripts/services.sh install   apt-get the packages (redis-server, postgresql, chromium)
+#   scripts/services.sh install   apt-get the packages (redis-server, postgresql, chromium,
+#                                 docker-compose to validate the compose file)
 #   scripts/services.sh start     start PostgreSQL and create the unetbg role; print the URL
 # Redis is started by the tests themselves (each on its own free port, so a test can
 # restart it); for a local cluster run: redis-server --bind 127.0.0.1 --port 6379 --daemonize yes
@@ -12,12 +13,13 @@ PG_PASSWORD=${UNETBG_PG_PASSWORD:-unetbg}
 
 install() {
   if command -v redis-server >/dev/null && command -v pg_ctlcluster >/dev/null \
-    && command -v chromium >/dev/null; then
+    && command -v chromium >/dev/null && command -v docker-compose >/dev/null; then
     return 0
   fi
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends redis-server postgresql chromium >/dev/null
+  # docker-compose (v1) only parses docker-compose.yml in the tests; no engine runs here.
+  apt-get install -y -qq --no-install-recommends redis-server postgresql chromium docker-compose >/dev/null
   # The Debian package starts a Redis on port 6379 when systemd exists; we manage our own.
 }
 

@@ -60,7 +60,8 @@ class Settings:
         for key, value in asdict(self).items():
             text = "" if value is None else str(value)
             if key == "flower_basic_auth" and text:
-                text = text.split(":", 1)[0] + ":***"
+                # Flower accepts several comma-separated ``user:password`` pairs.
+                text = ",".join(pair.split(":", 1)[0] + ":***" for pair in text.split(","))
             out[key] = mask_url(text)
         out["embedded"] = str(self.embedded)
         return out
@@ -96,5 +97,10 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
             try:
                 values[name] = int(raw)
             except ValueError as exc:
-                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be an integer, got {raw!r}") from exc
+                raise ValueError(
+                    f"{ENV_PREFIX}{name.upper()} must be an integer, got {raw!r}"
+                ) from exc
+            # Every integer setting is a size, count or duration: zero or less is a mistake.
+            if values[name] <= 0:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be positive, got {raw!r}")
     return Settings(**values)

@@ -1,0 +1,85 @@
+"""ensure_schema: the default SQLite migrates itself; a configured database must be current."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from unetbg.db import (
+    SchemaOutOfDate,
+    current,
+    database_is_default_sqlite,
+    ensure_schema,
+    get_engine,
+    head_revision,
+    upgrade,
+)
+from unetbg.settings import get_settings
+
+
+def test_default_sqlite_migrates_itself_on_first_use(clean_env: Path):
+    url = get_settings().database_url
+    assert database_is_default_sqlite(url)
+    assert not clean_env.exists()
+
+    ensure_schema()
+
+    assert (clean_env / "unetbg.sqlite3").is_file()
+    assert current(url) == head_revision()
+    ensure_schema()  # already current: nothing to do, no error
+    assert current(url) == head_revision()
+
+
+def test_configured_database_behind_raises(clean_env: Path, db_url: str, monkeypatch):
+    monkeypatch.setenv("UNETBG_DATABASE_URL", db_url)
+    assert not database_is_default_sqlite(db_url)
+
+    with pytest.raises(SchemaOutOfDate, match=r"is empty .*run `unetbg db upgrade`"):
+        ensure_schema()
+    assert current(db_url) is None, "a configured database must not be migrated implicitly"
+
+    upgrade(db_url)
+    ensure_schema()
+
+
+def test_out_of_date_message_masks_the_password(clean_env: Path, postgres_url: str, monkeypatch):
+    monkeypatch.setenv("UNETBG_DATABASE_URL", postgres_url)
+    with pytest.raises(SchemaOutOfDate) as caught:
+        ensure_schema()
+    message = str(caught.value)
+    assert ":***@" in message
+    assert ":unetbg@" not in message
+
+
+def test_revision_from_a_newer_release_is_reported(clean_env: Path, sqlite_url: str, monkeypatch):
+    upgrade(sqlite_url)
+    with get_engine(sqlite_url).begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff_future'"))
+    monkeypatch.setenv("UNETBG_DATABASE_URL", sqlite_url)
+    with pytest.raises(SchemaOutOfDate, match="does not know.*upgrade unetbg"):
+        ensure_schema()
+
+
+def test_processes_starting_together_migrate_the_default_sqlite_once(clean_env: Path):
+    go = clean_env.parent / "go"
+    code = (
+        "import os, time\n"
+        "from unetbg.db import ensure_schema\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
+        "ensure_schema()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNETBG_")}
+    env["UNETBG_DATA_DIR"] = str(clean_env)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert current(get_settings().database_url) == head_revision()

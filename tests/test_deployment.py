@@ -1,0 +1,126 @@
+"""docker-compose.yml and the Dockerfile: valid, and safe by default."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+
+
+def _compose_command() -> list[str]:
+    """`docker compose` (the plugin) or, failing that, the standalone `docker-compose`."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=60)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.skip("neither the docker compose plugin nor docker-compose is installed")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def test_compose_file_is_valid(tmp_path: Path):
+    command = _compose_command()
+    # `config` only parses and interpolates: no Docker engine is needed.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("UNETBG_", "REDIS_", "POSTGRES_"))
+    }
+    env["DOCKER_CONFIG"] = str(tmp_path)  # no user config or credentials involved
+    done = subprocess.run(
+        [*command, "-f", str(COMPOSE_FILE), "--profile", "cpu", "config", "-q"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_only_flower_is_published_and_on_loopback(compose: dict):
+    published = {name: svc["ports"] for name, svc in compose["services"].items() if "ports" in svc}
+    assert list(published) == ["flower"]
+    (port,) = published["flower"]
+    assert port.startswith("${UNETBG_FLOWER_BIND:-127.0.0.1}:")
+
+
+def test_services_and_commands(compose: dict):
+    services = compose["services"]
+    assert set(services) == {"redis", "postgres", "migrate", "worker-gpu", "worker-cpu", "flower"}
+    assert services["migrate"]["command"] == ["unetbg", "db", "upgrade"]
+    assert services["migrate"]["restart"] == "no"
+    gpu = services["worker-gpu"]
+    assert gpu["command"] == ["unetbg", "worker", "--queues", "train,infer", "--concurrency", "1"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    assert gpu["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert services["worker-cpu"]["profiles"] == ["cpu"]
+    assert services["worker-cpu"]["command"] == ["unetbg", "worker", "--queues", "infer"]
+    for name in ("worker-gpu", "worker-cpu", "flower", "migrate"):
+        env = services[name]["environment"]
+        assert (
+            env["UNETBG_BROKER_URL"] == "redis://:${REDIS_PASSWORD:-change-me-redis}@redis:6379/0"
+        )
+        assert env["UNETBG_DATABASE_URL"].startswith(
+            "postgresql+psycopg://unetbg:${POSTGRES_PASSWORD"
+        )
+    for name in ("worker-gpu", "worker-cpu"):
+        assert "unetbg-data:/data" in services[name]["volumes"]
+
+
+def test_redis_requires_its_password(compose: dict):
+    redis = compose["services"]["redis"]
+    assert "--requirepass" in " ".join(redis["command"])
+    assert redis["environment"]["REDIS_PASSWORD"] == "${REDIS_PASSWORD:-change-me-redis}"
+
+
+def test_flower_refuses_to_start_without_basic_auth(compose: dict, tmp_path: Path):
+    """Run Flower's own start line with sh, `unetbg` replaced by a stub that records it ran."""
+    command = compose["services"]["flower"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    # Compose turns "$$" into "$" before the shell sees it.
+    script = command[2].replace("$$", "$")
+    stub = tmp_path / "unetbg"
+    stub.write_text('#!/bin/sh\necho "flower started with $UNETBG_FLOWER_BASIC_AUTH"\n')
+    stub.chmod(0o755)
+    base = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+
+    refused = subprocess.run(
+        ["sh", "-c", script],
+        env={**base, "UNETBG_FLOWER_BASIC_AUTH": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 1
+    assert "set UNETBG_FLOWER_BASIC_AUTH" in refused.stderr
+    assert "flower started" not in refused.stdout
+
+    started = subprocess.run(
+        ["sh", "-c", script],
+        env={**base, "UNETBG_FLOWER_BASIC_AUTH": "a:b"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "flower started with a:b"
+
+
+def test_dockerfile_pins_torch_and_drops_root():
+    text = (REPO / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in text
+    assert "torch==2.14.1 torchvision==0.29.1" in text
+    user_lines = [line for line in text.splitlines() if line.startswith("USER ")]
+    assert user_lines and user_lines[-1] != "USER root"
