@@ -16,3 +16,21 @@ def coco_mini() -> Path:
     if not (COCO_MINI / "annotations" / "instances_val2017.json").is_file():
         pytest.skip(f"real COCO subset not found at {COCO_MINI}")
     return COCO_MINI
+
+
+@pytest.fixture(scope="session")
+def generated_coco(tmp_path_factory):
+    """Generated COCO-format data (val split) with every edge case: see tests/cocogen.py."""
+    from cocogen import make_coco
+
+    return make_coco(tmp_path_factory.mktemp("coco-generated"), split="val")
+
+
+@pytest.fixture(scope="session")
+def coco_root(tmp_path_factory) -> Path:
+    """The real COCO subset when present, else generated COCO-format data (val split)."""
+    if (COCO_MINI / "annotations" / "instances_val2017.json").is_file():
+        return COCO_MINI
+    from cocogen import make_coco
+
+    return make_coco(tmp_path_factory.mktemp("coco-fallback"), split="val").root
