@@ -1,0 +1,306 @@
+"""The "Remove background" view: upload photos, pick a checkpoint and an output,
+see the original, the mask over it and the result, and download the result at
+the original size.
+
+Each upload is handled on its own: a file that cannot be read, is too large or
+fails in the model gets an error naming it, and the others still come out.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from unetbg.web import render as pictures
+
+#: Extensions the uploader offers. The content decides how a file is read
+#: (unetbg.images), so a PNG named .jpg still works.
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
+
+#: Label -> (OutputOptions kind, uses a threshold).
+OUTPUTS = {
+    "Cut-out, soft alpha": ("cutout", False),
+    "Cut-out, hard mask": ("cutout", True),
+    "Mask only": ("mask", False),
+    "Solid colour background": ("color", False),
+    "Background image": ("background", False),
+}
+
+FORMATS = {"PNG": ("png", "image/png"), "WebP": ("webp", "image/webp")}
+
+#: Environment variable holding the startup checkpoint (set by ``unetbg web --checkpoint``).
+CHECKPOINT_ENV = "UNETBG_CHECKPOINT"
+
+_OTHER_FILE = "Another file…"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model said about one upload, kept across reruns of the session."""
+
+    probability: np.ndarray
+    seconds: float
+    device: str
+
+
+def render() -> None:
+    """Draw the view (a Streamlit page function)."""
+    from unetbg.settings import get_settings
+
+    settings = get_settings()
+    st.title("Remove background")
+    with st.sidebar:
+        st.header("Model")
+        checkpoint = _checkpoint_picker()
+        device = st.selectbox("Device", _devices(), help="auto: the GPU if there is one.")
+        st.header("Output")
+        output = _output_picker()
+
+    if checkpoint is not None:
+        from unetbg.model.checkpoint import CheckpointError
+
+        # Loaded as soon as the view opens (once per process), so the first upload
+        # waits only for its own prediction.
+        try:
+            loaded = _load(checkpoint, device)
+        except (CheckpointError, OSError, RuntimeError, ValueError) as exc:
+            st.error(f"Cannot use the checkpoint {checkpoint}: {exc}")
+            checkpoint = None
+        else:
+            st.caption(f"Checkpoint {checkpoint} · device {loaded.device}")
+
+    uploads = st.file_uploader(
+        f"Photos with people (up to {settings.max_upload_mb} MB each)",
+        type=IMAGE_TYPES,
+        accept_multiple_files=True,
+        # Refused in the browser before upload, also when the page runs without
+        # `unetbg web` (which sets the same limit server-wide).
+        max_upload_size=settings.max_upload_mb,
+    )
+    if not uploads:
+        st.info("Upload one or more photos: JPEG, PNG, WebP, BMP, TIFF or GIF.")
+        return
+    if checkpoint is None or output is None:
+        return  # the sidebar or the error above says what is missing
+
+    model_key = (str(checkpoint), checkpoint.stat().st_mtime_ns, loaded.device)
+    cache: dict = st.session_state.setdefault("predictions", {})
+    # Forget predictions for files that were removed from the uploader.
+    current = {(upload.file_id, model_key) for upload in uploads}
+    for key in list(cache):
+        if key not in current:
+            del cache[key]
+
+    limit = settings.max_upload_mb * 1024 * 1024
+    for upload in uploads:
+        with st.container(border=True):
+            _one_upload(upload, loaded, model_key, cache, output, limit, settings)
+
+
+# ---------------------------------------------------------------- sidebar pickers
+
+
+def _checkpoint_picker() -> Path | None:
+    """The checkpoint file chosen in the sidebar, or None (with the reason shown)."""
+    choices: dict[str, str | None] = {}
+    startup = os.environ.get(CHECKPOINT_ENV)
+    if startup:
+        choices[f"Startup checkpoint ({Path(startup).name})"] = startup
+    choices.update(_registered_choices())
+    choices[_OTHER_FILE] = None
+    label = st.selectbox("Checkpoint", list(choices), help=_CHECKPOINT_HELP)
+    if label == _OTHER_FILE:
+        typed = st.text_input("Checkpoint file", placeholder="/path/to/model_best.pth")
+        if not typed:
+            if len(choices) == 1:
+                st.warning(
+                    "No checkpoint is registered yet: train one (`unetbg submit-train`) "
+                    "or type the path of a checkpoint file."
+                )
+            else:
+                st.warning("Type the path of a checkpoint file.")
+            return None
+        path = Path(typed).expanduser()
+    else:
+        path = Path(choices[label])
+    if not path.is_file():
+        st.error(f"Checkpoint file not found: {path}")
+        return None
+    return path
+
+
+_CHECKPOINT_HELP = (
+    "Default: the checkpoint given with `unetbg web --checkpoint` (or UNETBG_CHECKPOINT), "
+    "else the registered best (highest validation IoU)."
+)
+
+
+def _registered_choices() -> dict[str, str]:
+    """Registered checkpoints, the best first; empty (with a note) if the DB is unusable."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from unetbg import jobs
+    from unetbg.db.schema import SchemaOutOfDate, ensure_schema
+
+    try:
+        ensure_schema()
+        registered = jobs.list_checkpoints()
+    except (SchemaOutOfDate, SQLAlchemyError) as exc:
+        st.caption(f"Registered checkpoints unavailable: {exc}")
+        return {}
+    choices = {}
+    best = jobs.best_checkpoint()
+    if best is not None:
+        choices[f"Registered best ({_describe(best)})"] = best.path
+    for ckpt in registered:
+        choices[f"#{ckpt.id}: {_describe(ckpt)}"] = ckpt.path
+    return choices
+
+
+def _describe(ckpt) -> str:
+    parts = [Path(ckpt.path).name]
+    if ckpt.epoch is not None:
+        parts.append(f"epoch {ckpt.epoch}")
+    if ckpt.val_iou is not None:
+        parts.append(f"val IoU {ckpt.val_iou:.3f}")
+    if ckpt.job_id:
+        parts.append(f"job {ckpt.job_id}")
+    return ", ".join(parts)
+
+
+def _devices() -> list[str]:
+    import torch
+
+    return ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _output_picker():
+    """The chosen output as ``(OutputOptions, format label)``, or None if incomplete."""
+    from unetbg.images import ImageError, read_image
+    from unetbg.removal import OutputOptions
+
+    label = st.radio("Result", list(OUTPUTS))
+    kind, thresholded = OUTPUTS[label]
+    threshold = None
+    color = (255, 255, 255)
+    background = None
+    if thresholded:
+        threshold = st.slider("Threshold", 0.05, 0.95, 0.5, 0.05, help="Person where p ≥ this.")
+    if kind == "color":
+        hex_color = st.color_picker("Colour", "#FFFFFF")
+        color = tuple(int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    if kind == "background":
+        file = st.file_uploader("Background photo", type=IMAGE_TYPES, key="background")
+        if file is None:
+            st.warning("Upload a background photo.")
+            return None
+        try:
+            background = read_image(file)
+        except ImageError as exc:
+            st.error(f"{file.name}: {exc.reason}")
+            return None
+    fmt_label = st.radio("Download format", list(FORMATS), horizontal=True)
+    options = OutputOptions(
+        kind=kind,
+        threshold=threshold,
+        color=color,
+        background=background,
+        format=FORMATS[fmt_label][0],
+    )
+    return options, fmt_label
+
+
+# ---------------------------------------------------------------- one upload
+
+
+def _load(checkpoint: Path, device: str):
+    from unetbg.web.common import load_model
+
+    return load_model(checkpoint, device)
+
+
+def _one_upload(upload, loaded, model_key, cache, output, limit, settings) -> None:
+    from unetbg.images import ImageError, read_image
+
+    options, fmt_label = output
+    name = upload.name
+    if upload.size > limit:
+        st.error(
+            f"{name}: {upload.size / 1024 / 1024:.1f} MB is over the upload limit of "
+            f"{settings.max_upload_mb} MB (UNETBG_MAX_UPLOAD_MB)."
+        )
+        return
+    upload.seek(0)
+    try:
+        rgb = read_image(upload, max_pixels=settings.max_image_pixels)
+    except ImageError as exc:
+        st.error(f"{name}: {exc.reason}")
+        return
+
+    key = (upload.file_id, model_key)
+    prediction = cache.get(key)
+    fresh = prediction is None
+    if fresh:
+        try:
+            prediction = _predict(loaded, rgb)
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            st.error(f"{name}: the model failed on this image: {exc}")
+            return
+        cache[key] = prediction
+
+    result = _compose(rgb, prediction.probability, options)
+    ext, mime = FORMATS[fmt_label]
+    data = _encode(result, options)
+    height, width = rgb.shape[:2]
+    timing = f"{prediction.seconds:.2f} s" + ("" if fresh else ", computed earlier")
+    st.markdown(f"**{name}** · {width}×{height} · {prediction.device} · {timing}")
+    original = Image.fromarray(rgb)
+    small = pictures.preview(original)
+    small_prob = np.asarray(
+        Image.fromarray(prediction.probability).resize(small.size, Image.Resampling.BILINEAR)
+    )
+    columns = st.columns(3)
+    columns[0].image(small, caption="Original")
+    columns[1].image(pictures.overlay(np.asarray(small), small_prob), caption="Mask overlay")
+    columns[2].image(pictures.on_checkerboard(pictures.preview(result)), caption="Result")
+    out_name = f"{Path(name).stem}.{ext}"
+    st.download_button(
+        f"Download {out_name}",
+        data,
+        file_name=out_name,
+        mime=mime,
+        key=f"download-{upload.file_id}",
+        # A download needs no rerun of the page (and no second model pass).
+        on_click="ignore",
+    )
+
+
+def _predict(loaded, rgb: np.ndarray) -> Prediction:
+    with loaded.lock:
+        start = time.perf_counter()
+        probability = loaded.inference.predict_arrays([rgb])[0]
+        seconds = time.perf_counter() - start
+    return Prediction(probability=probability, seconds=seconds, device=loaded.device)
+
+
+def _compose(rgb: np.ndarray, probability: np.ndarray, options) -> Image.Image:
+    from unetbg.removal import render_output
+
+    # The sidebar already read the background upload into an array.
+    return render_output(rgb, probability, options, background=options.background)
+
+
+def _encode(image: Image.Image, options) -> bytes:
+    from unetbg.removal import save_params
+
+    pil_format, params = save_params(options)
+    buffer = io.BytesIO()
+    image.save(buffer, format=pil_format, **params)
+    return buffer.getvalue()
