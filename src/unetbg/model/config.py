@@ -1,0 +1,111 @@
+"""Model hyper-parameters and input preprocessing, stored inside every checkpoint.
+
+Both are frozen dataclasses made only of plain values (str, int, float, bool, tuples) so that
+``to_dict()`` output can be saved in a ``weights_only`` checkpoint and rebuilt with
+``from_dict()`` on another machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+def _check_keys(cls: type, data: dict[str, Any]) -> None:
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} field(s) {unknown}; valid fields are {sorted(known)}"
+        )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the attention U-Net.
+
+    ``encoder_weights`` is ``None`` (random init), ``"imagenet"`` (torchvision's official
+    ResNet34 ImageNet weights) or a path to a local state_dict file. It is used only when the
+    model is first built (``create_model``); loading a checkpoint ignores it.
+    ``decoder_channels`` lists the output channels of the decoder blocks from the coarsest
+    (stride 16) to the finest (full resolution); its length must equal the encoder depth (5).
+    ``attention`` names the skip-connection attention (``"gate"`` or ``None``).
+    ``reconstruction`` adds the person-only RGB reconstruction head.
+    """
+
+    encoder: str = "resnet34"
+    encoder_weights: str | None = None
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    attention: str | None = "gate"
+    reconstruction: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.encoder, str) or not self.encoder:
+            raise ValueError(f"encoder must be a non-empty string, got {self.encoder!r}")
+        if self.encoder_weights is not None and not isinstance(self.encoder_weights, str):
+            raise ValueError(
+                "encoder_weights must be None, 'imagenet' or a file path string, "
+                f"got {self.encoder_weights!r}"
+            )
+        channels = tuple(self.decoder_channels)
+        if not channels or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels
+        ):
+            raise ValueError(
+                f"decoder_channels must be positive integers, got {self.decoder_channels!r}"
+            )
+        # Lists (e.g. from JSON) become tuples so the config stays hashable and frozen.
+        object.__setattr__(self, "decoder_channels", channels)
+        if self.attention is not None and not isinstance(self.attention, str):
+            raise ValueError(f"attention must be a name or None, got {self.attention!r}")
+        if not isinstance(self.reconstruction, bool):
+            raise ValueError(f"reconstruction must be a bool, got {self.reconstruction!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (safe for ``weights_only`` checkpoints and JSON)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild from ``to_dict()`` output; unknown keys raise ``ValueError``."""
+        _check_keys(cls, data)
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images are fed to the network: letterbox size and normalisation.
+
+    Images are scaled to [0, 1], then normalised per channel with ``(x - mean) / std``.
+    """
+
+    image_size: int = 384
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.image_size, int)
+            or isinstance(self.image_size, bool)
+            or self.image_size < 32
+        ):
+            raise ValueError(f"image_size must be an integer >= 32, got {self.image_size!r}")
+        for name in ("mean", "std"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 3:
+                raise ValueError(f"{name} must have 3 values (RGB), got {value!r}")
+            object.__setattr__(self, name, value)
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std values must be > 0, got {self.std!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (safe for ``weights_only`` checkpoints and JSON)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """Rebuild from ``to_dict()`` output; unknown keys raise ``ValueError``."""
+        _check_keys(cls, data)
+        return cls(**data)
