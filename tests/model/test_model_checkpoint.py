@@ -127,3 +127,11 @@ def test_unknown_format_version_and_bad_content(saved, tmp_path, small_model):
     save_checkpoint(mismatched, {**state, "model_config": config})
     with pytest.raises(CheckpointError, match="weights do not match the stored model_config"):
         load_model(mismatched)
+
+
+@pytest.mark.parametrize("junk", [b"\x00\x01\x02\x03", b"this is not a checkpoint", b""])
+def test_junk_bytes_raise_checkpoint_error(tmp_path, junk):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(junk)
+    with pytest.raises(CheckpointError, match="junk.pth"):
+        load_checkpoint(path)

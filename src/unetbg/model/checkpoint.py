@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import os
 import pickle
+import struct
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -134,7 +135,16 @@ def load_checkpoint(
             f"{path}: not a unetbg checkpoint or contains unsafe pickled objects; only "
             f"weights_only checkpoints are loaded ({_unpickling_detail(exc)})"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        IndexError,
+        KeyError,
+        struct.error,
+        zipfile.BadZipFile,
+    ) as exc:
         raise CheckpointError(
             f"{path}: not a readable checkpoint (corrupt, truncated or not a torch.save file): "
             f"{type(exc).__name__}: {_first_line(exc)}"

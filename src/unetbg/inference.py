@@ -1,0 +1,214 @@
+"""``ModelInference``: the public Python API for person cut-outs.
+
+>>> from unetbg import ModelInference
+>>> mi = ModelInference("runs/best_model.pth")              # doctest: +SKIP
+>>> mi.remove_background("me.jpg", "me.png")                 # doctest: +SKIP
+>>> summary = mi.batch_process("photos/", "cutouts/", kind="mask")  # doctest: +SKIP
+
+The checkpoint is loaded once; every method reuses the model. Outputs always keep the
+input's width and height (after EXIF orientation). Folder runs share their planning and
+per-image processing with the CLI, the Celery tasks and the web page
+(:mod:`unetbg.removal`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from unetbg.images import read_image, save_image_atomic, to_rgb_array
+from unetbg.model import Preprocessing, load_model, predict_probabilities, resolve_device
+from unetbg.removal import (
+    BatchSummary,
+    ItemResult,
+    OutputOptions,
+    PlannedItem,
+    load_background,
+    normalize_format,
+    plan_folder,
+    process_images,
+    render_output,
+    save_params,
+)
+
+log = logging.getLogger(__name__)
+
+ImageInput = str | os.PathLike | Image.Image | np.ndarray
+
+
+class ModelInference:
+    """A loaded checkpoint, ready to predict masks and write cut-outs.
+
+    ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or
+    ``"cuda:N"``; asking for CUDA without a GPU raises ``RuntimeError``. ``batch_size``
+    images are run through the network together. ``channels_last`` / ``amp`` are passed
+    to :func:`unetbg.model.predict_probabilities` (``None``: its defaults, AMP on CUDA
+    only). ``max_pixels`` overrides the decompression-bomb limit for files read here.
+    A bad checkpoint raises :class:`unetbg.model.CheckpointError`.
+    """
+
+    def __init__(
+        self,
+        checkpoint_path: str | os.PathLike,
+        device: str = "auto",
+        batch_size: int = 8,
+        channels_last: bool | None = None,
+        amp: bool | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.checkpoint_path = Path(checkpoint_path)
+        self.device: torch.device = resolve_device(device)
+        self.batch_size = int(batch_size)
+        self.channels_last = channels_last
+        self.amp = amp
+        self.max_pixels = max_pixels
+        t0 = time.perf_counter()
+        self.model, self.checkpoint = load_model(self.checkpoint_path, device=self.device)
+        self.preprocessing = Preprocessing.from_dict(self.checkpoint["preprocessing"])
+        log.info(
+            "loaded %s (epoch %s, image_size %d) on %s in %.1fs",
+            self.checkpoint_path,
+            self.checkpoint.get("epoch"),
+            self.preprocessing.image_size,
+            self.device,
+            time.perf_counter() - t0,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelInference({str(self.checkpoint_path)!r}, device={str(self.device)!r}, "
+            f"batch_size={self.batch_size})"
+        )
+
+    # -- prediction -------------------------------------------------------------------
+
+    def predict_arrays(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """``H×W×3`` uint8 RGB arrays -> ``H×W`` float32 person probabilities in [0, 1]."""
+        return predict_probabilities(
+            self.model,
+            images,
+            self.preprocessing,
+            self.device,
+            batch_size=self.batch_size,
+            channels_last=self.channels_last,
+            amp=self.amp,
+        )
+
+    def load(self, image: ImageInput) -> np.ndarray:
+        """Any accepted input (path, PIL image, array) -> ``H×W×3`` uint8 RGB array."""
+        if isinstance(image, str | os.PathLike):
+            return read_image(image, self.max_pixels)
+        return to_rgb_array(image)
+
+    def predict_mask(
+        self, images: ImageInput | Sequence[ImageInput], threshold: float | None = None
+    ) -> list[np.ndarray]:
+        """Person probability (``H×W`` float32 in [0, 1]) for each image, batched.
+
+        ``images`` is a list of paths, PIL images or arrays, or one of them alone (the
+        result is still a list). With ``threshold`` the masks are boolean
+        (``probability >= threshold``). Unreadable files raise
+        :class:`unetbg.images.ImageError`.
+        """
+        if isinstance(images, str | os.PathLike | Image.Image | np.ndarray):
+            images = [images]
+        probs = self.predict_arrays([self.load(image) for image in images])
+        if threshold is None:
+            return probs
+        return [p >= threshold for p in probs]
+
+    # -- outputs ----------------------------------------------------------------------
+
+    def remove_background(
+        self,
+        input: ImageInput,
+        output: str | os.PathLike | None = None,
+        options: OutputOptions | None = None,
+    ) -> Image.Image:
+        """Render one output (default: soft RGBA cut-out) and return it as a PIL image.
+
+        With ``output`` the image is also written there atomically; without ``options``
+        the format follows ``output``'s suffix (``.png``, ``.webp``, ``.jpg``/``.jpeg``;
+        a suffix naming another format than ``options.format`` is an error). The output
+        has the input's width and height. Refuses to overwrite the input.
+        """
+        out = None if output is None else Path(output)
+        suffix_format = _format_of(out)
+        if options is None:
+            options = OutputOptions(format=suffix_format or "png")
+        elif suffix_format is not None and suffix_format != options.format:
+            raise ValueError(
+                f"output {out} has a {suffix_format} suffix but format is {options.format}"
+            )
+        is_path = isinstance(input, str | os.PathLike)
+        if out is not None and is_path and out.resolve() == Path(input).resolve():
+            raise ValueError(f"refusing to overwrite the input {input}")
+        rgb = self.load(input)
+        (prob,) = self.predict_arrays([rgb])
+        image = render_output(rgb, prob, options, load_background(options))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            pil_format, params = save_params(options)
+            save_image_atomic(image, out, pil_format, **params)
+        return image
+
+    def batch_process(
+        self,
+        input_dir: str | os.PathLike,
+        output_dir: str | os.PathLike,
+        options: OutputOptions | None = None,
+        overwrite: bool = False,
+        follow_symlinks: bool = False,
+        on_result: Callable[[PlannedItem, ItemResult], None] | None = None,
+        **option_fields: Any,
+    ) -> BatchSummary:
+        """Process every image under ``input_dir`` into ``output_dir`` (sub-folders kept).
+
+        Pass ``options`` or its fields as keywords (``kind="mask"``, ``format="webp"``,
+        …). Planning follows :func:`unetbg.removal.plan_folder` (existing outputs are
+        skipped unless ``overwrite``); unreadable images are reported in the summary,
+        never raised. ``on_result(item, result)`` is called as each image finishes.
+        """
+        if options is not None and option_fields:
+            raise TypeError("pass either options or option keywords, not both")
+        options = options or OutputOptions(**option_fields)
+        t0 = time.perf_counter()
+        items = plan_folder(
+            input_dir,
+            output_dir,
+            output_format=options.format,
+            follow_symlinks=follow_symlinks,
+            overwrite=overwrite,
+        )
+        results = process_images(self, items, options, on_result, self.max_pixels)
+        summary = BatchSummary(items, results, time.perf_counter() - t0)
+        log.info(
+            "%s -> %s: %d written, %d failed, %d skipped in %.1fs",
+            input_dir,
+            output_dir,
+            summary.processed,
+            summary.failed,
+            summary.skipped,
+            summary.seconds,
+        )
+        return summary
+
+
+def _format_of(path: Path | None) -> str | None:
+    """The output format a file suffix names, or ``None`` (no path, unknown suffix)."""
+    if path is None:
+        return None
+    try:
+        return normalize_format(path.suffix)
+    except ValueError:
+        return None

@@ -1,0 +1,151 @@
+"""``unetbg remove`` end to end: real checkpoint, real files, the real click group."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from inference_fixtures import tiny_checkpoint, write_photo
+from unetbg.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory)
+
+
+def _run(*args: object, env: dict[str, str] | None = None):
+    return CliRunner().invoke(main, ["remove", *map(str, args)], env=env)
+
+
+def _digest(paths: list[Path]) -> list[str]:
+    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+
+
+def test_remove_writes_and_prints_each_output(tmp_path: Path, checkpoint: Path) -> None:
+    inputs = [
+        write_photo(tmp_path / "in" / "one photo.jpg", 48, 32),
+        write_photo(tmp_path / "in" / "-dash.png", 20, 30),
+        write_photo(tmp_path / "other" / "one photo.jpg", 10, 10),
+    ]
+    before = _digest(inputs)
+    out = tmp_path / "out"
+    result = _run("--checkpoint", checkpoint, "-o", out, "--device", "cpu", "--", *inputs)
+    assert result.exit_code == 0, result.output
+    printed = result.stdout.splitlines()
+    assert printed == [
+        str(out.resolve() / "one photo.jpg.png"),
+        str(out.resolve() / "-dash.png"),
+        str(out.resolve() / "one photo.jpg~1.png"),
+    ]
+    with Image.open(printed[0]) as im:
+        assert im.mode == "RGBA" and im.size == (48, 32)
+    assert _digest(inputs) == before
+
+    # Rerun without --overwrite: nothing rewritten, exit 1 with the reason.
+    again = _run("--checkpoint", checkpoint, "-o", out, "--device", "cpu", "--", *inputs)
+    assert again.exit_code == 1
+    assert "exists; use --overwrite" in again.stderr and again.stdout == ""
+    forced = _run(
+        "--checkpoint", checkpoint, "-o", out, "--device", "cpu", "--overwrite", "--", *inputs
+    )
+    assert forced.exit_code == 0, forced.output
+
+
+def test_kinds_formats_and_env_checkpoint(tmp_path: Path, checkpoint: Path) -> None:
+    src = write_photo(tmp_path / "p.png", 40, 30)
+    bg = write_photo(tmp_path / "bg.jpg", 64, 64)
+    env = {"UNETBG_CHECKPOINT": str(checkpoint)}
+    cases = [
+        (["--color", "#00ff00", "--format", "jpeg"], "JPEG", "RGB"),
+        (["--background", bg, "--format", "webp", "--threshold", "0.5"], "WEBP", "RGB"),
+        (["--kind", "mask", "--batch-size", "1"], "PNG", "L"),
+    ]
+    for i, (extra, fmt, mode) in enumerate(cases):
+        result = _run(src, "-o", tmp_path / f"out{i}", "--device", "cpu", *extra, env=env)
+        assert result.exit_code == 0, result.output
+        with Image.open(result.stdout.strip()) as im:
+            assert (im.format, im.mode, im.size) == (fmt, mode, (40, 30))
+
+
+def test_failures_and_refusals(tmp_path: Path, checkpoint: Path) -> None:
+    good = write_photo(tmp_path / "good.png", 30, 20)
+    (tmp_path / "bad.jpg").write_text("not an image")
+    common = ["--checkpoint", checkpoint, "--device", "cpu"]
+
+    result = _run(
+        good, tmp_path / "bad.jpg", tmp_path / "missing.png", "-o", tmp_path / "o", *common
+    )
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [str((tmp_path / "o" / "good.png").resolve())]
+    assert "bad.jpg: not a recognised image format" in result.stderr
+    assert "missing.png: file not found" in result.stderr
+    assert "1 written, 2 not written" in result.stderr
+
+    # Writing onto an input is refused before anything runs.
+    before = good.read_bytes()
+    onto = _run(good, "-o", tmp_path, *common)
+    assert onto.exit_code == 2 and "over its input" in onto.stderr
+    assert good.read_bytes() == before
+
+    usage = [
+        (["--format", "jpeg"], "JPEG has no alpha"),
+        (["--kind", "mask", "--color", "red"], "--color needs --kind color"),
+        (["--color", "nope"], "cannot parse colour"),
+        (["--kind", "background"], "needs a background"),
+        (["--threshold", "2"], "2.0 is not in the range"),
+    ]
+    for extra, message in usage:
+        bad = _run(good, "-o", tmp_path / "u", *common, *extra)
+        assert bad.exit_code == 2 and message in bad.stderr, (extra, bad.stderr)
+    assert not (tmp_path / "u").exists()
+
+    missing_ckpt = _run(good, "-o", tmp_path / "u", env={"UNETBG_CHECKPOINT": ""})
+    assert missing_ckpt.exit_code == 2 and "--checkpoint" in missing_ckpt.stderr
+    (tmp_path / "junk.pth").write_bytes(b"this is not a checkpoint")
+    junk = _run(good, "-o", tmp_path / "u", "--checkpoint", tmp_path / "junk.pth")
+    assert junk.exit_code == 1 and "junk.pth" in junk.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu(tmp_path: Path, checkpoint: Path) -> None:
+    good = write_photo(tmp_path / "good.png", 30, 20)
+    result = _run(good, "-o", tmp_path / "o", "--checkpoint", checkpoint, "--device", "cuda")
+    assert result.exit_code == 1 and "no CUDA GPU" in result.stderr
+
+
+def test_installed_entry_point(tmp_path: Path, checkpoint: Path) -> None:
+    src = write_photo(tmp_path / "p.jpg", 24, 24)
+    exe = Path(sys.executable).with_name("unetbg")
+    env = {**os.environ, "UNETBG_CHECKPOINT": str(checkpoint)}
+    proc = subprocess.run(
+        [str(exe), "remove", str(src), "-o", str(tmp_path / "o"), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == (tmp_path / "o" / "p.png").resolve()
+
+
+def test_help_imports_no_torch() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from unetbg.cli import main\n"
+        "r = CliRunner().invoke(main, ['remove', '--help'])\n"
+        "assert r.exit_code == 0 and '--checkpoint' in r.output, r.output\n"
+        "assert 'UNETBG_CHECKPOINT' in r.output\n"
+        "print('torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -1,0 +1,144 @@
+"""unetbg.inference.ModelInference with a real checkpoint file on the CPU."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inference_fixtures import person_photo, tiny_checkpoint, write_photo
+from unetbg.images import ImageError
+from unetbg.inference import ModelInference
+from unetbg.model import CheckpointError
+from unetbg.removal import SKIP_EXISTS, SKIP_NOT_IMAGE, OutputOptions
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint: Path) -> ModelInference:
+    return ModelInference(checkpoint, device="cpu", batch_size=4)
+
+
+def test_loads_once_and_logs_device(checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="unetbg.inference"):
+        mi = ModelInference(checkpoint, device="auto", batch_size=2)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert mi.device.type == expected
+    assert f"on {mi.device}" in caplog.text and str(checkpoint) in caplog.text
+    assert mi.preprocessing.image_size == 64
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu_is_an_error(checkpoint: Path) -> None:
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        ModelInference(checkpoint, device="cuda")
+
+
+def test_bad_checkpoint_and_batch_size(tmp_path: Path, checkpoint: Path) -> None:
+    (tmp_path / "x.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        ModelInference(tmp_path / "x.pth", device="cpu")
+    with pytest.raises(ValueError, match="batch_size"):
+        ModelInference(checkpoint, device="cpu", batch_size=0)
+
+
+def test_predict_mask_accepts_paths_pil_and_arrays(tmp_path: Path, model: ModelInference) -> None:
+    path = write_photo(tmp_path / "p.png", 70, 45)
+    photo = person_photo(70, 45)
+    masks = model.predict_mask([path, Image.open(path), photo, str(path)])
+    assert len(masks) == 4
+    for m in masks:
+        assert m.shape == (45, 70) and m.dtype == np.float32
+        assert m.min() >= 0.0 and m.max() <= 1.0
+        np.testing.assert_allclose(m, masks[0], atol=1e-6)
+    # One image alone is still a list; a threshold gives boolean masks.
+    (single,) = model.predict_mask(photo, threshold=0.5)
+    assert single.dtype == bool
+    np.testing.assert_array_equal(single, masks[0] >= 0.5)
+    with pytest.raises(ImageError, match="empty file"):
+        (tmp_path / "e.jpg").write_bytes(b"")
+        model.predict_mask([tmp_path / "e.jpg"])
+
+
+def test_batching_does_not_change_results(checkpoint: Path) -> None:
+    images = [person_photo(w, h) for w, h in ((64, 64), (90, 50), (31, 77), (128, 96), (40, 41))]
+    one = ModelInference(checkpoint, device="cpu", batch_size=1).predict_mask(images)
+    many = ModelInference(checkpoint, device="cpu", batch_size=8).predict_mask(images)
+    for a, b, img in zip(one, many, images, strict=True):
+        assert a.shape == img.shape[:2]
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_remove_background_keeps_size_and_orientation(
+    tmp_path: Path, model: ModelInference
+) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 8  # displayed rotated: stored 60×40 is shown as 40×60
+    src = write_photo(tmp_path / "in.jpg", 60, 40, exif=exif, quality=95)
+    before = src.read_bytes()
+
+    image = model.remove_background(src, tmp_path / "out" / "cut.png")
+    assert image.mode == "RGBA" and image.size == (40, 60)
+    with Image.open(tmp_path / "out" / "cut.png") as written:
+        assert written.format == "PNG" and written.size == (40, 60)
+    # The format follows the suffix when no options are given.
+    model.remove_background(src, tmp_path / "cut.webp")
+    with Image.open(tmp_path / "cut.webp") as written:
+        assert written.format == "WEBP" and written.mode == "RGBA"
+    assert src.read_bytes() == before
+
+    # An odd size survives exactly, for every kind.
+    odd = person_photo(37, 23)
+    bg = person_photo(5, 90)
+    for options in (
+        OutputOptions(kind="mask"),
+        OutputOptions(kind="color", color="red", format="jpeg"),
+        OutputOptions(kind="background", background=bg, threshold=0.5),
+    ):
+        assert model.remove_background(odd, options=options).size == (37, 23)
+
+
+def test_remove_background_refusals(tmp_path: Path, model: ModelInference) -> None:
+    src = write_photo(tmp_path / "a.png", 30, 20)
+    before = src.read_bytes()
+    with pytest.raises(ValueError, match="overwrite the input"):
+        model.remove_background(src, src)
+    with pytest.raises(ValueError, match="JPEG has no alpha"):
+        model.remove_background(src, tmp_path / "a.jpg")
+    with pytest.raises(ValueError, match="jpeg suffix but format is png"):
+        model.remove_background(src, tmp_path / "b.jpg", OutputOptions())
+    assert src.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_batch_process_summary(tmp_path: Path, model: ModelInference) -> None:
+    src, out = tmp_path / "photos", tmp_path / "cutouts"
+    write_photo(src / "a.jpg", 50, 40)
+    write_photo(src / "a.png", 40, 50)
+    write_photo(src / "trip" / "b.webp", 33, 33)
+    (src / "trip" / "c.jpg").write_bytes(b"\xff\xd8\xff")
+    (src / "list.csv").write_text("a,b\n")
+
+    summary = model.batch_process(src, out, kind="mask")
+    assert (summary.processed, summary.failed, summary.skipped) == (3, 1, 1)
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a.jpg.png", "a.png.png", "trip/b.png"]
+    with Image.open(out / "a.png.png") as im:
+        assert im.mode == "L" and im.size == (40, 50)
+    failed = [r for r in summary.results if not r.ok and not r.skipped]
+    assert failed[0].source == src / "trip" / "c.jpg" and "JPEG" in failed[0].error
+    assert {r.error for r in summary.results if r.skipped} == {SKIP_NOT_IMAGE}
+
+    again = model.batch_process(src, out, options=OutputOptions(kind="mask"))
+    assert again.processed == 0 and again.skipped == 4
+    assert SKIP_EXISTS in {r.error for r in again.results}
+    with pytest.raises(TypeError, match="not both"):
+        model.batch_process(src, out, options=OutputOptions(), kind="mask")
