@@ -1,0 +1,126 @@
+"""``unetbg remove-dir``: a whole folder as a job (embedded, or on Celery workers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from unetbg.cli.jobs import EXIT_HELP, service_errors, submit_and_follow
+from unetbg.removal import FORMATS, KINDS
+
+
+@click.command(epilog=EXIT_HELP)
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--checkpoint",
+    default="best",
+    show_default=True,
+    help="'best' (registered checkpoint with the best val IoU), a registered "
+    "checkpoint id (`unetbg checkpoints`) or a .pth path.",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Follow the job with a progress bar until it ends (always the case "
+    "without a broker, where the job runs in this process).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per worker task (default: UNETBG_CHUNK_SIZE, 16).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Images per model forward pass.",
+)
+@click.option("--overwrite", is_flag=True, help="Redo images whose output exists.")
+@click.option("--follow-symlinks", is_flag=True, help="Follow links leaving the input folder.")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default=None,
+    help="cutout (RGBA), mask, color or background. "
+    "Default: background with --background, color with --color, else cutout.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(tuple(FORMATS), case_sensitive=False),
+    default="png",
+    show_default=True,
+    help="png and webp keep transparency; jpeg only for --kind color/background.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Hard mask: person where probability >= T (default: soft edges).",
+)
+@click.option("--color", default=None, help="Colour for --kind color, e.g. '#ffffff' or 'white'.")
+@click.option(
+    "--background",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Image behind the person (--kind background).",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Where the workers run the model: auto, cpu, cuda or cuda:N.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --wait: print the final job as JSON.")
+def remove_dir(
+    input_dir,
+    output_dir,
+    checkpoint,
+    wait,
+    chunk_size,
+    batch_size,
+    overwrite,
+    follow_symlinks,
+    kind,
+    output_format,
+    threshold,
+    color,
+    background,
+    device,
+    as_json,
+) -> None:
+    """Remove the background of every image under INPUT_DIR into OUTPUT_DIR.
+
+    Sub-folders are mirrored; outputs already present are skipped (so running the
+    same command again does only what is missing or failed) unless --overwrite.
+    Prints the job id. With a broker (UNETBG_BROKER_URL) the job is queued for the
+    workers and the command returns; add --wait to follow it.
+    """
+    from unetbg import jobs
+
+    if kind is None:
+        kind = "background" if background else "color" if color else "cutout"
+    if color is not None and kind != "color":
+        raise click.UsageError(f"--color needs --kind color (got --kind {kind})")
+    job_id = service_errors(
+        lambda: jobs.create_remove_dir_job(
+            input_dir,
+            output_dir,
+            checkpoint,
+            kind=kind,
+            output_format=output_format,
+            threshold=threshold,
+            color=color or (255, 255, 255),
+            background=background,
+            chunk_size=chunk_size,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            follow_symlinks=follow_symlinks,
+            device=device,
+        )
+    )
+    submit_and_follow(job_id, wait, as_json)

@@ -1,0 +1,192 @@
+"""``JobTask``: the base class of every unetbg Celery task.
+
+It owns what task bodies should not repeat: the settings and database sessions,
+the job id in every log line, claiming a job (with the redelivery rules below),
+the heartbeat, and recording a failure on the job when the body raises.
+
+Redelivery rules for a whole-job task (training, evaluation), see docs/jobs.md:
+
+* the job is final (done, failed, cancelled) -> the message is dropped;
+* the job is ``running`` under another worker that is alive (same host: its pid
+  exists; another host: its heartbeat is fresher than ``heartbeat_timeout``) ->
+  the message is *deferred* (retried after ``heartbeat_timeout``) instead of
+  starting a second copy of the run;
+* otherwise (first delivery, or the previous worker died) -> this worker claims it,
+  ``attempts`` goes up and the run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Task
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from unetbg.db.models import FINAL_JOB_STATES, Job, utcnow
+from unetbg.jobs import (
+    LOST_PREFIX,
+    JobError,
+    JobView,
+    db_session,
+    finish,
+    heartbeat_fresh,
+    worker_alive,
+    worker_identity,
+)
+from unetbg.settings import Settings, get_settings
+
+_current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("job", default=None)
+
+
+class _JobLogAdapter(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        return f"job {_current_job.get() or '-'}: {msg}", kwargs
+
+
+log = _JobLogAdapter(logging.getLogger("unetbg.tasks"), {})
+
+
+class JobTask(Task):
+    """Base for tasks whose first argument is a job id."""
+
+    #: Seconds between heartbeats; a fraction of ``heartbeat_timeout`` (at least 1 s).
+    heartbeat_divisor = 10
+
+    def __call__(self, job_id: str, *args: Any, **kwargs: Any) -> Any:
+        token = _current_job.set(job_id)
+        try:
+            return super().__call__(job_id, *args, **kwargs)
+        finally:
+            _current_job.reset(token)
+
+    # -- context --------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        # Read per use: tests and `unetbg worker` set the environment before tasks run.
+        return get_settings()
+
+    @property
+    def log(self) -> logging.LoggerAdapter:
+        return log
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A short transaction; never hold one across model work (SQLite has one writer)."""
+        with db_session(self.settings) as session:
+            yield session
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self.session() as session:
+            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    # -- claiming -------------------------------------------------------------------
+
+    def claim_job(self, job_id: str) -> JobView | None:
+        """Take ``job_id`` for this worker, or return ``None`` when it must not run here.
+
+        Raises celery's ``Retry`` to defer a duplicate delivery (module docstring).
+        """
+        me = worker_identity()
+        settings = self.settings
+        with self.session() as session:
+            job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+            if job is None:
+                self.log.warning("no such job; dropping the message")
+                return None
+            lost = job.state == "failed" and (job.error or "").startswith(LOST_PREFIX)
+            if job.state in FINAL_JOB_STATES and not lost:
+                self.log.info("already %s; dropping the redelivered message", job.state)
+                return None
+            if job.cancel_requested:
+                finish(job, "cancelled")
+                self.log.info("cancelled before it started")
+                return None
+            if job.state == "running" and job.worker_host != me:
+                alive = worker_alive(job.worker_host)
+                fresh = heartbeat_fresh(job, settings)
+                if fresh and alive is not False:
+                    return self._defer(job.worker_host, settings)
+                self.log.warning(
+                    "taking over from %s (alive=%s, heartbeat %s): attempt %d",
+                    job.worker_host,
+                    alive,
+                    job.heartbeat_at,
+                    job.attempts + 1,
+                )
+            now = utcnow()
+            job.state, job.error, job.finished_at = "running", None, None
+            job.worker_host, job.heartbeat_at = me, now
+            job.started_at = job.started_at or now
+            job.attempts = (job.attempts or 0) + 1
+            return JobView.of(job)
+
+    def _defer(self, other: str | None, settings: Settings) -> None:
+        if self.request.is_eager or self.request.called_directly:
+            raise JobError(f"job is running in worker {other}; not starting a second copy")
+        self.log.warning(
+            "still running in live worker %s; deferring this delivery by %d s",
+            other,
+            settings.heartbeat_timeout,
+        )
+        # A retry is a new message (this one is acked), checked again later: if that
+        # worker has died by then, the run is taken over and resumed.
+        raise self.retry(countdown=settings.heartbeat_timeout, max_retries=None)
+
+    # -- heartbeat ------------------------------------------------------------------
+
+    @contextmanager
+    def heartbeat(self, job_id: str) -> Iterator[None]:
+        """Refresh ``Job.heartbeat_at`` from a thread while the body runs.
+
+        A thread (not the training callbacks) so that a long validation pass or a
+        slow first batch does not look like a dead worker.
+        """
+        me = worker_identity()
+        interval = max(1.0, self.settings.heartbeat_timeout / self.heartbeat_divisor)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                try:
+                    with self.session() as session:
+                        session.execute(
+                            update(Job)
+                            .where(Job.id == job_id, Job.worker_host == me)
+                            .values(heartbeat_at=utcnow())
+                        )
+                except Exception:  # a DB blip must not kill the run; the next beat retries
+                    self.log.exception("heartbeat failed")
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    # -- failure --------------------------------------------------------------------
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        """Record the error on the job so `unetbg status` shows why it failed."""
+        job_id = args[0] if args else kwargs.get("job_id")
+        message = f"{type(exc).__name__}: {exc}"
+        try:
+            self.record_failure(job_id, args, kwargs, message)
+        except Exception:
+            self.log.exception("could not record the failure of %s", task_id)
+        self.log.error("task %s failed: %s", task_id, message)
+
+    def record_failure(self, job_id: str, args, kwargs, message: str) -> None:
+        """Mark the job failed; subclasses with items override this."""
+        with self.session() as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                finish(job, "failed", message)

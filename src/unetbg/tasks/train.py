@@ -1,0 +1,99 @@
+"""``train_job(job_id)``: run ``fit`` for a recorded training job.
+
+Every finished epoch's figures and every saved checkpoint go to the database as
+they happen; ``Job.cancel_requested`` stops the run at its next step (the position
+is kept in ``last_model.pth``); a redelivered message resumes from there.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from celery import shared_task
+from sqlalchemy import update
+
+from unetbg.db.models import Checkpoint, Job, utcnow
+from unetbg.jobs import finish, jsonable, register_checkpoint, upsert_epoch_metrics
+from unetbg.tasks.base import JobTask
+
+#: Seconds between reads of the cancel flag (``should_stop`` is asked every step).
+CANCEL_POLL_S = 1.0
+
+
+class CancelFlag:
+    """``should_stop`` for ``fit``: reads ``Job.cancel_requested`` at most every ``poll_s``."""
+
+    def __init__(self, task: JobTask, job_id: str, poll_s: float = CANCEL_POLL_S) -> None:
+        self.task, self.job_id, self.poll_s = task, job_id, poll_s
+        self._checked = float("-inf")
+        self.requested = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.requested and now - self._checked >= self.poll_s:
+            self._checked = now
+            self.requested = self.task.cancel_requested(self.job_id)
+        return self.requested
+
+
+@shared_task(bind=True, base=JobTask, name="unetbg.train_job")
+def train_job(self: JobTask, job_id: str) -> dict:
+    """Train the job's config into its run folder; returns a small summary."""
+    job = self.claim_job(job_id)
+    if job is None:
+        return {"job": job_id, "ran": False}
+    # Heavy imports here, in the worker child, never in the parent before the fork.
+    from unetbg.training.config import TrainConfig
+    from unetbg.training.fit import fit
+
+    cfg = TrainConfig.from_dict(job.params["config"])
+    run_dir = Path(job.params["run_dir"])
+    self.log.info("training %s (attempt %d) in %s", cfg.preset, job.attempts, run_dir)
+
+    def on_epoch_end(epoch: int, train: dict, val: dict, lr: float) -> None:
+        with self.session() as session:
+            upsert_epoch_metrics(session, job_id, epoch, "train", train, lr)
+            upsert_epoch_metrics(session, job_id, epoch, "val", val, lr)
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(progress_done=epoch, heartbeat_at=utcnow())
+            )
+        self.log.info("epoch %d: val iou %.4f", epoch, val.get("iou", float("nan")))
+
+    def on_checkpoint(path: Path, epoch: int, metrics: dict, is_best: bool) -> None:
+        with self.session() as session:
+            if is_best:
+                # One best checkpoint per job: the newest best_model.pth.
+                session.execute(
+                    update(Checkpoint).where(Checkpoint.job_id == job_id).values(is_best=False)
+                )
+            register_checkpoint(session, job_id, path, epoch, metrics, is_best)
+
+    with self.heartbeat(job_id):
+        result = fit(
+            cfg,
+            run_dir,
+            on_epoch_end=on_epoch_end,
+            on_checkpoint=on_checkpoint,
+            should_stop=CancelFlag(self, job_id),
+            resume=True,
+        )
+    summary = {
+        "status": result.status,
+        "epochs_completed": result.epochs_completed,
+        "best_epoch": result.best_epoch,
+        "best_metrics": result.best_metrics,
+        "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+        "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+        "evaluation": result.evaluation,
+        "seconds": result.seconds,
+    }
+    with self.session() as session:
+        row = session.get(Job, job_id)
+        row.result = jsonable(summary)
+        row.progress_done = result.epochs_completed
+        finish(row, "cancelled" if result.status == "cancelled" else "succeeded")
+    self.log.info("training %s after %d epochs", result.status, result.epochs_completed)
+    return {"job": job_id, "ran": True, "status": result.status}

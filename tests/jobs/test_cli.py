@@ -1,0 +1,142 @@
+"""The job commands without a broker: tables, --json and exit statuses."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from unetbg.cli import main
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_remove_dir_embedded_then_status(embedded_env, photos, tmp_path, checkpoint):
+    out = tmp_path / "out"
+    result = run("remove-dir", photos, out, "--checkpoint", checkpoint, "--chunk-size", "2")
+    assert result.exit_code == 0, result.output
+    job_id = result.stdout.splitlines()[0]
+    assert "running the job in this process" in result.stderr
+    assert "succeeded" in result.stderr and len(list(out.rglob("*.png"))) == 5
+
+    status = run("status", job_id[:8])
+    assert status.exit_code == 0
+    lines = status.stdout.splitlines()
+    assert lines[0].split() == ["job", job_id] and lines[3].split() == ["progress", "5/5", "images"]
+    data = json.loads(run("status", job_id, "--items", "all", "--json").stdout)
+    assert data["state"] == "succeeded" and len(data["item_list"]) == 5
+    assert {i["state"] for i in data["item_list"]} == {"succeeded"}
+
+    table = run("jobs").stdout.splitlines()
+    assert table[0].split() == ["ID", "KIND", "STATE", "PROGRESS", "CREATED", "RUN", "TIME", "NOTE"]
+    assert table[1].startswith(f"{job_id}  remove_dir  succeeded")
+    assert [j["id"] for j in json.loads(run("jobs", "--json", "--state", "succeeded").stdout)] == [
+        job_id
+    ]
+    assert json.loads(run("jobs", "--json", "--kind", "train").stdout) == []
+
+    again = run("remove-dir", photos, out, "--checkpoint", checkpoint)
+    assert again.exit_code == 0
+    rerun = json.loads(run("status", again.stdout.splitlines()[0], "--json").stdout)
+    assert rerun["items"] == {"skipped": 5} and rerun["progress_total"] == 0
+
+
+def test_partial_job_exits_1_and_lists_failures(embedded_env, photos, tmp_path, checkpoint):
+    (photos / "broken.png").write_bytes(b"not a png")
+    result = run("remove-dir", photos, tmp_path / "out", "--checkpoint", checkpoint, "--wait")
+    assert result.exit_code == 1, result.output
+    assert (
+        "partial" in result.stderr and "failed: " in result.stderr and "broken.png" in result.stderr
+    )
+    job_id = result.stdout.splitlines()[0]
+    status = run("status", job_id, "--items", "failed")
+    assert status.exit_code == 1
+    assert "failed items:" in status.stdout and "broken.png" in status.stdout
+    assert "000000" not in status.stdout.split("failed items:")[1]  # only the failed one
+
+
+def test_usage_errors_exit_2(embedded_env, photos, tmp_path, checkpoint):
+    none = run("remove-dir", photos, tmp_path / "out")
+    assert none.exit_code == 2
+    assert (
+        "no trained checkpoint is registered" in none.output and "--checkpoint PATH" in none.output
+    )
+    assert run("status", "nosuchjob").exit_code == 2
+    assert run("cancel", "nosuchjob").exit_code == 2
+    assert (
+        run(
+            "remove-dir",
+            photos,
+            tmp_path / "o",
+            "--checkpoint",
+            checkpoint,
+            "--color",
+            "red",
+            "--kind",
+            "mask",
+        ).exit_code
+        == 2
+    )
+    assert run("remove-dir", photos, tmp_path / "o", "--chunk-size", "0").exit_code == 2
+    worker = run("worker")
+    assert worker.exit_code == 2 and "UNETBG_BROKER_URL" in worker.output
+    assert run("worker", "--queues", "gpu").exit_code == 2
+    bad_preset = run("submit-train", "--preset", "smoke", "--coco-root", tmp_path, "--epochs", "0")
+    assert bad_preset.exit_code == 2 and "epochs must be >= 1" in bad_preset.output
+    assert "Exit status: 0" in run("remove-dir", "--help").output
+    assert "no checkpoints registered" in run("checkpoints").output
+    assert run("jobs").output.strip() == "no jobs"
+
+
+def test_submit_train_and_evaluate_run_in_process(embedded_env, coco_mini):
+    train = run(
+        "submit-train",
+        "--preset",
+        "smoke",
+        "--coco-root",
+        coco_mini,
+        "--epochs",
+        "1",
+        "--max-steps-per-epoch",
+        "2",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "2",
+        "--val-limit",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+        "--wait",
+    )
+    assert train.exit_code == 0, train.output
+    job_id, payload = train.stdout.split("\n", 1)
+    job = json.loads(payload)
+    assert job["state"] == "succeeded" and job["result"]["epochs_completed"] == 1
+    assert job["params"]["run_dir"] == str(embedded_env / "runs" / job_id)
+    status = json.loads(run("status", job_id, "--json").stdout)
+    assert [(e["epoch"], e["split"]) for e in status["epochs"]] == [(1, "train"), (1, "val")]
+    best = [c for c in status["checkpoints"] if c["is_best"]]
+    assert len(best) == 1 and best[0]["path"].endswith("best_model.pth")
+
+    # `best` now resolves to that checkpoint.
+    evaluate = run(
+        "submit-evaluate",
+        "best",
+        "--coco-root",
+        coco_mini,
+        "--limit",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+        "--wait",
+    )
+    assert evaluate.exit_code == 0, evaluate.output
+    figures = json.loads(evaluate.stdout.split("\n", 1)[1])
+    assert figures["state"] == "succeeded"
+    assert figures["params"]["checkpoint"] == best[0]["path"]
+    assert figures["result"]["images"] == 2 and 0 <= figures["result"]["iou"] <= 1
