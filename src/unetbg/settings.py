@@ -29,8 +29,8 @@ class Settings:
     broker_url: str | None
     #: SQLAlchemy URL; defaults to a SQLite file inside ``data_dir``.
     database_url: str
-    #: Seconds Redis waits before redelivering an unacknowledged task. Must exceed the
-    #: longest single task: see docs/jobs.md for how training is split to stay under it.
+    #: Seconds Redis waits before redelivering an unacknowledged task. A training task can
+    #: outlive it: tasks keep a DB heartbeat and defer duplicate deliveries (docs/jobs.md).
     visibility_timeout: int = 6 * 3600
     #: Images per remove-dir chunk task.
     chunk_size: int = 16
