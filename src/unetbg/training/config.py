@@ -12,6 +12,7 @@ This module imports no torch so the CLI can build its options without loading it
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import typing
 from dataclasses import asdict, dataclass, fields, replace
@@ -72,7 +73,7 @@ class TrainConfig:
     final_evaluation: bool = True
 
     # Which COCO person annotations become training targets.
-    min_area: int = 0
+    min_area: float = 0.0
     crowd: str = "ignore"
 
     # Model (unetbg.model.ModelConfig) and loss (unetbg.model.CompositeLoss).
@@ -105,14 +106,46 @@ class TrainConfig:
         cpus = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
         return replace(
             self,
-            num_workers=self.num_workers if self.num_workers is not None else (min(8, cpus) if cuda else 0),
+            num_workers=self.num_workers
+            if self.num_workers is not None
+            else (min(8, cpus) if cuda else 0),
             pin_memory=self.pin_memory if self.pin_memory is not None else cuda,
             amp=self.amp if self.amp is not None else cuda,
             channels_last=self.channels_last if self.channels_last is not None else cuda,
         )
 
 
+def _type_problems(cfg: TrainConfig):
+    for name, hint in field_types().items():
+        value = getattr(cfg, name)
+        allowed = typing.get_args(hint) or (hint,)
+        # bool is an int subclass: refuse True where a number is expected.
+        ok = any(
+            (value is None and t is type(None))
+            or (t is bool and isinstance(value, bool))
+            or (
+                t is not bool
+                and t is not type(None)
+                and isinstance(value, t)
+                and not isinstance(value, bool)
+            )
+            or (t is float and isinstance(value, int) and not isinstance(value, bool))
+            for t in allowed
+        )
+        if not ok:
+            yield f"{name} must be {_type_name(hint)}, got {value!r}"
+
+
+def _type_name(hint: Any) -> str:
+    names = [getattr(t, "__name__", str(t)) for t in (typing.get_args(hint) or (hint,))]
+    return " or ".join("None" if n == "NoneType" else n for n in names)
+
+
 def _problems(cfg: TrainConfig):
+    type_problems = list(_type_problems(cfg))
+    if type_problems:
+        yield from type_problems
+        return
     positive = ("epochs", "batch_size", "image_size")
     for name in positive:
         if getattr(cfg, name) < 1:
@@ -152,33 +185,12 @@ def _problems(cfg: TrainConfig):
         yield "recon_weight > 0 needs reconstruction=True"
 
 
-#: The named presets. ``balanced`` equals the dataclass defaults.
-PRESETS: dict[str, TrainConfig] = {
-    "smoke": TrainConfig(
-        preset="smoke",
-        epochs=2,
-        batch_size=4,
-        lr=1e-3,
-        image_size=96,
-        patience=None,
-        warmup_fraction=0.0,
-        max_steps_per_epoch=4,
-        val_limit=8,
-        encoder_weights=None,
-    ),
-    "fast": TrainConfig(preset="fast", epochs=30, batch_size=32, lr=2e-4, image_size=256, patience=5),
-    "balanced": TrainConfig(),
-    "quality": TrainConfig(
-        preset="quality", epochs=200, batch_size=8, lr=5e-5, image_size=512, patience=20
-    ),
-}
-
-
 def field_names() -> list[str]:
     """Names of every :class:`TrainConfig` field, in declaration order."""
     return [f.name for f in fields(TrainConfig)]
 
 
+@functools.cache
 def field_types() -> dict[str, Any]:
     """Resolved type hints of the fields (``from __future__`` leaves them as strings)."""
     hints = typing.get_type_hints(TrainConfig)
@@ -206,7 +218,7 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_config(preset: str = "balanced", **overrides: Any) -> TrainConfig:
+def resolve_config(preset: str = "balanced", /, **overrides: Any) -> TrainConfig:
     """The ``preset`` config with ``overrides`` applied (``None`` values are not skipped).
 
     Raises ``ValueError`` naming the valid presets or fields for unknown ones, and
@@ -218,3 +230,68 @@ def resolve_config(preset: str = "balanced", **overrides: Any) -> TrainConfig:
     if "preset" in overrides and overrides["preset"] != preset:
         raise ValueError("'preset' cannot be overridden; pass it as the preset argument")
     return dataclasses.replace(PRESETS[preset], **_coerce(overrides))
+
+
+#: The named presets. ``balanced`` equals the dataclass defaults.
+PRESETS: dict[str, TrainConfig] = {
+    "smoke": TrainConfig(
+        preset="smoke",
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        image_size=96,
+        patience=None,
+        warmup_fraction=0.0,
+        max_steps_per_epoch=4,
+        val_limit=8,
+        encoder_weights=None,
+    ),
+    "fast": TrainConfig(
+        preset="fast", epochs=30, batch_size=32, lr=2e-4, image_size=256, patience=5
+    ),
+    "balanced": TrainConfig(),
+    "quality": TrainConfig(
+        preset="quality", epochs=200, batch_size=8, lr=5e-5, image_size=512, patience=20
+    ),
+}
+
+
+#: One line per field for ``unetbg train --help``.
+FIELD_HELP: dict[str, str] = {
+    "coco_root": "COCO 2017 folder (annotations/, train2017/, val2017/).",
+    "train_split": "Split to train on (train or val).",
+    "val_split": "Split to validate and finally evaluate on.",
+    "epochs": "Number of epochs.",
+    "batch_size": "Images per optimisation step.",
+    "lr": "Peak learning rate (AdamW).",
+    "weight_decay": "AdamW weight decay.",
+    "image_size": "Letterbox size in pixels (multiple of 32).",
+    "optimizer": "Optimizer (adamw).",
+    "scheduler": "LR schedule (cosine: linear warm-up, then cosine decay).",
+    "warmup_fraction": "Share of all steps spent warming the lr up.",
+    "min_lr_ratio": "Final lr as a share of the peak lr.",
+    "grad_clip": "Max gradient L2 norm.",
+    "patience": "Epochs without val IoU gain before stopping early.",
+    "min_delta": "Smallest val IoU gain that counts as a gain.",
+    "augment": "Random augmentation of training images.",
+    "device": "auto, cpu, cuda or cuda:N (cuda without a GPU fails).",
+    "seed": "Seed for weights, image order and augmentation.",
+    "num_workers": "DataLoader workers (default: 0 on CPU, min(8, cpus) on CUDA).",
+    "pin_memory": "Pinned host memory (default: on with CUDA).",
+    "amp": "Mixed precision (default: on with CUDA, off on CPU).",
+    "channels_last": "Channels-last memory layout (default: on with CUDA).",
+    "max_steps_per_epoch": "Cap on steps per epoch (smoke runs).",
+    "train_limit": "Use only the first N training images.",
+    "val_limit": "Validate and evaluate on the first N images only.",
+    "threshold": "Probability from which a pixel counts as person.",
+    "final_evaluation": "Score best_model.pth at the original resolution at the end.",
+    "min_area": "Smaller person annotations (pixels) become ignore pixels.",
+    "crowd": "Crowd regions: ignore, background or skip (leave the image out).",
+    "encoder": "Encoder architecture.",
+    "encoder_weights": "Initial encoder weights: imagenet, a local file, or none.",
+    "attention": "Skip-connection attention (gate) or none.",
+    "reconstruction": "Add the person reconstruction head.",
+    "bce_weight": "Weight of the BCE loss.",
+    "dice_weight": "Weight of the Dice loss.",
+    "recon_weight": "Weight of the reconstruction loss (needs --reconstruction).",
+}

@@ -1,0 +1,175 @@
+"""``unetbg train``: run ``unetbg.training.fit`` in the foreground.
+
+One ``--option`` per ``TrainConfig`` field is generated from the dataclass, so every field
+can be overridden and a new field needs no CLI change. Only options given on the command
+line override the preset (or, with ``--resume``, the run's saved config.json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import typing
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from unetbg.training.config import FIELD_HELP, PRESETS, field_types
+
+_NONE = object()  # "none" typed for an optional field: set it to None explicitly
+# Set by their own options, not generated.
+_SPECIAL = {"preset", "coco_root", "device"}
+
+
+class _OptionalType(click.ParamType):
+    """A base type that also accepts the word ``none`` (meaning: set the field to None)."""
+
+    def __init__(self, base: click.ParamType) -> None:
+        self.base = base
+        self.name = f"{base.name}|none"
+
+    def convert(self, value: Any, param, ctx) -> Any:
+        if value is _NONE or (isinstance(value, str) and value.lower() == "none"):
+            return _NONE
+        return self.base.convert(value, param, ctx)
+
+
+def _field_options(command):
+    """Decorate ``command`` with one option per TrainConfig field (except the special ones)."""
+    bases = {int: click.INT, float: click.FLOAT, str: click.STRING}
+    for name, hint in reversed(list(field_types().items())):
+        if name in _SPECIAL:
+            continue
+        flag = name.replace("_", "-")
+        args = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+        optional = type(None) in typing.get_args(hint)
+        base = args[0]
+        if base is bool:
+            decl = f"--{flag}/--no-{flag}"
+            command = click.option(decl, name, default=None, help=FIELD_HELP[name])(command)
+            continue
+        param_type = _OptionalType(bases[base]) if optional else bases[base]
+        command = click.option(
+            f"--{flag}",
+            name,
+            type=param_type,
+            default=None,
+            help=FIELD_HELP[name] + (" 'none' unsets it." if optional else ""),
+        )(command)
+    return command
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("unetbg")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def default_run_dir() -> Path:
+    """``<data_dir>/runs/YYYYMMDD_HHMMSS`` (with a suffix if that second is taken)."""
+    from unetbg.settings import get_settings
+
+    base = get_settings().runs_dir / datetime.now().strftime("%Y%m%d_%H%M%S")
+    candidate, n = base, 1
+    while candidate.exists():
+        candidate, n = base.with_name(f"{base.name}_{n}"), n + 1
+    return candidate
+
+
+@click.command()
+@click.option(
+    "--preset",
+    type=click.Choice(list(PRESETS)),
+    default=None,
+    help="Named configuration (default: balanced).",
+)
+@click.option(
+    "--coco-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="COCO 2017 folder (annotations/, train2017/, val2017/).",
+)
+@click.option(
+    "--device", default=None, help="auto, cpu, cuda or cuda:N (cuda without a GPU fails)."
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Continue the run in this folder from its last_model.pth.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder (default: <data dir>/runs/YYYYMMDD_HHMMSS).",
+)
+@_field_options
+def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
+    """Train the model in the foreground; prints the run folder and the final figures.
+
+    Values come from the preset (default: balanced), then from the options given here.
+    """
+    from unetbg.training.config import TrainConfig, resolve_config
+
+    overrides = {k: (None if v is _NONE else v) for k, v in fields.items() if v is not None}
+    if coco_root is not None:
+        overrides["coco_root"] = str(coco_root)
+    if device is not None:
+        overrides["device"] = device
+    try:
+        if resume_dir is not None:
+            if preset is not None or output_dir is not None:
+                raise ValueError("--resume continues a run folder: drop --preset/--output-dir")
+            config_path = resume_dir / "config.json"
+            if not config_path.is_file():
+                raise ValueError(f"{config_path} not found: not a run folder")
+            saved = json.loads(config_path.read_text())
+            cfg = TrainConfig.from_dict(saved | overrides)
+            run_dir = resume_dir
+        else:
+            cfg = resolve_config(preset or "balanced", **overrides)
+            run_dir = output_dir or default_run_dir()
+        if cfg.coco_root is None:
+            raise ValueError("--coco-root is required")
+        from unetbg.model import resolve_device
+
+        resolve_device(cfg.device)  # fails now, clearly, for --device cuda without a GPU
+    except (ValueError, RuntimeError) as exc:
+        raise click.UsageError(str(exc)) from exc
+
+    from unetbg.data import CocoError
+    from unetbg.model import CheckpointError, EncoderWeightsError
+    from unetbg.training.fit import fit
+
+    _setup_logging()
+    click.echo(f"run folder: {run_dir}")
+    try:
+        result = fit(cfg, run_dir, resume=resume_dir is not None)
+    except (CocoError, EncoderWeightsError, CheckpointError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"status: {result.status} after {result.epochs_completed} epoch(s), {result.seconds:.1f}s"
+    )
+    if result.best_epoch is not None:
+        m = result.best_metrics
+        click.echo(
+            f"best epoch {result.best_epoch}: val IoU {m['iou']:.4f}  Dice {m['dice']:.4f}  "
+            f"pixel accuracy {m['pixel_accuracy']:.4f} (letterboxed {cfg.image_size}px)"
+        )
+    if result.evaluation is not None:
+        e, b = result.evaluation, result.evaluation["baseline"]
+        click.echo(
+            f"original resolution, {e['images']} {cfg.val_split} images: IoU {e['iou']:.4f}  "
+            f"Dice {e['dice']:.4f}  pixel accuracy {e['pixel_accuracy']:.4f}  "
+            f"(all-foreground: IoU {b['iou']:.4f}  Dice {b['dice']:.4f}  "
+            f"pixel accuracy {b['pixel_accuracy']:.4f})"
+        )
+    click.echo(f"best checkpoint: {result.best_checkpoint}")

@@ -1,0 +1,133 @@
+"""Datasets and DataLoaders for a run, built so that an epoch can be replayed exactly.
+
+Two things decide what a training epoch sees: the order of the images and the random
+augmentation of each one. Both are derived from ``(seed, epoch)`` alone:
+
+- :class:`EpochSampler` draws the order from a ``torch.Generator`` seeded with
+  ``seed + epoch`` and can skip the first ``k`` batches (a resume in the middle of an epoch);
+- :class:`EpochSeededSamples` reseeds the augmentation pipeline from
+  ``(seed, epoch, index)`` before each sample, so a sample's augmentation does not depend on
+  which worker loads it or on what was loaded before it.
+
+With ``num_workers > 0`` the data presets reseed their pipeline once per worker on its first
+sample (see ``unetbg.data.presets``), which overrides the per-sample seed for that one sample;
+runs stay reproducible, but a mid-epoch resume is exact only with ``num_workers=0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from unetbg.data import CocoPersonDataset, CocoPersons, EvalPreset, PersonFilter, TrainPreset
+from unetbg.training.config import TrainConfig
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation of ``range(n)`` fixed by ``(seed, epoch)``, optionally skipping a prefix."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Use the order of ``epoch`` and leave out its first ``skip`` indices."""
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.n, generator=generator).tolist()
+        return iter(order[self.skip :])
+
+    def __len__(self) -> int:
+        return self.n - self.skip
+
+
+class EpochSeededSamples(Dataset):
+    """Wraps a training dataset so each sample's augmentation is seeded from its index."""
+
+    def __init__(self, dataset: CocoPersonDataset | Subset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+        base = dataset.dataset if isinstance(dataset, Subset) else dataset
+        self.pipeline = base.transform.transform  # the preset's albumentations Compose
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
+        self.pipeline.set_random_seed(int(state))
+        return self.dataset[index]
+
+
+@dataclass
+class RunData:
+    """The loaders of a run plus what ``fit`` needs to steer and report them."""
+
+    train_loader: DataLoader
+    val_loader: DataLoader
+    train_sampler: EpochSampler
+    train_samples: EpochSeededSamples
+    train_images: int
+    val_images: int
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        """Prepare the training loader for ``epoch`` (1-based), skipping whole batches."""
+        batch_size = self.train_loader.batch_size
+        self.train_sampler.set_epoch(epoch, skip_batches * batch_size)
+        self.train_samples.set_epoch(epoch)
+        # Worker seeds come from the loader's generator: fix them per epoch too.
+        self.train_loader.generator.manual_seed(self.train_sampler.seed + epoch)
+
+
+def _limited(dataset: CocoPersonDataset, limit: int | None) -> CocoPersonDataset | Subset:
+    if limit is None or limit >= len(dataset):
+        return dataset
+    return Subset(dataset, range(limit))
+
+
+def build_data(cfg: TrainConfig) -> RunData:
+    """Datasets and loaders for ``cfg`` (``num_workers`` and ``pin_memory`` already resolved)."""
+    if cfg.coco_root is None:
+        raise ValueError("coco_root is not set: pass the COCO 2017 folder (--coco-root)")
+    person_filter = PersonFilter(min_area=cfg.min_area, crowd=cfg.crowd)
+    train_preset = (
+        TrainPreset(cfg.image_size, seed=cfg.seed) if cfg.augment else EvalPreset(cfg.image_size)
+    )
+    train_base = _limited(
+        CocoPersonDataset(CocoPersons(cfg.coco_root, cfg.train_split, person_filter), train_preset),
+        cfg.train_limit,
+    )
+    val_base = _limited(
+        CocoPersonDataset(
+            CocoPersons(cfg.coco_root, cfg.val_split, person_filter), EvalPreset(cfg.image_size)
+        ),
+        cfg.val_limit,
+    )
+    train_samples = EpochSeededSamples(train_base, cfg.seed)
+    sampler = EpochSampler(len(train_samples), cfg.seed)
+    # A last batch of one image gives noisy BatchNorm statistics; drop it unless it is all.
+    drop_last = len(train_samples) > cfg.batch_size
+    common = {
+        "num_workers": cfg.num_workers,
+        "pin_memory": cfg.pin_memory,
+        # Workers are recreated each epoch so they pick up the new epoch number.
+        "persistent_workers": False,
+    }
+    train_loader = DataLoader(
+        train_samples,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        generator=torch.Generator(),
+        **common,
+    )
+    val_loader = DataLoader(val_base, batch_size=cfg.batch_size, shuffle=False, **common)
+    return RunData(train_loader, val_loader, sampler, train_samples, len(train_base), len(val_base))

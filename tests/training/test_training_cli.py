@@ -1,0 +1,134 @@
+"""`unetbg train` and `unetbg evaluate` through click, on the real COCO subset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from unetbg.cli import main
+
+
+def _invoke(args, env=None):
+    return CliRunner().invoke(main, args, env=env)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_train_with_cuda_and_no_gpu_fails_clearly_instead_of_falling_back(coco_mini, tmp_path):
+    result = _invoke(
+        [
+            "train",
+            "--preset",
+            "smoke",
+            "--coco-root",
+            str(coco_mini),
+            "--device",
+            "cuda",
+            "--output-dir",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert result.exit_code == 2
+    assert "cuda" in result.output.lower()
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "huge"], "'huge' is not one of"),
+        (["--epochs", "0"], "epochs must be >= 1"),
+        (["--image-size", "100"], "multiple of 32"),
+        (["--crowd", "maybe"], "crowd must be one of"),
+    ],
+)
+def test_train_refuses_bad_options_with_the_reason(coco_mini, tmp_path, args, message):
+    result = _invoke(["train", "--coco-root", str(coco_mini), "--output-dir", str(tmp_path), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_train_needs_a_coco_root(tmp_path):
+    result = _invoke(["train", "--preset", "smoke", "--output-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--coco-root is required" in result.output
+
+
+def test_train_help_lists_every_config_field():
+    from unetbg.training.config import field_names
+
+    result = _invoke(["train", "--help"])
+    assert result.exit_code == 0
+    for name in field_names():
+        assert "--" + name.replace("_", "-") in result.output, name
+
+
+@pytest.mark.slow
+def test_train_into_the_default_run_folder_then_resume_it_for_one_more_epoch(coco_mini, tmp_path):
+    env = {"UNETBG_DATA_DIR": str(tmp_path / "data")}
+    tiny = [
+        "--image-size",
+        "64",
+        "--max-steps-per-epoch",
+        "1",
+        "--val-limit",
+        "2",
+        "--train-limit",
+        "4",
+        "--device",
+        "cpu",
+    ]
+    first = _invoke(
+        [
+            "train",
+            "--preset",
+            "smoke",
+            "--coco-root",
+            str(coco_mini),
+            "--epochs",
+            "1",
+            "--no-final-evaluation",
+            *tiny,
+        ],
+        env=env,
+    )
+    assert first.exit_code == 0, first.output
+    runs = list((tmp_path / "data" / "runs").iterdir())
+    assert len(runs) == 1 and f"run folder: {runs[0]}" in first.output
+    assert "status: completed after 1 epoch(s)" in first.output
+
+    # Options given with --resume override the run's saved config.json; the rest is kept.
+    second = _invoke(
+        ["train", "--resume", str(runs[0]), "--epochs", "2", "--final-evaluation"], env=env
+    )
+    assert second.exit_code == 0, second.output
+    assert "status: completed after 2 epoch(s)" in second.output
+    assert "all-foreground" in second.output
+    config = json.loads((runs[0] / "config.json").read_text())
+    assert config["epochs"] == 2 and config["image_size"] == 64 and config["final_evaluation"]
+    assert [r["epoch"] for r in json.loads((runs[0] / "metrics.json").read_text())] == [1, 2]
+
+    table = _invoke(
+        [
+            "evaluate",
+            str(runs[0] / "best_model.pth"),
+            "--coco-root",
+            str(coco_mini),
+            "--limit",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert table.exit_code == 0, table.output
+    assert "on 2 val images" in table.output
+    assert [line.split()[0] for line in table.output.splitlines()[2:]] == ["IoU", "Dice", "pixel"]
+
+
+def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(coco_mini, tmp_path):
+    bogus = tmp_path / "model.pth"
+    bogus.write_bytes(b"not a checkpoint")
+    result = _invoke(["evaluate", str(bogus), "--coco-root", str(coco_mini), "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "Traceback" not in result.output
