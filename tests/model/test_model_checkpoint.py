@@ -135,3 +135,14 @@ def test_junk_bytes_raise_checkpoint_error(tmp_path, junk):
     path.write_bytes(junk)
     with pytest.raises(CheckpointError, match="junk.pth"):
         load_checkpoint(path)
+
+
+def test_saved_checkpoint_permissions_follow_the_umask(tmp_path, saved):
+    path = tmp_path / "shared.pth"
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(path, load_checkpoint(saved[0]))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".*.tmp"))

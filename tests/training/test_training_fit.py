@@ -106,6 +106,16 @@ def test_smoke_preset_writes_every_artifact_and_evaluate_agrees(coco_mini, tmp_p
     # The all-foreground baseline is scored on the same pixels: IoU equals person coverage.
     assert evaluation["baseline"]["iou"] == pytest.approx(evaluation["baseline"]["pixel_accuracy"])
 
+    # The best checkpoint alone is enough to cut out a val image at its original size.
+    from unetbg import ModelInference
+
+    photo = sorted((coco_mini / "val2017").glob("*.jpg"))[0]
+    cutout = ModelInference(tmp_path / "best_model.pth", device="cpu").remove_background(
+        photo, tmp_path / "cutout.png"
+    )
+    with Image.open(photo) as original, Image.open(tmp_path / "cutout.png") as written:
+        assert written.mode == "RGBA" and written.size == original.size == cutout.size
+
 
 class StopAfter:
     """``should_stop`` that says yes from its ``n``-th question on (steps and val batches)."""

@@ -13,8 +13,8 @@ import contextlib
 import dataclasses
 import os
 import pickle
+import secrets
 import struct
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -95,7 +95,10 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     path = Path(path)
     state = _plain(dict(state), "checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_name = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # 0o666 lets the umask decide the permissions, as for any other file the user writes
+    # (mkstemp's 0o600 would hide checkpoints from workers running as another user).
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
