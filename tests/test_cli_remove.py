@@ -149,3 +149,89 @@ def test_help_imports_no_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_output_folder_holding_an_input_is_refused(tmp_path: Path, checkpoint: Path) -> None:
+    # in2/a.png is the user's photo, not named: writing a.jpg's output into in2 would
+    # replace it (with --overwrite) or be skipped; either way in2 is the wrong folder.
+    named = write_photo(tmp_path / "in2" / "a.jpg", 24, 24)
+    original = write_photo(tmp_path / "in2" / "a.png", 30, 20)
+    before = original.read_bytes()
+    common = ["--checkpoint", checkpoint, "--device", "cpu", "--overwrite"]
+    same = _run(named, "-o", tmp_path / "in2", *common)
+    assert same.exit_code == 2, same.output
+    assert f"output folder {(tmp_path / 'in2').resolve()} holds the input {named}" in same.stderr
+    assert original.read_bytes() == before
+
+    # An output folder above an input's folder is refused too (in2/a.png would be
+    # written over from in2/sub/a.jpg); one below it is fine (outputs in a sub-folder).
+    deeper = write_photo(tmp_path / "in2" / "sub" / "a.jpg", 24, 24)
+    above = _run(deeper, "-o", tmp_path / "in2", *common)
+    assert above.exit_code == 2 and "holds the input" in above.stderr
+    assert original.read_bytes() == before
+    below = _run(named, "-o", tmp_path / "in2" / "cut", *common)
+    assert below.exit_code == 0, below.output
+    assert below.stdout.strip() == str((tmp_path / "in2" / "cut" / "a.png").resolve())
+    assert original.read_bytes() == before
+
+
+def test_reports_the_device_and_model_used(tmp_path: Path, checkpoint: Path) -> None:
+    src = write_photo(tmp_path / "p.jpg", 24, 24)
+    result = _run(src, "-o", tmp_path / "o", "--checkpoint", checkpoint, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert f"model on cpu (checkpoint {checkpoint}, image size 64)" in result.stderr
+    assert result.stdout.strip() == str((tmp_path / "o" / "p.png").resolve())
+
+
+def test_skip_names_the_existing_output(tmp_path: Path, checkpoint: Path) -> None:
+    src = write_photo(tmp_path / "in" / "p.jpg", 24, 24)
+    existing = tmp_path / "o" / "p.png"
+    existing.parent.mkdir()
+    existing.write_bytes(b"mine")
+    result = _run(src, "-o", tmp_path / "o", "--checkpoint", checkpoint, "--device", "cpu")
+    assert result.exit_code == 1
+    assert f"skipped: {src}: {existing.resolve()} exists; use --overwrite" in result.stderr
+    assert existing.read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize(
+    ("device", "code", "message"),
+    [
+        ("mps", 2, "unsupported device 'mps'"),
+        ("cuda:x", 2, "invalid device 'cuda:x'"),
+        ("cuda:7", 1, "cuda:7"),  # well-formed: refused by the machine, not by the parser
+    ],
+)
+def test_device_takes_free_text_checked_by_resolve_device(
+    tmp_path: Path, checkpoint: Path, device: str, code: int, message: str
+) -> None:
+    src = write_photo(tmp_path / "p.jpg", 24, 24)
+    result = _run(src, "-o", tmp_path / "o", "--checkpoint", checkpoint, "--device", device)
+    assert result.exit_code == code, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "o" / "p.png").exists()
+
+
+def test_remove_and_remove_dir_share_the_output_options() -> None:
+    from unetbg.cli._options import resolve_kind
+
+    assert resolve_kind(None, None, None) == "cutout"
+    assert resolve_kind(None, "red", None) == "color"
+    assert resolve_kind(None, None, Path("bg.jpg")) == "background"
+    assert resolve_kind("mask", None, None) == "mask"
+    import click
+
+    with pytest.raises(click.UsageError, match="--color needs --kind color"):
+        resolve_kind("mask", "red", None)
+
+    def options(name: str) -> dict[str, str]:
+        ctx = click.Context(main)
+        command = main.get_command(ctx, name)
+        return {
+            p.name: p.get_help_record(ctx)[1]
+            for p in command.params
+            if p.name in ("kind", "threshold", "color", "background", "output_format")
+        }
+
+    shared = options("remove")
+    assert len(shared) == 5 and shared == options("remove-dir")

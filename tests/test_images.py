@@ -275,6 +275,26 @@ def test_save_image_atomic(tmp_path: Path, photo: np.ndarray) -> None:
     assert (tmp_path / "raw.bin").read_bytes() == b"abc"
 
 
+def test_atomic_writes_without_overwrite_never_replace(tmp_path: Path, photo: np.ndarray) -> None:
+    target = tmp_path / "out.png"
+    save_image_atomic(Image.fromarray(photo), target, "PNG", overwrite=False)
+    np.testing.assert_array_equal(np.asarray(Image.open(target)), photo)
+    before = target.read_bytes()
+    with pytest.raises(FileExistsError):
+        save_image_atomic(Image.fromarray(photo[:8, :8]), target, "PNG", overwrite=False)
+    assert target.read_bytes() == before
+
+    raw = tmp_path / "raw.bin"
+    write_atomic(raw, b"first", overwrite=False)
+    with pytest.raises(FileExistsError):
+        write_atomic(raw, b"second", overwrite=False)
+    assert raw.read_bytes() == b"first"
+    write_atomic(raw, b"third")  # the default replaces
+    assert raw.read_bytes() == b"third"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "raw.bin"]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

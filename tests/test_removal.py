@@ -165,9 +165,18 @@ def test_plan_folder_symlinks(tmp_path: Path) -> None:
 def test_unique_output_names_resolves_every_clash() -> None:
     rel = [Path(p) for p in ("a.jpg", "a.png", "a.jpg.png", "A.JPEG", "b.png", "c.jpg", "c")]
     names = [n.as_posix() for n in unique_output_names(rel, ".png")]
-    assert names[4] == "b.png"
+    # a.jpg, a.png and A.JPEG all want a.png: each keeps its full name; a.jpg.png then
+    # clashes with a.jpg's new name and keeps its own full name in turn.
+    assert names == [
+        "a.jpg.png",
+        "a.png.png",
+        "a.jpg.png.png",
+        "A.JPEG.png",
+        "b.png",
+        "c.jpg.png",
+        "c.png",
+    ]
     assert len({n.casefold() for n in names}) == len(names)
-    assert names[:2] == ["a.jpg.png", "a.png.png"] or "~" in names[0]
     # A file output may not take the name of a folder holding outputs.
     folder_clash = unique_output_names([Path("x.jpg"), Path("x.png/y.jpg")], ".png")
     assert folder_clash == [Path("x.jpg.png"), Path("x.png/y.png")]
@@ -187,6 +196,12 @@ def test_plan_files(tmp_path: Path) -> None:
     # jpeg output next to a jpeg input with the same name: also onto the input.
     with pytest.raises(PlanError, match="over its input"):
         plan_files([tmp_path / "x" / "a.jpg"], tmp_path / "x", "jpeg")
+    # Into an input's own folder (where unnamed photos live) or a folder above it: refused.
+    with pytest.raises(PlanError, match=r"holds the input .*x/a\.jpg"):
+        plan_files([tmp_path / "y" / "b.png", tmp_path / "x" / "a.jpg"], tmp_path / "x")
+    with pytest.raises(PlanError, match="holds the input"):
+        plan_files([tmp_path / "x" / "a.jpg"], tmp_path)
+    assert plan_files([tmp_path / "x" / "a.jpg"], tmp_path / "x" / "cut")[0].skip_reason is None
 
 
 # --------------------------------------------------------------------- options, render
@@ -362,3 +377,28 @@ def test_output_permissions_follow_umask(tmp_path: Path, model: ModelInference) 
     mask = os.umask(0)
     os.umask(mask)
     assert result.ok and (result.output.stat().st_mode & 0o777) == 0o666 & ~mask
+
+
+def test_output_appearing_after_planning_is_not_replaced(
+    tmp_path: Path, model: ModelInference
+) -> None:
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_photo(src / "a.jpg", 20, 16)
+    write_photo(src / "b.jpg", 20, 16)
+    items = plan_folder(src, out)
+    assert [it.skip_reason for it in items] == [None, None]
+    # Someone else's file lands on a.png between planning and writing.
+    out.mkdir()
+    (out / "a.png").write_bytes(b"not ours")
+    results = process_images(model, items, OutputOptions())
+    assert results[0].skipped and results[0].error == SKIP_EXISTS and not results[0].ok
+    assert (out / "a.png").read_bytes() == b"not ours"
+    assert results[1].ok
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]  # no temporaries
+
+    # Planned with overwrite: the newer file is replaced, as asked.
+    (out / "b.png").write_bytes(b"stale")
+    again = process_images(model, plan_folder(src, out, overwrite=True), OutputOptions())
+    assert all(r.ok for r in again)
+    with Image.open(out / "a.png") as im, Image.open(out / "b.png") as im2:
+        assert im.size == im2.size == (20, 16)

@@ -130,3 +130,38 @@ def test_config_command_reports_a_bad_value():
     result = CliRunner().invoke(main, ["config"], env={"UNETBG_CHUNK_SIZE": "lots"})
     assert result.exit_code == 1
     assert "UNETBG_CHUNK_SIZE must be an integer, got 'lots'" in result.output
+
+
+def test_config_json_keeps_value_types(tmp_path: Path):
+    env = {
+        "UNETBG_DATA_DIR": str(tmp_path),
+        "UNETBG_BROKER_URL": "",
+        "UNETBG_DATABASE_URL": "",
+        "UNETBG_CHUNK_SIZE": "32",
+        "UNETBG_FLOWER_BASIC_AUTH": "admin:flower-pw",
+        "UNETBG_FLOWER_URL": "",
+    }
+    result = CliRunner().invoke(main, ["config", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.output)
+    assert values["chunk_size"] == 32 and values["max_upload_mb"] == 25
+    assert values["visibility_timeout"] == 6 * 3600
+    assert values["broker_url"] is None and values["flower_url"] is None
+    assert values["embedded"] is True
+    assert values["flower_basic_auth"] == "admin:***"
+    assert values["data_dir"] == str(tmp_path)
+
+    # The human listing is unchanged: text, "(unset)" for missing values.
+    lines = CliRunner().invoke(main, ["config"], env=env).output.splitlines()
+    listed = {line.split()[0]: line.split(None, 1)[1] for line in lines}
+    assert listed["chunk_size"] == "32" and listed["embedded"] == "True"
+    assert listed["broker_url"] == "(unset)"
+
+
+def test_checkpoint_variable_is_defined_once():
+    from unetbg import settings
+    from unetbg.cli import remove, web
+
+    assert settings.CHECKPOINT_ENV == "UNETBG_CHECKPOINT"
+    assert web.CHECKPOINT_ENV is settings.CHECKPOINT_ENV
+    assert remove.CHECKPOINT_ENV is settings.CHECKPOINT_ENV

@@ -229,27 +229,56 @@ def _wide_gray_to_rgb(im: Image.Image) -> Image.Image:
     return Image.fromarray(gray, "L").convert("RGB")
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+def write_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder,
-    fsync, ``os.replace``). Readers see the old file or the new one, never a part."""
+    fsync, ``os.replace``). Readers see the old file or the new one, never a part.
+    With ``overwrite=False`` an existing ``path`` raises ``FileExistsError`` and is
+    left alone, even one that appears while the data is being written."""
     path = Path(path)
-    with _atomic_file(path) as fh:
+    with _atomic_file(path, overwrite) as fh:
         fh.write(data)
     return path
 
 
-def save_image_atomic(image: Image.Image, path: str | os.PathLike, format: str, **params) -> Path:
+def save_image_atomic(
+    image: Image.Image, path: str | os.PathLike, format: str, *, overwrite: bool = True, **params
+) -> Path:
     """Encode ``image`` as ``format`` (``"PNG"``, ``"WEBP"``, ``"JPEG"``…) into
     ``path`` atomically. ``params`` go to :meth:`PIL.Image.Image.save`. On any
-    failure the temporary file is removed and an existing ``path`` is untouched."""
+    failure the temporary file is removed and an existing ``path`` is untouched.
+    ``overwrite=False``: as for :func:`write_atomic`."""
     path = Path(path)
-    with _atomic_file(path) as fh:
+    with _atomic_file(path, overwrite) as fh:
         image.save(fh, format=format, **params)
     return path
 
 
+def _publish_new(tmp: Path, path: Path) -> None:
+    """Give the finished ``tmp`` the name ``path`` only if nothing has it yet.
+
+    ``os.link`` fails with ``FileExistsError`` instead of replacing, so a file created
+    after the caller checked is never lost.
+    """
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        # File systems without hard links (FAT, some network shares): check, then
+        # rename. Not race-free there, but an existing file is still never replaced
+        # knowingly.
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+# Same steps as model/checkpoint.py's save_checkpoint on purpose (model/ may not import us).
 @contextlib.contextmanager
-def _atomic_file(path: Path):
+def _atomic_file(path: Path, overwrite: bool = True):
     folder = path.parent
     # A hidden name, so folder scans (removal.plan_folder) never pick it up.
     tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -261,7 +290,10 @@ def _atomic_file(path: Path):
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _publish_new(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

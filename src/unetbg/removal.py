@@ -26,6 +26,7 @@ before the suffix, in sorted order of the input paths.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections import defaultdict
@@ -54,6 +55,10 @@ SKIP_NOT_IMAGE = "not an image extension"
 
 class PlanError(ValueError):
     """The request itself is wrong (folders overlap, output onto an input, …)."""
+
+
+class OutputExistsError(FileExistsError):
+    """Writing without ``overwrite`` found a file at the output (created after planning)."""
 
 
 def normalize_format(name: str) -> str:
@@ -139,6 +144,8 @@ class PlannedItem:
 
     ``output_root`` is the output folder: writing re-checks that ``output`` is still
     inside it (a symlink created after planning cannot redirect the write).
+    ``overwrite=False`` (how the planners set it unless asked to overwrite): a file that
+    appears at ``output`` after planning is left alone and the item is skipped.
     """
 
     source: Path
@@ -146,6 +153,7 @@ class PlannedItem:
     output: Path | None
     skip_reason: str | None = None
     output_root: Path | None = None
+    overwrite: bool = True
 
     @property
     def skipped(self) -> bool:
@@ -272,7 +280,7 @@ def _finish(
         if reason is None:
             output = output_root / outputs[i]
             reason = _output_problem(output, output_root, overwrite, forbidden_root, input_files)
-        items.append(PlannedItem(source, relative, output, reason, output_root))
+        items.append(PlannedItem(source, relative, output, reason, output_root, overwrite))
     return items
 
 
@@ -405,7 +413,10 @@ def plan_files(
 
     Names follow the module docstring (``x/a.jpg`` and ``y/a.jpg`` become ``a.jpg.png``
     and ``a.jpg~1.png``). The extension is not checked: a named file is read by its
-    content. Raises :class:`PlanError` if an output would replace one of the inputs.
+    content. Raises :class:`PlanError` if an output would replace one of the inputs, or
+    if ``output_dir`` is (or is above) the folder of an input: that folder holds the
+    user's other photos, which an output could replace (``a.jpg`` -> ``a.png``). A
+    folder below an input's folder is fine.
     """
     suffix = output_suffix(output_format)
     output_root = _output_root(output_dir)
@@ -419,6 +430,15 @@ def plan_files(
             f"refusing to write {onto[0].output} over its input; choose another output folder"
             + (f" ({len(onto)} inputs affected)" if len(onto) > 1 else "")
         )
+    for path in paths:
+        # The folder the name is in and, for a symlink, the folder of the real file.
+        folders = {path.absolute().parent.resolve(), path.resolve().parent}
+        if any(folder.is_relative_to(output_root) for folder in folders):
+            raise PlanError(
+                f"output folder {output_root} holds the input {path}; its other files could "
+                "be replaced by outputs: choose a folder outside the inputs' folders "
+                "(a new sub-folder is fine)"
+            )
     return items
 
 
@@ -505,12 +525,16 @@ def _check_output(item: PlannedItem) -> Path:
 
 def write_output(item: PlannedItem, image: Image.Image, options: OutputOptions) -> Path:
     """Write one rendered output atomically, creating its folder; re-checks that the
-    output stays inside ``item.output_root`` and is not the input."""
+    output stays inside ``item.output_root`` and is not the input. Without
+    ``item.overwrite`` an existing output raises :class:`OutputExistsError`."""
     output = _check_output(item)
     output.parent.mkdir(parents=True, exist_ok=True)
     output = _check_output(item)  # mkdir may not follow a link created meanwhile
     pil_format, params = save_params(options)
-    return save_image_atomic(image, output, pil_format, **params)
+    try:
+        return save_image_atomic(image, output, pil_format, overwrite=item.overwrite, **params)
+    except FileExistsError as exc:
+        raise OutputExistsError(errno.EEXIST, SKIP_EXISTS, str(output)) from exc
 
 
 def _error_text(exc: BaseException) -> str:
@@ -596,6 +620,11 @@ def process_images(
                 continue
             try:
                 write_output(item, render_output(rgb, prob, options, background), options)
+            except OutputExistsError:
+                # Appeared after planning (another run, the user): theirs, not replaced.
+                spent = read_s + share + time.perf_counter() - t1
+                finish(index, ItemResult(False, SKIP_EXISTS, spent, item.source, item.output, True))
+                continue
             except Exception as exc:
                 spent = read_s + share + time.perf_counter() - t1
                 finish(index, _failure(item, exc, spent, "cannot write output: "))

@@ -10,10 +10,13 @@ import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_data_dir
 
 ENV_PREFIX = "UNETBG_"
+#: Default checkpoint for ``unetbg remove`` and the web page (``unetbg web --checkpoint``).
+CHECKPOINT_ENV = "UNETBG_CHECKPOINT"
 
 
 def _default_data_dir() -> Path:
@@ -54,17 +57,25 @@ class Settings:
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
 
-    def masked(self) -> dict[str, str]:
-        """Settings as strings with passwords in URLs and auth replaced by ``***``."""
-        out = {}
+    def public(self) -> dict[str, Any]:
+        """Settings as JSON values (ints, ``None`` when unset, ``embedded`` a bool, paths as
+        strings) with passwords in URLs and auth replaced by ``***``."""
+        out: dict[str, Any] = {}
         for key, value in asdict(self).items():
-            text = "" if value is None else str(value)
-            if key == "flower_basic_auth" and text:
-                # Flower accepts several comma-separated ``user:password`` pairs.
-                text = ",".join(pair.split(":", 1)[0] + ":***" for pair in text.split(","))
-            out[key] = mask_url(text)
-        out["embedded"] = str(self.embedded)
+            if isinstance(value, Path):
+                value = str(value)
+            if isinstance(value, str):
+                if key == "flower_basic_auth":
+                    # Flower accepts several comma-separated ``user:password`` pairs.
+                    value = ",".join(pair.split(":", 1)[0] + ":***" for pair in value.split(","))
+                value = mask_url(value)
+            out[key] = value
+        out["embedded"] = self.embedded
         return out
+
+    def masked(self) -> dict[str, str]:
+        """:meth:`public` as text: ``""`` for unset values."""
+        return {key: "" if v is None else str(v) for key, v in self.public().items()}
 
 
 def mask_url(url: str) -> str:

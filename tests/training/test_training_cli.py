@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,3 +134,67 @@ def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(coco_mini, tmp_path):
     result = _invoke(["evaluate", str(bogus), "--coco-root", str(coco_mini), "--device", "cpu"])
     assert result.exit_code == 1
     assert "Error:" in result.output and "Traceback" not in result.output
+
+
+_TINY = [
+    "--preset",
+    "smoke",
+    "--epochs",
+    "1",
+    "--no-final-evaluation",
+    "--image-size",
+    "64",
+    "--max-steps-per-epoch",
+    "1",
+    "--val-limit",
+    "2",
+    "--train-limit",
+    "4",
+    "--device",
+    "cpu",
+]
+
+
+def test_train_registers_its_checkpoints_and_never_reuses_a_run_folder(
+    coco_mini, tmp_path, monkeypatch
+):
+    from unetbg.jobs import list_checkpoints, resolve_checkpoint
+    from unetbg.settings import get_settings
+    from unetbg.training import resolve_config
+    from unetbg.training.fit import fit
+
+    monkeypatch.setenv("UNETBG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("UNETBG_DATABASE_URL", raising=False)
+    run = tmp_path / "run"
+    args = ["train", "--coco-root", str(coco_mini), *_TINY, "--output-dir", str(run)]
+    first = _invoke(args)
+    assert first.exit_code == 0, first.output
+
+    # Registered like a submitted job's, so `remove-dir --checkpoint best` finds it.
+    settings = get_settings()
+    rows = list_checkpoints(settings=settings)
+    assert sorted((Path(c.path).name, c.is_best, c.job_id, c.epoch) for c in rows) == [
+        ("best_model.pth", True, None, 1),
+        ("last_model.pth", False, None, 1),
+    ]
+    assert resolve_checkpoint("best", settings) == str((run / "best_model.pth").resolve())
+
+    # The same folder again without --resume: refused, nothing replaced.
+    digest = hashlib.sha256((run / "last_model.pth").read_bytes()).hexdigest()
+    again = _invoke(args)
+    assert again.exit_code == 2, again.output
+    assert f"{run} already holds a trained model" in again.output and "--resume" in again.output
+    assert hashlib.sha256((run / "last_model.pth").read_bytes()).hexdigest() == digest
+    cfg = resolve_config("smoke", coco_root=str(coco_mini), device="cpu")
+    with pytest.raises(ValueError, match="already holds a trained model"):
+        fit(cfg, run)
+    assert hashlib.sha256((run / "last_model.pth").read_bytes()).hexdigest() == digest
+
+
+def test_evaluate_on_a_folder_that_is_not_coco_is_a_usage_error(tmp_path, tmp_path_factory):
+    from inference_fixtures import tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path_factory)
+    result = _invoke(["evaluate", str(checkpoint), "--coco-root", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "annotation" in result.output.lower() and "Traceback" not in result.output

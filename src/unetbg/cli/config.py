@@ -14,12 +14,13 @@ def config(as_json: bool) -> None:
     from unetbg.settings import get_settings
 
     try:
-        values = get_settings().masked()
+        settings = get_settings()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps(values, indent=2, sort_keys=True))
+        click.echo(json.dumps(settings.public(), indent=2, sort_keys=True))
         return
+    values = settings.masked()
     # Names are the Settings fields; each is read from UNETBG_<NAME> (``embedded`` is derived).
     width = max(len(key) for key in values)
     for key in sorted(values):

@@ -48,7 +48,9 @@ def evaluate(checkpoint, coco_root, split, limit, threshold, device, batch_size,
             limit=limit,
             batch_size=batch_size,
         )
-    except (CheckpointError, CocoError, ValueError, RuntimeError) as exc:
+    except CocoError as exc:  # --coco-root is not a COCO folder for this split
+        raise click.BadParameter(str(exc), param_hint="'--coco-root'") from None
+    except (CheckpointError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(result, indent=2))

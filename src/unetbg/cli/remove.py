@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from unetbg.removal import FORMATS, KINDS
+from unetbg.cli._options import output_options, resolve_kind
+from unetbg.settings import CHECKPOINT_ENV
 
 
 @click.command()
@@ -17,48 +18,21 @@ from unetbg.removal import FORMATS, KINDS
     "--output-dir",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the outputs (created if missing).",
+    help="Folder for the outputs (created if missing); not the folder of an input.",
 )
 @click.option(
     "--checkpoint",
-    envvar="UNETBG_CHECKPOINT",
+    envvar=CHECKPOINT_ENV,
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Model checkpoint (.pth). Env: UNETBG_CHECKPOINT.",
+    help=f"Model checkpoint (.pth). Env: {CHECKPOINT_ENV}.",
 )
-@click.option(
-    "--kind",
-    type=click.Choice(KINDS),
-    default=None,
-    help="cutout (RGBA), mask, color or background. "
-    "Default: background with --background, color with --color, else cutout.",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0.0, 1.0),
-    default=None,
-    help="Hard mask: person where probability >= T (default: soft edges).",
-)
-@click.option("--color", default=None, help="Colour for --kind color, e.g. '#ffffff' or 'white'.")
-@click.option(
-    "--background",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Image to put behind the person (--kind background); resized to cover.",
-)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(tuple(FORMATS), case_sensitive=False),
-    default="png",
-    show_default=True,
-    help="png and webp keep transparency; jpeg only for --kind color/background.",
-)
+@output_options
 @click.option(
     "--device",
-    type=click.Choice(("auto", "cpu", "cuda")),
     default="auto",
     show_default=True,
+    help="auto, cpu, cuda or cuda:N (cuda without a GPU fails).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
@@ -79,10 +53,12 @@ def remove(
 
     Each output is written to OUTPUT_DIR as <name>.<format> and its path printed
     (inputs sharing a name get <name>.<suffix>.<format>, see docs). Never writes
-    over an input. Exits with 1 if any image failed or was skipped.
+    over an input, nor into an input's folder. The model and device used are
+    reported on stderr. Exits with 1 if any image failed or was skipped.
     """
     from unetbg.images import ImageError
     from unetbg.removal import (
+        SKIP_EXISTS,
         ItemResult,
         OutputOptions,
         PlanError,
@@ -91,12 +67,9 @@ def remove(
         process_images,
     )
 
-    if kind is None:
-        kind = "background" if background else "color" if color else "cutout"
+    kind = resolve_kind(kind, color, background)
     fields = {"kind": kind, "threshold": threshold, "format": output_format}
     if color is not None:
-        if kind != "color":
-            raise click.UsageError(f"--color needs --kind color (got --kind {kind})")
         fields["color"] = color
     if background is not None:
         fields["background"] = background
@@ -108,8 +81,14 @@ def remove(
 
     # torch is imported only now, after the arguments are known to be usable.
     from unetbg.inference import ModelInference
-    from unetbg.model import CheckpointError
+    from unetbg.model import CheckpointError, resolve_device
 
+    try:
+        resolve_device(device)
+    except ValueError as exc:  # not a device name at all
+        raise click.BadParameter(str(exc), param_hint="'--device'") from None
+    except RuntimeError as exc:  # a device this machine does not have
+        raise click.ClickException(str(exc)) from None
     try:
         model = ModelInference(checkpoint, device=device, batch_size=batch_size)
     except (CheckpointError, RuntimeError, ValueError) as exc:
@@ -118,10 +97,17 @@ def remove(
         raise click.ClickException(
             f"{checkpoint}: cannot load checkpoint: {type(exc).__name__}: {exc}"
         ) from None
+    click.echo(
+        f"model on {model.device} (checkpoint {checkpoint}, "
+        f"image size {model.preprocessing.image_size})",
+        err=True,
+    )
 
     def report(item: PlannedItem, result: ItemResult) -> None:
         if result.ok:
             click.echo(str(result.output))
+        elif result.error == SKIP_EXISTS and result.output is not None:
+            click.echo(f"skipped: {item.source}: {result.output} {SKIP_EXISTS}", err=True)
         else:
             label = "skipped" if result.skipped else "error"
             click.echo(f"{label}: {item.source}: {result.error}", err=True)

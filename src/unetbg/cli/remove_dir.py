@@ -6,8 +6,14 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli.jobs import EXIT_HELP, service_errors, submit_and_follow
-from unetbg.removal import FORMATS, KINDS
+from unetbg.cli._options import output_options, resolve_kind
+from unetbg.cli.jobs import (
+    EXIT_HELP,
+    service_errors,
+    submit_and_follow,
+    usable_device,
+    verified_checkpoint,
+)
 
 
 @click.command(epilog=EXIT_HELP)
@@ -41,34 +47,7 @@ from unetbg.removal import FORMATS, KINDS
 )
 @click.option("--overwrite", is_flag=True, help="Redo images whose output exists.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow links leaving the input folder.")
-@click.option(
-    "--kind",
-    type=click.Choice(KINDS),
-    default=None,
-    help="cutout (RGBA), mask, color or background. "
-    "Default: background with --background, color with --color, else cutout.",
-)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(tuple(FORMATS), case_sensitive=False),
-    default="png",
-    show_default=True,
-    help="png and webp keep transparency; jpeg only for --kind color/background.",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0.0, 1.0),
-    default=None,
-    help="Hard mask: person where probability >= T (default: soft edges).",
-)
-@click.option("--color", default=None, help="Colour for --kind color, e.g. '#ffffff' or 'white'.")
-@click.option(
-    "--background",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Image behind the person (--kind background).",
-)
+@output_options
 @click.option(
     "--device",
     default="auto",
@@ -102,15 +81,14 @@ def remove_dir(
     """
     from unetbg import jobs
 
-    if kind is None:
-        kind = "background" if background else "color" if color else "cutout"
-    if color is not None and kind != "color":
-        raise click.UsageError(f"--color needs --kind color (got --kind {kind})")
+    kind = resolve_kind(kind, color, background)
+    usable_device(device)
+    checkpoint_path = verified_checkpoint(checkpoint)
     job_id = service_errors(
         lambda: jobs.create_remove_dir_job(
             input_dir,
             output_dir,
-            checkpoint,
+            checkpoint_path,
             kind=kind,
             output_format=output_format,
             threshold=threshold,

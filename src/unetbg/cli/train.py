@@ -82,6 +82,32 @@ def default_run_dir() -> Path:
     return candidate
 
 
+class _CheckpointRegistry:
+    """``on_checkpoint`` for a foreground run: register best/last in the job database
+    (no job), so ``--checkpoint best`` and ``unetbg checkpoints`` see them like a
+    submitted run's. A database that cannot be reached costs a warning, not the run."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def __call__(self, path: Path, epoch: int, metrics: dict, is_best: bool) -> None:
+        if self.failed:
+            return
+        from unetbg.jobs import db_session, register_checkpoint
+
+        try:
+            with db_session() as session:
+                register_checkpoint(session, None, path, epoch, metrics, is_best)
+        except Exception as exc:
+            self.failed = True
+            logging.getLogger("unetbg").warning(
+                "checkpoints of this run are not registered (%s: %s); "
+                "pass the file with --checkpoint PATH",
+                type(exc).__name__,
+                exc,
+            )
+
+
 @click.command()
 @click.option(
     "--preset",
@@ -109,13 +135,15 @@ def default_run_dir() -> Path:
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Run folder (default: <data dir>/runs/YYYYMMDD_HHMMSS).",
+    help="Run folder (default: <data dir>/runs/YYYYMMDD_HHMMSS); not one holding a "
+    "model already (continue that with --resume).",
 )
 @_field_options
 def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
     """Train the model in the foreground; prints the run folder and the final figures.
 
     Values come from the preset (default: balanced), then from the options given here.
+    The checkpoints are registered like a submitted run's (`unetbg checkpoints`).
     """
     from unetbg.training.config import TrainConfig, resolve_config
 
@@ -137,6 +165,9 @@ def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
         else:
             cfg = resolve_config(preset or "balanced", **overrides)
             run_dir = output_dir or default_run_dir()
+            from unetbg.training.fit import check_fresh_run_dir
+
+            check_fresh_run_dir(run_dir)
         if cfg.coco_root is None:
             raise ValueError("--coco-root is required")
         from unetbg.model import resolve_device
@@ -152,7 +183,9 @@ def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
     _setup_logging()
     click.echo(f"run folder: {run_dir}")
     try:
-        result = fit(cfg, run_dir, resume=resume_dir is not None)
+        result = fit(
+            cfg, run_dir, on_checkpoint=_CheckpointRegistry(), resume=resume_dir is not None
+        )
     except (CocoError, EncoderWeightsError, CheckpointError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-#: Environment variable the page reads for its default checkpoint.
-CHECKPOINT_ENV = "UNETBG_CHECKPOINT"
+from unetbg.settings import CHECKPOINT_ENV
 
 
 def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:

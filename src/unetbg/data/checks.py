@@ -23,6 +23,7 @@ from unetbg.data.coco import (
     IMAGE_SUFFIXES,
     CocoError,
     CocoPersons,
+    CocoStats,
     UnreadableImageError,
     annotation_candidates,
     find_annotation_file,
@@ -352,32 +353,69 @@ def _percentiles(values: list[float] | np.ndarray) -> dict[str, float]:
     return {f"p{p}": float(f"{np.percentile(arr, p):.6g}") for p in PERCENTILES}
 
 
+#: The ``CocoStats`` counts an analyze report shows, in their JSON order (after
+#: ``images_total``, which is ``CocoStats.images_listed``).
+_REPORTED_STATS = (
+    "images_on_disk",
+    "images_missing",
+    "files_unlisted",
+    "person_annotations",
+    "crowd_annotations",
+    "valid_person_annotations",
+    "ignored_person_annotations",
+    "images_with_persons",
+    "images_with_valid_persons",
+    "images_without_persons",
+)
+
+
 @dataclass
 class AnalyzeReport:
-    """Figures over one split. Person areas are COCO's ``area`` field of the *valid* persons."""
+    """Figures over one split: the split's :class:`CocoStats` plus averages and sizes.
+
+    The counts read as attributes too (``report.person_annotations``). Person areas are
+    COCO's ``area`` field of the *valid* persons.
+    """
 
     root: str
     split: str
-    annotation_file: str
     filter: dict[str, Any]
-    images_total: int
-    images_on_disk: int
-    images_missing: int
-    files_unlisted: int
-    person_annotations: int
-    crowd_annotations: int
-    valid_person_annotations: int
-    ignored_person_annotations: int
-    images_with_persons: int
-    images_with_valid_persons: int
-    images_without_persons: int
+    stats: CocoStats
     avg_persons_per_image: float
     avg_persons_per_person_image: float
     person_area: dict[str, Any]
     image_sizes: dict[str, Any]
 
+    @property
+    def annotation_file(self) -> str:
+        return self.stats.annotation_file
+
+    @property
+    def images_total(self) -> int:
+        return self.stats.images_listed
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not fields: the reported counts of ``stats``.
+        if name in _REPORTED_STATS:
+            return getattr(self.__dict__["stats"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON of ``unetbg coco analyze --json`` (keys and order unchanged)."""
+        data = asdict(self)
+        stats = data.pop("stats")
+        return {
+            "root": data["root"],
+            "split": data["split"],
+            "annotation_file": stats["annotation_file"],
+            "filter": data["filter"],
+            "images_total": stats["images_listed"],
+            **{name: stats[name] for name in _REPORTED_STATS},
+            "avg_persons_per_image": data["avg_persons_per_image"],
+            "avg_persons_per_person_image": data["avg_persons_per_person_image"],
+            "person_area": data["person_area"],
+            "image_sizes": data["image_sizes"],
+        }
 
 
 def analyze(
@@ -425,19 +463,8 @@ def analyze(
     return AnalyzeReport(
         root=str(root),
         split=split,
-        annotation_file=s.annotation_file,
         filter=f.to_dict(),
-        images_total=listed,
-        images_on_disk=s.images_on_disk,
-        images_missing=s.images_missing,
-        files_unlisted=s.files_unlisted,
-        person_annotations=s.person_annotations,
-        crowd_annotations=s.crowd_annotations,
-        valid_person_annotations=s.valid_person_annotations,
-        ignored_person_annotations=s.ignored_person_annotations,
-        images_with_persons=s.images_with_persons,
-        images_with_valid_persons=s.images_with_valid_persons,
-        images_without_persons=s.images_without_persons,
+        stats=s,
         avg_persons_per_image=s.valid_person_annotations / listed if listed else 0.0,
         avg_persons_per_person_image=(
             s.valid_person_annotations / s.images_with_valid_persons

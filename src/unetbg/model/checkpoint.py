@@ -95,6 +95,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     path = Path(path)
     state = _plain(dict(state), "checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Same steps as unetbg.images._atomic_file on purpose: model/ may not import images.
     tmp_name = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     # 0o666 lets the umask decide the permissions, as for any other file the user writes
     # (mkstemp's 0o600 would hide checkpoints from workers running as another user).

@@ -153,6 +153,18 @@ def _log_to(path: Path):
         handler.close()
 
 
+def check_fresh_run_dir(run_dir: str | Path) -> None:
+    """Raise ``ValueError`` if ``run_dir`` already holds a run's model (a new run would
+    replace its ``best_model.pth``/``last_model.pth``)."""
+    run_dir = Path(run_dir)
+    held = [name for name in (BEST, LAST) if (run_dir / name).exists()]
+    if held:
+        raise ValueError(
+            f"{run_dir} already holds a trained model ({', '.join(held)}); continue it "
+            "with --resume (resume=True), or choose a new run folder"
+        )
+
+
 def fit(
     cfg: TrainConfig,
     run_dir: str | Path,
@@ -167,10 +179,13 @@ def fit(
     ``cfg.patience`` epochs without gain, and at the end scores the best checkpoint at the
     original resolution (``evaluation``). ``should_stop()`` is asked between steps: when it
     returns True the position is saved in ``last_model.pth`` and the result is ``cancelled``;
-    ``resume=True`` then continues from there as if never interrupted.
+    ``resume=True`` then continues from there as if never interrupted. Without
+    ``resume`` a ``run_dir`` that already holds a model is refused (``ValueError``).
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    if not resume:
+        check_fresh_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     cfg = cfg.for_device(device.type)

@@ -18,6 +18,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from unetbg.settings import CHECKPOINT_ENV
 from unetbg.web import render as pictures
 
 #: Extensions the uploader offers. The content decides how a file is read
@@ -35,8 +36,6 @@ OUTPUTS = {
 
 FORMATS = {"PNG": ("png", "image/png"), "WebP": ("webp", "image/webp")}
 
-#: Environment variable holding the startup checkpoint (set by ``unetbg web --checkpoint``).
-CHECKPOINT_ENV = "UNETBG_CHECKPOINT"
 
 _OTHER_FILE = "Another file…"
 

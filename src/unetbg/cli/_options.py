@@ -1,0 +1,65 @@
+"""Output options shared by ``unetbg remove`` and ``unetbg remove-dir``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from unetbg.removal import FORMATS, KINDS
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def output_options(command: F) -> F:
+    """Add ``--kind``, ``--threshold``, ``--color``, ``--background`` and ``--format``
+    (parameter ``output_format``) to ``command``; pass ``kind`` through
+    :func:`resolve_kind`."""
+    decorators = [
+        click.option(
+            "--kind",
+            type=click.Choice(KINDS),
+            default=None,
+            help="cutout (RGBA), mask, color or background. "
+            "Default: background with --background, color with --color, else cutout.",
+        ),
+        click.option(
+            "--threshold",
+            type=click.FloatRange(0.0, 1.0),
+            default=None,
+            help="Hard mask: person where probability >= T (default: soft edges).",
+        ),
+        click.option(
+            "--color", default=None, help="Colour for --kind color, e.g. '#ffffff' or 'white'."
+        ),
+        click.option(
+            "--background",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="Image to put behind the person (--kind background); resized to cover.",
+        ),
+        click.option(
+            "--format",
+            "output_format",
+            type=click.Choice(tuple(FORMATS), case_sensitive=False),
+            default="png",
+            show_default=True,
+            help="png and webp keep transparency; jpeg only for --kind color/background.",
+        ),
+    ]
+    # Stacked decorators apply bottom-up: the same here keeps this order in --help.
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def resolve_kind(kind: str | None, color: str | None, background: Path | None) -> str:
+    """The output kind: as given, else ``background`` with a background image, ``color``
+    with a colour, else ``cutout``. A colour with another kind is a usage error."""
+    if kind is None:
+        kind = "background" if background else "color" if color else "cutout"
+    if color is not None and kind != "color":
+        raise click.UsageError(f"--color needs --kind color (got --kind {kind})")
+    return kind
