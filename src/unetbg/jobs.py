@@ -17,11 +17,13 @@ are read back from it, so watching a job survives a broker restart.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections import Counter
@@ -77,11 +79,11 @@ class JobError(Exception):
 
 
 class JobNotFound(JobError):
-    pass
+    """No job has the given id (or the prefix given is ambiguous)."""
 
 
 class NoCheckpointError(JobError):
-    pass
+    """The checkpoint asked for (``best``, a registered id, a path) does not exist."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,6 +125,7 @@ class JobView:
 
     @property
     def final(self) -> bool:
+        """Whether the job has ended (succeeded, partial, failed or cancelled)."""
         return self.state in FINAL_JOB_STATES
 
     @property
@@ -134,6 +137,7 @@ class JobView:
         return (_aware(end) - _aware(self.started_at)).total_seconds()
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: times as ISO 8601 strings, plus ``seconds`` (run time)."""
         out = asdict(self)
         for key in ("created_at", "started_at", "finished_at", "heartbeat_at"):
             out[key] = _iso(out[key])
@@ -142,6 +146,7 @@ class JobView:
 
     @classmethod
     def of(cls, job: Job, items: dict[str, int] | None = None) -> JobView:
+        """Snapshot of the ORM row ``job`` (usable after its session closes)."""
         return cls(
             id=job.id,
             kind=job.kind,
@@ -164,6 +169,8 @@ class JobView:
 
 @dataclass(frozen=True)
 class ItemView:
+    """One image of a remove-dir job: where from, where to, its state and why."""
+
     id: int
     source_path: str
     output_path: str | None
@@ -202,6 +209,8 @@ class CheckpointView:
 
 @dataclass(frozen=True)
 class EpochView:
+    """One split's figures (``train`` or ``val``) for one epoch of a training job."""
+
     epoch: int
     split: str
     loss: float | None
@@ -357,6 +366,9 @@ def create_remove_dir_job(
         raise JobError(f"no images found in {input_dir}")
 
     todo = [p for p in planned if not p.skip_reason]
+    # A worker killed mid-write (lost host) leaves a hidden temporary beside an output
+    # that this job will write again; no chunk of this job runs yet, so clear them now.
+    remove_stale_temporaries(p.output for p in todo)
     with db_session(settings) as session:
         job = Job(
             kind="remove_dir",
@@ -378,7 +390,10 @@ def create_remove_dir_job(
         index = 0
         for plan in planned:
             item = JobItem(
-                job_id=job.id, source_path=str(plan.source), output_path=str(plan.output)
+                job_id=job.id,
+                source_path=str(plan.source),
+                # Skipped entries (links, non-images) may have no output at all.
+                output_path=None if plan.output is None else str(plan.output),
             )
             if plan.skip_reason:
                 item.state, item.error = "skipped", plan.skip_reason
@@ -390,6 +405,35 @@ def create_remove_dir_job(
         if not todo:
             settle_remove_dir(session, job)
         return job.id
+
+
+#: ``unetbg.images.write_atomic``'s temporary beside ``NAME``: ``.NAME.<12 hex>.tmp``.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.tmp")
+
+
+def remove_stale_temporaries(outputs: Iterable[str | os.PathLike]) -> int:
+    """Delete the temporaries that a writer killed mid-write left beside ``outputs``.
+
+    Called where nothing else writes those outputs: when a job is recorded (before any
+    of its chunks runs) and when a chunk re-claims the images of a dead attempt. Such
+    a file can then only be a remnant. Returns how many were removed.
+    """
+    wanted: dict[Path, set[str]] = {}
+    for output in map(Path, outputs):
+        wanted.setdefault(output.parent, set()).add(output.name)
+    removed = 0
+    for folder, names in wanted.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # no folder yet: nothing was written there
+            continue
+        for entry in entries:
+            match = _TEMPORARY.fullmatch(entry.name)
+            if match and match["name"] in names and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def _output_options_args(options: dict[str, Any]) -> dict[str, Any]:
@@ -409,6 +453,7 @@ def output_options(params: dict[str, Any]):
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of the file at ``path``, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -538,7 +583,7 @@ def dispatch(job_id: str, settings: Settings | None = None) -> list[str]:
         chunks = _pending_chunks(session, job.id) if job.kind == "remove_dir" else {}
         view = JobView.of(job)
     if settings.embedded:
-        run_inline(view, chunks)
+        run_inline(view, chunks, settings)
         return []
 
     from unetbg.workers.app import EVALUATE_TASK, REMOVE_CHUNK_TASK, TRAIN_TASK, get_app
@@ -576,22 +621,43 @@ def dispatch(job_id: str, settings: Settings | None = None) -> list[str]:
 
 def _abort_dispatch(job_id: str, reason: str, settings: Settings) -> None:
     """A job whose tasks could not all be queued: stop what was sent, fail the rest."""
+    fail_job(job_id, reason, settings)
+
+
+def fail_job(
+    job_id: str,
+    reason: str,
+    settings: Settings | None = None,
+    item_states: Sequence[str] = ("pending",),
+) -> None:
+    """Fail a job that nothing will finish, with ``reason`` as its error.
+
+    Its items in ``item_states`` fail with the same reason and the cancel flag is set,
+    so chunks still queued drop themselves. A job already final is left as it is.
+    Used when its tasks cannot be queued, when the embedded runner died, and when a
+    worker cannot use the job's device.
+    """
+    settings = settings or get_settings()
     with db_session(settings) as session:
         job = _get(session, job_id, for_update=True)
-        # Chunks already queued see the flag and drop themselves.
+        if job.state in FINAL_JOB_STATES:
+            return
         job.cancel_requested = True
         if job.kind == "remove_dir":
             session.execute(
                 update(JobItem)
-                .where(JobItem.job_id == job.id, JobItem.state == "pending")
+                .where(JobItem.job_id == job.id, JobItem.state.in_(item_states))
                 .values(state="failed", error=reason, updated_at=utcnow())
             )
-            settle_remove_dir(session, job)
-        finish(job, "failed")
-        job.error = reason
+            settle_remove_dir(session, job)  # progress and the item summary
+        # Failed with this reason, even where settling alone would say "partial".
+        job.state, job.error = "failed", reason
+        job.finished_at = job.finished_at or utcnow()
 
 
-def run_inline(job: JobView, chunks: dict[int, list[int]]) -> None:
+def run_inline(
+    job: JobView, chunks: dict[int, list[int]], settings: Settings | None = None
+) -> None:
     """Embedded mode: run the job's Celery tasks in this process, in order.
 
     ``Task.apply`` runs the task through Celery's tracer exactly as a worker does
@@ -606,7 +672,7 @@ def run_inline(job: JobView, chunks: dict[int, list[int]]) -> None:
 
     if job.kind == "remove_dir":
         for chunk, item_ids in chunks.items():
-            if get_job(job.id).final:  # cancelled (or failed) while earlier chunks ran
+            if get_job(job.id, settings).final:  # cancelled/failed while earlier chunks ran
                 break
             (task_id,) = task_ids(job, [chunk])
             remove_chunk.apply(args=[job.id, item_ids], task_id=task_id)
@@ -620,6 +686,7 @@ def run_inline(job: JobView, chunks: dict[int, list[int]]) -> None:
 
 
 def item_counts(session: Session, job_id: str) -> dict[str, int]:
+    """How many items of ``job_id`` are in each state (states with none are left out)."""
     rows = session.execute(
         select(JobItem.state, func.count()).where(JobItem.job_id == job_id).group_by(JobItem.state)
     )
@@ -689,6 +756,7 @@ def worker_alive(identity: str | None) -> bool | None:
 
 
 def heartbeat_fresh(job: Job | JobView, settings: Settings, now: datetime | None = None) -> bool:
+    """Whether the job's heartbeat is younger than ``Settings.heartbeat_timeout``."""
     beat = _aware(job.heartbeat_at)
     if beat is None:
         return False
@@ -696,45 +764,78 @@ def heartbeat_fresh(job: Job | JobView, settings: Settings, now: datetime | None
     return now - beat < timedelta(seconds=settings.heartbeat_timeout)
 
 
+def claimant_fresh(
+    session: Session,
+    job: Job,
+    claimant: str | None,
+    settings: Settings,
+    now: datetime | None = None,
+) -> bool:
+    """Whether the chunk attempt ``claimant`` (``JobItem.claimed_by``) reported lately.
+
+    Lately means within ``heartbeat_timeout``: an item outcome it wrote, or the job's
+    heartbeat while it is the job's latest claimant. ``None`` (an unknown claimant)
+    counts any item outcome and the job's heartbeat. Used where the pid cannot be
+    checked (another host).
+    """
+    now = now or utcnow()
+    if (claimant is None or job.worker_host == claimant) and heartbeat_fresh(job, settings, now):
+        return True
+    # Only what a chunk wrote: pending/skipped rows keep their creation time.
+    query = select(func.max(JobItem.updated_at)).where(
+        JobItem.job_id == job.id, JobItem.state.in_(("running", "succeeded", "failed"))
+    )
+    if claimant is not None:
+        query = query.where(JobItem.claimed_by == claimant)
+    latest = _aware(session.scalar(query))
+    return latest is not None and now - latest < timedelta(seconds=settings.heartbeat_timeout)
+
+
 def mark_lost_jobs(settings: Settings | None = None, now: datetime | None = None) -> list[str]:
-    """Fail running jobs whose worker stopped sending heartbeats; return their ids.
+    """Fail running work whose worker is gone; return the ids of the jobs concerned.
 
     A train/evaluate job is lost when its heartbeat is older than
-    ``Settings.heartbeat_timeout``. For remove-dir (whose chunks beat once per image),
-    when the job's heartbeat is that old, the images claimed but not touched for that
-    long are failed (``lost: …``) and the job settles, so ``--wait`` never hangs on a
-    dead worker.
+    ``Settings.heartbeat_timeout`` and its worker is not known to be alive (a process
+    on this host whose pid exists is alive: never the caller's own run, as in
+    embedded mode). For remove-dir, the ``running`` images of each claimant that is
+    not alive and has not reported for that long are failed (``lost: …``) and the
+    job settles, so ``--wait`` never hangs on a dead worker.
     Re-running the same remove-dir then redoes exactly those images.
     """
     settings = settings or get_settings()
     now = now or utcnow()
-    cutoff = now - timedelta(seconds=settings.heartbeat_timeout)
     lost = []
     with db_session(settings) as session:
         running = session.scalars(select(Job).where(Job.state == "running")).all()
         for job in running:
             if job.kind == "remove_dir":
-                if heartbeat_fresh(job, settings, now):
-                    # Some chunk still reports (per image); a long chunk's unstarted
-                    # images keep their claim time, so their age alone proves nothing.
-                    continue
-                stale = [
-                    item
-                    for item in session.scalars(
-                        select(JobItem).where(JobItem.job_id == job.id, JobItem.state == "running")
+                items = session.scalars(
+                    select(JobItem).where(JobItem.job_id == job.id, JobItem.state == "running")
+                ).all()
+                gone: dict[str | None, bool] = {}
+                for claimant in {item.claimed_by for item in items}:
+                    # A dead pid alone is not enough: its redelivered chunk (seconds
+                    # away) takes the images over and must find them still running.
+                    gone[claimant] = worker_alive(claimant) is not True and not claimant_fresh(
+                        session, job, claimant, settings, now
                     )
-                    if _aware(item.updated_at) < cutoff
-                ]
+                stale = [item for item in items if gone[item.claimed_by]]
                 if not stale:
                     continue
                 for item in stale:
                     item.state = "failed"
-                    item.error = f"{LOST_PREFIX}worker stopped reporting (no update since {_iso(item.updated_at)})"
+                    item.error = (
+                        f"{LOST_PREFIX}worker {item.claimed_by} stopped reporting "
+                        f"(no update since {_iso(item.updated_at)})"
+                    )
                 settle_remove_dir(session, job)
                 lost.append(job.id)
-            elif not heartbeat_fresh(job, settings, now):
-                # Heartbeat age only (no pid check): a killed child's message is
-                # redelivered within seconds and must find the job still running.
+            elif (
+                not heartbeat_fresh(job, settings, now)
+                and worker_alive(job.worker_host) is not True
+            ):
+                # Heartbeat age, unless the pid is known alive: a killed child's message
+                # is redelivered within seconds and must find the job still running.
                 finish(
                     job,
                     "failed",

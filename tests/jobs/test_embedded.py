@@ -178,7 +178,7 @@ def test_unreadable_checkpoint_fails_the_job_with_its_reason(
 def test_unreachable_broker_fails_the_recorded_job(
     embedded_env, photos, tmp_path, checkpoint, monkeypatch
 ):
-    from conftest import free_port
+    from service_fixtures import free_port
 
     monkeypatch.setenv("UNETBG_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
     job_id = jobs.create_remove_dir_job(photos, tmp_path / "out", str(checkpoint))

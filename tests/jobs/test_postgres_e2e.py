@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from conftest import Cluster, _clear_unetbg_env
+from service_fixtures import Cluster, clear_unetbg_env
 from unetbg import jobs
 from unetbg.settings import mask_url
 
@@ -48,7 +48,7 @@ def postgres_cluster(redis_server, tmp_path: Path, monkeypatch) -> Iterator[Clus
     schema.upgrade(url)
     cluster = Cluster(tmp_path, redis_server.url)
     cluster.database_url = cluster.env["UNETBG_DATABASE_URL"] = url
-    _clear_unetbg_env(monkeypatch)
+    clear_unetbg_env(monkeypatch)
     for key, value in cluster.env.items():
         monkeypatch.setenv(key, value)
     cluster.start_worker(queues="infer")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,17 @@ BAD_STATES = ("failed", "partial", "cancelled")
 EXIT_HELP = (
     "\b\nExit status: 0 done (or still queued/running), 1 the job failed, "
     "ended partial or was cancelled, 2 usage error."
+)
+
+#: For the listing commands (`jobs`, `checkpoints`), which report no job outcome.
+LIST_EXIT_HELP = (
+    "\b\nExit status: 0 listed (possibly nothing), 2 usage error "
+    "(bad option, unknown job, database schema behind)."
+)
+#: `cancel` succeeds whatever state the job ends up in.
+CANCEL_EXIT_HELP = (
+    "\b\nExit status: 0 cancel requested, or the job had already finished "
+    "(nothing to cancel), 2 usage error (unknown job, …)."
 )
 
 
@@ -46,7 +58,47 @@ def service_errors(fn: Callable[[], Any]) -> Any:
         raise RequestError(str(exc)) from None
 
 
+def verified_checkpoint(spec: str) -> str:
+    """Resolve ``spec`` (``best``, an id, a path) and load it here, before any job is
+    recorded: an unsafe or corrupt file is refused now (exit status 2) with the loader's
+    reason, instead of failing every chunk on the workers. Returns the absolute path.
+    """
+    from unetbg import jobs
+
+    path = service_errors(lambda: jobs.resolve_checkpoint(spec))
+    # torch is imported only here, when a command really needs the file checked.
+    from unetbg.model import CheckpointError, load_checkpoint
+
+    try:
+        load_checkpoint(path)  # weights_only=True: nothing in the file is executed
+    except CheckpointError as exc:
+        raise RequestError(f"refusing checkpoint {exc}") from None
+    return path
+
+
+def usable_device(device: str) -> str:
+    """Refuse ``device`` now (exit status 2, nothing recorded) when it cannot work.
+
+    A malformed name always; a device this machine lacks (``cuda`` without a GPU) only
+    in embedded mode, where this process runs the job: with a broker, the workers'
+    hardware decides, and a worker that cannot use it fails the job once, saying so.
+    """
+    # torch is imported only here, when a command really needs the device checked.
+    from unetbg.model import resolve_device
+    from unetbg.settings import get_settings
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    except RuntimeError as exc:
+        if get_settings().embedded:
+            raise RequestError(f"{exc} (no broker: this process would run the job)") from None
+    return device
+
+
 def exit_code(state: str) -> int:
+    """The exit status for a job that ended (or stands) in ``state``."""
     return EXIT_JOB_FAILED if state in BAD_STATES else EXIT_OK
 
 
@@ -153,45 +205,108 @@ def _result_lines(job) -> list[str]:
 # ------------------------------------------------------------------------------ waiting
 
 
+class _RunnerDied(Exception):
+    """The embedded runner thread ended while its job was not final."""
+
+
+class _Progress:
+    """A job's progress on stderr while waiting.
+
+    On a terminal, a tqdm bar (throughput and ETA). Otherwise (a log file, a pipe, CI)
+    plain lines: one per state change, and one per 10 % of progress or 10 s with progress,
+    so a log is neither flooded with bar redraws nor silent for long.
+    """
+
+    EVERY_S = 10.0
+
+    def __init__(self, job) -> None:
+        from tqdm import tqdm
+
+        self.tty = sys.stderr.isatty()
+        self.unit = {"train": "epoch", "remove_dir": "img"}.get(job.kind, "job")
+        self.bar = tqdm(
+            total=job.progress_total or None,
+            unit=self.unit,
+            desc=job.id,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            smoothing=0.1,
+            disable=not self.tty,
+        )
+        self.done = 0
+        self.started, self.first_done = time.monotonic(), job.progress_done
+        self.line_state, self.line_done, self.line_at = None, job.progress_done, self.started
+
+    def update(self, view) -> None:
+        """Show the snapshot ``view`` (called on every poll)."""
+        if self.bar.total != view.progress_total and view.progress_total:
+            self.bar.total = view.progress_total
+        if view.progress_done > self.done:
+            self.bar.update(view.progress_done - self.done)
+            self.done = view.progress_done
+        self.bar.set_postfix_str(view.state, refresh=True)
+        if not self.tty:
+            self._line(view)
+
+    def _line(self, view) -> None:
+        now = time.monotonic()
+        moved = view.progress_done - self.line_done
+        step = max(1, (view.progress_total or 0) // 10)
+        if not (
+            view.state != self.line_state
+            or moved >= step
+            or (moved > 0 and now - self.line_at >= self.EVERY_S)
+        ):
+            return
+        text = f"{view.id}: {view.state} {view.progress_done}/{view.progress_total} {self.unit}"
+        elapsed, gained = now - self.started, view.progress_done - self.first_done
+        if gained > 0 and elapsed > 0:
+            text += f", {gained / elapsed:.2f} {self.unit}/s"
+        click.echo(text, err=True)
+        self.line_state, self.line_done, self.line_at = view.state, view.progress_done, now
+
+    def close(self) -> None:
+        """End the bar (a no-op without a terminal)."""
+        self.bar.close()
+
+
 def wait_and_report(job_id: str, runner: threading.Thread | None, as_json: bool) -> int:
-    """Show a live bar until the job is final, print the summary, return the exit code.
+    """Show progress until the job is final, print the summary, return the exit code.
 
     ``runner`` is the thread running the job in embedded mode: Ctrl-C then cancels
-    the job (it is this process's work); with a broker Ctrl-C only stops watching.
-    The bar polls the database, so it keeps going across a broker restart.
+    the job (it is this process's work), and if the thread ends while the job is not
+    final (it died), the job is marked failed saying so (exit status 1) instead of
+    waiting forever. With a broker Ctrl-C only stops watching. Progress is polled from
+    the database, so it keeps going across a broker restart.
     """
-    from tqdm import tqdm
-
     from unetbg import jobs
 
     job = jobs.get_job(job_id)
-    unit = {"train": "epoch", "remove_dir": "img"}.get(job.kind, "job")
-    bar = tqdm(
-        total=job.progress_total or None,
-        unit=unit,
-        desc=job.id,
-        file=sys.stderr,
-        dynamic_ncols=True,
-        smoothing=0.1,
-    )
-    last = {"done": 0}
+    progress = _Progress(job)
 
     def update(view) -> None:
-        if bar.total != view.progress_total and view.progress_total:
-            bar.total = view.progress_total
-        if view.progress_done > last["done"]:
-            bar.update(view.progress_done - last["done"])
-            last["done"] = view.progress_done
-        bar.set_postfix_str(view.state, refresh=True)
+        progress.update(view)
+        if runner is not None and not view.final and not runner.is_alive():
+            raise _RunnerDied
 
     try:
         while True:
             try:
                 job = jobs.wait_for_job(job_id, on_update=update, poll_s=0.5)
                 break
+            except _RunnerDied:
+                error = getattr(runner, "error", None) or "no error was recorded"
+                # Only this process ran it (embedded): its running images are orphans too.
+                jobs.fail_job(
+                    job_id,
+                    f"the job's runner in this process stopped before the job ended: {error}",
+                    item_states=("pending", "running"),
+                )
+                job = jobs.get_job(job_id)
+                break
             except KeyboardInterrupt:
                 if runner is None:
-                    bar.close()
+                    progress.close()
                     click.echo(
                         f"\nstopped watching; job {job_id} goes on "
                         f"(`unetbg status {job_id}`, `unetbg cancel {job_id}`)",
@@ -201,7 +316,7 @@ def wait_and_report(job_id: str, runner: threading.Thread | None, as_json: bool)
                 click.echo(f"\ncancelling job {job_id} …", err=True)
                 jobs.cancel_job(job_id)
     finally:
-        bar.close()
+        progress.close()
         if runner is not None:
             runner.join()
     report(job, as_json)
@@ -237,7 +352,16 @@ def start(job_id: str) -> threading.Thread | None:
     if not settings.embedded:
         service_errors(lambda: jobs.dispatch(job_id, settings))
         return None
-    runner = threading.Thread(target=jobs.dispatch, args=(job_id, settings), name=f"job-{job_id}")
+
+    def run() -> None:
+        try:
+            jobs.dispatch(job_id, settings)
+        except BaseException as exc:
+            # wait_and_report names it when it fails the job; the hook still logs it.
+            runner.error = f"{type(exc).__name__}: {exc}"
+            raise
+
+    runner = threading.Thread(target=run, name=f"job-{job_id}")
     runner.start()
     return runner
 
@@ -342,7 +466,7 @@ def status(job_id: str, items: str | None, as_json: bool) -> None:
     sys.exit(exit_code(job.state))
 
 
-@click.command("jobs", epilog=EXIT_HELP)
+@click.command("jobs", epilog=LIST_EXIT_HELP)
 @click.option(
     "--state",
     type=click.Choice(("queued", "running", "succeeded", "failed", "cancelled", "partial")),
@@ -391,7 +515,7 @@ def jobs(state: str | None, kind: str | None, limit: int, as_json: bool) -> None
     )
 
 
-@click.command(epilog=EXIT_HELP)
+@click.command(epilog=CANCEL_EXIT_HELP)
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON afterwards.")
 def cancel(job_id: str, as_json: bool) -> None:
@@ -402,6 +526,8 @@ def cancel(job_id: str, as_json: bool) -> None:
     job = service_errors(lambda: jobs.cancel_job(job_id))
     if as_json:
         click.echo(json.dumps(job.to_dict(), indent=2))
+    elif job.final and not job.cancel_requested:
+        click.echo(f"job {job.id} already finished ({job.state}); nothing to cancel")
     elif job.final:
         click.echo(f"job {job.id}: {job.state}")
     else:
@@ -429,7 +555,7 @@ def _checkpoint_table(rows) -> str:
     )
 
 
-@click.command(epilog=EXIT_HELP)
+@click.command(epilog=LIST_EXIT_HELP)
 @click.option("--job", "job_id", default=None, help="Only this training job's checkpoints.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def checkpoints(job_id: str | None, as_json: bool) -> None:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli.jobs import EXIT_HELP, service_errors, submit_and_follow
+from unetbg.cli.jobs import (
+    EXIT_HELP,
+    service_errors,
+    submit_and_follow,
+    usable_device,
+    verified_checkpoint,
+)
 from unetbg.cli.train import _NONE, _field_options
 from unetbg.training.config import PRESETS
 
@@ -66,9 +72,11 @@ def submit_evaluate(checkpoint, coco_root, split, threshold, limit, device, wait
     images' original resolution; prints the job id."""
     from unetbg import jobs
 
+    usable_device(device)
+    checkpoint_path = verified_checkpoint(checkpoint)
     job_id = service_errors(
         lambda: jobs.create_evaluate_job(
-            checkpoint, coco_root, split, threshold=threshold, limit=limit, device=device
+            checkpoint_path, coco_root, split, threshold=threshold, limit=limit, device=device
         )
     )
     submit_and_follow(job_id, wait, as_json)

@@ -92,6 +92,9 @@ class JobItem(Base):
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     #: Which chunk task the item was dispatched in (for Flower and for redelivery).
     chunk: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: ``host:pid`` of the chunk attempt that claimed the item (``running``): only that
+    #: attempt writes its outcome; another takes it over only once the claimant is dead.
+    claimed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )

@@ -6,13 +6,18 @@ the heartbeat, and recording a failure on the job when the body raises.
 
 Redelivery rules for a whole-job task (training, evaluation), see docs/jobs.md:
 
-* the job is final (done, failed, cancelled) -> the message is dropped;
+* the job is final (done, failed, cancelled) -> the message is dropped, except a
+  ``lost`` failure, which is treated as ``running`` under its last worker;
 * the job is ``running`` under another worker that is alive (same host: its pid
   exists; another host: its heartbeat is fresher than ``heartbeat_timeout``) ->
   the message is *deferred* (retried after ``heartbeat_timeout``) instead of
   starting a second copy of the run;
 * otherwise (first delivery, or the previous worker died) -> this worker claims it,
   ``attempts`` goes up and the run resumes from its last checkpoint.
+
+A run that finds another worker recorded as the job's owner (it was taken over) stops
+at its next check and writes nothing more (:meth:`JobTask.stop_reason`,
+:meth:`JobTask.owned_job`).
 """
 
 from __future__ import annotations
@@ -52,6 +57,14 @@ class _JobLogAdapter(logging.LoggerAdapter):
 log = _JobLogAdapter(logging.getLogger("unetbg.tasks"), {})
 
 
+class Deferred(JobError):
+    """A delivery that must not run now because a live worker holds the work.
+
+    Raised instead of a retry where there is no broker to retry through (``apply``,
+    embedded mode); the job's record is left untouched.
+    """
+
+
 class JobTask(Task):
     """Base for tasks whose first argument is a job id."""
 
@@ -83,8 +96,37 @@ class JobTask(Task):
             yield session
 
     def cancel_requested(self, job_id: str) -> bool:
+        """Whether ``unetbg cancel`` was asked for this job."""
         with self.session() as session:
             return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    def stop_reason(self, job_id: str) -> str | None:
+        """Why this run must stop now: ``"cancelled"``, ``"taken over"`` (another worker
+        claimed the job, believing this one dead) or ``None`` to go on."""
+        with self.session() as session:
+            row = session.execute(
+                select(Job.cancel_requested, Job.worker_host).where(Job.id == job_id)
+            ).first()
+        if row is None or row.worker_host != worker_identity():
+            return "taken over"
+        return "cancelled" if row.cancel_requested else None
+
+    def owned_job(self, session: Session, job_id: str) -> Job | None:
+        """The job's row if this worker still owns it, ready for ``finish``; else ``None``.
+
+        A ``lost`` failure (``mark_lost_jobs`` saw no heartbeat for a while) is reopened:
+        the owner is alive after all and its outcome is the true one.
+        """
+        job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+        if job is None or job.worker_host != worker_identity():
+            self.log.warning(
+                "taken over by %s; leaving the job to it", job.worker_host if job else None
+            )
+            return None
+        if job.state == "failed" and (job.error or "").startswith(LOST_PREFIX):
+            self.log.warning("was marked lost while it ran; recording its real outcome")
+            job.state, job.error, job.finished_at = "running", None, None
+        return job
 
     # -- claiming -------------------------------------------------------------------
 
@@ -108,7 +150,9 @@ class JobTask(Task):
                 finish(job, "cancelled")
                 self.log.info("cancelled before it started")
                 return None
-            if job.state == "running" and job.worker_host != me:
+            # A lost job's worker may be alive after all (a DB outage stopped its
+            # heartbeats): the same rule as for a running one, or two fits share a run_dir.
+            if (job.state == "running" or lost) and job.worker_host != me:
                 alive = worker_alive(job.worker_host)
                 fresh = heartbeat_fresh(job, settings)
                 if fresh and alive is not False:
@@ -129,7 +173,7 @@ class JobTask(Task):
 
     def _defer(self, other: str | None, settings: Settings) -> None:
         if self.request.is_eager or self.request.called_directly:
-            raise JobError(f"job is running in worker {other}; not starting a second copy")
+            raise Deferred(f"job is running in worker {other}; not starting a second copy")
         self.log.warning(
             "still running in live worker %s; deferring this delivery by %d s",
             other,
@@ -178,11 +222,18 @@ class JobTask(Task):
         """Record the error on the job so `unetbg status` shows why it failed."""
         job_id = args[0] if args else kwargs.get("job_id")
         message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, Deferred):  # the live worker owns the job: record nothing
+            self.log.warning("not run here: %s", exc)
+            return
+        # Celery calls this after __call__ has returned: name the job in the log again.
+        token = _current_job.set(job_id)
         try:
             self.record_failure(job_id, args, kwargs, message)
         except Exception:
             self.log.exception("could not record the failure of %s", task_id)
-        self.log.error("task %s failed: %s", task_id, message)
+        finally:
+            self.log.error("task %s failed: %s", task_id, message)
+            _current_job.reset(token)
 
     def record_failure(self, job_id: str, args, kwargs, message: str) -> None:
         """Mark the job failed; subclasses with items override this."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from unetbg.db.models import Job
 from unetbg.jobs import finish, jsonable
 from unetbg.tasks.base import JobTask
+from unetbg.tasks.train import CancelFlag
 
 
 @shared_task(bind=True, base=JobTask, name="unetbg.evaluate_job")
@@ -15,20 +15,32 @@ def evaluate_job(self: JobTask, job_id: str) -> dict:
     job = self.claim_job(job_id)
     if job is None:
         return {"job": job_id, "ran": False}
-    from unetbg.training.evaluation import evaluate_checkpoint
+    from unetbg.training.evaluation import EvaluationStopped, evaluate_checkpoint
 
     p = job.params
-    with self.heartbeat(job_id):
-        figures = evaluate_checkpoint(
-            p["checkpoint"],
-            p["coco_root"],
-            p["split"],
-            device=p.get("device", "auto"),
-            threshold=p.get("threshold", 0.5),
-            limit=p.get("limit"),
-        )
+    stop = CancelFlag(self, job_id)
+    try:
+        with self.heartbeat(job_id):
+            figures = evaluate_checkpoint(
+                p["checkpoint"],
+                p["coco_root"],
+                p["split"],
+                device=p.get("device", "auto"),
+                threshold=p.get("threshold", 0.5),
+                limit=p.get("limit"),
+                should_stop=stop,
+            )
+    except EvaluationStopped as exc:
+        with self.session() as session:
+            row = self.owned_job(session, job_id)
+            if row is not None:  # cancelled (not taken over): the job ends here
+                finish(row, "cancelled")
+        self.log.info("evaluation %s: %s", stop.reason, exc)
+        return {"job": job_id, "ran": True, "status": stop.reason}
     with self.session() as session:
-        row = session.get(Job, job_id)
+        row = self.owned_job(session, job_id)
+        if row is None:
+            return {"job": job_id, "ran": True, "status": "taken over"}
         row.result = jsonable(figures)
         row.progress_done = 1
         finish(row, "succeeded")

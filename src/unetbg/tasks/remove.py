@@ -1,7 +1,8 @@
 """``remove_chunk(job_id, item_ids)``: cut out one chunk of a remove-dir job.
 
 Idempotent: only the chunk's items still ``pending`` (or ``running`` under a worker
-that died) are claimed, so a redelivered chunk never redoes a finished image.
+that died) are claimed, so a redelivered chunk never redoes a finished image, and
+never takes over an image a live worker is still processing (it is deferred).
 Each image's outcome is written as it finishes; the job becomes final when its
 last item does (``jobs.settle_remove_dir``). A cancel stops the chunk at its next
 image.
@@ -10,14 +11,24 @@ image.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from celery import shared_task
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from unetbg.db.models import FINAL_JOB_STATES, Job, JobItem, utcnow
-from unetbg.jobs import OPEN_ITEM_STATES, output_options, settle_remove_dir, worker_identity
+from unetbg.jobs import (
+    OPEN_ITEM_STATES,
+    claimant_fresh,
+    fail_job,
+    output_options,
+    remove_stale_temporaries,
+    settle_remove_dir,
+    worker_alive,
+    worker_identity,
+)
 from unetbg.tasks.base import JobTask
 
 #: Loaded models of this worker process, keyed by checkpoint file version and device.
@@ -50,9 +61,48 @@ class _Cancelled(Exception):
     """Raised from the per-image callback to stop ``process_images`` at once."""
 
 
+class _TakenOver(Exception):
+    """Raised from the per-image callback when another attempt now holds the image."""
+
+
+@dataclass
+class Claim:
+    """What :meth:`RemoveChunkTask.claim_items` took for this attempt."""
+
+    params: dict[str, Any]
+    #: ``(item id, source, output)`` of each image claimed now.
+    rows: list[tuple[int, str, str]]
+    #: Outputs of images taken over from a dead claimant (leftover temporaries to clear).
+    reclaimed: list[Path]
+    #: Claimants still alive that hold other images of this chunk.
+    holders: set[str] = field(default_factory=set)
+
+
 class RemoveChunkTask(JobTask):
-    def claim_items(self, job_id: str, item_ids: list[int]):
-        """Mark this chunk's open items ``running``; ``None`` when nothing is to be done."""
+    """``remove_chunk``'s base: claims images, records each outcome, closes the rest.
+
+    Every image claimed records its claimant (``JobItem.claimed_by``, ``host:pid``).
+    An image another attempt holds is taken over only when that attempt is dead (same
+    host: its pid is gone; another host: it has not reported for ``heartbeat_timeout``);
+    a chunk whose images are all held by a live attempt is deferred. Outcomes are
+    written only while this attempt still holds the image.
+    """
+
+    def _claimant_live(self, session, job: Job, claimant: str | None, now) -> bool:
+        if claimant == worker_identity():
+            # A pool process runs one task at a time: its own claim is a dead attempt's.
+            return False
+        alive = worker_alive(claimant)
+        if alive is not None:
+            return alive
+        return claimant_fresh(session, job, claimant, self.settings, now)
+
+    def claim_items(self, job_id: str, item_ids: list[int]) -> Claim | None:
+        """Claim this chunk's open images for this attempt; ``None`` when none is left.
+
+        A ``Claim`` with no rows but ``holders`` means a live attempt holds them all.
+        """
+        me = worker_identity()
         with self.session() as session:
             job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
             if job is None:
@@ -71,32 +121,68 @@ class RemoveChunkTask(JobTask):
                 .order_by(JobItem.id)
             ).all()
             now = utcnow()
+            live: dict[str | None, bool] = {}
+            for item in items:
+                if item.state == "running" and item.claimed_by not in live:
+                    live[item.claimed_by] = self._claimant_live(session, job, item.claimed_by, now)
+            holders = {i.claimed_by for i in items if i.state == "running" and live[i.claimed_by]}
+            # A live attempt keeps its images: it writes them, it closes them on cancel.
+            items = [i for i in items if not (i.state == "running" and live[i.claimed_by])]
             if job.cancel_requested:
                 for item in items:
                     item.state, item.error, item.updated_at = "cancelled", "job cancelled", now
                 settle_remove_dir(session, job)
                 return None
-            if not items:
+            if not items and not holders:
                 self.log.info("chunk already done (redelivered message)")
                 settle_remove_dir(session, job)
                 return None
+            # Images still "running" under a dead attempt (killed pool process, lost
+            # host): it may have left a temporary file mid-write.
+            reclaimed = [Path(i.output_path) for i in items if i.state == "running"]
             for item in items:
-                item.state, item.updated_at = "running", now
-            if job.state == "queued":
-                job.state = "running"
-            job.started_at = job.started_at or now
-            job.worker_host, job.heartbeat_at = worker_identity(), now
-            return dict(job.params), [(i.id, i.source_path, i.output_path) for i in items]
+                item.state, item.claimed_by, item.updated_at = "running", me, now
+            if items:
+                if job.state == "queued":
+                    job.state = "running"
+                job.started_at = job.started_at or now
+                job.worker_host, job.heartbeat_at = me, now
+            rows = [(i.id, i.source_path, i.output_path) for i in items]
+            return Claim(dict(job.params), rows, reclaimed, holders)
+
+    def record_item(
+        self, job_id: str, item_id: int, state: str, error: str | None, seconds: float | None
+    ) -> tuple[bool, bool]:
+        """Write one image's outcome if this attempt still holds it; beat the heartbeat.
+
+        Returns ``(written, cancel requested)``.
+        """
+        me = worker_identity()
+        with self.session() as session:
+            written = session.execute(
+                update(JobItem)
+                .where(JobItem.id == item_id, JobItem.claimed_by == me, JobItem.state == "running")
+                .values(state=state, error=error, duration_s=seconds, updated_at=utcnow())
+            ).rowcount
+            # Per image only the item and the heartbeat: counting the job's items
+            # (settling) is once per chunk, as it grows with the size of the job.
+            session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
+            cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+        return bool(written), bool(cancel)
 
     def close_items(self, job_id: str, item_ids: list[int], state: str, error: str) -> None:
-        """Give the chunk's still-open items a final ``state`` and settle the job."""
+        """Give the chunk's images still open here (pending, or running under this
+        attempt) a final ``state`` and settle the job."""
         with self.session() as session:
             session.execute(
                 update(JobItem)
                 .where(
                     JobItem.job_id == job_id,
                     JobItem.id.in_(item_ids),
-                    JobItem.state.in_(OPEN_ITEM_STATES),
+                    or_(
+                        JobItem.state == "pending",
+                        and_(JobItem.state == "running", JobItem.claimed_by == worker_identity()),
+                    ),
                 )
                 .values(state=state, error=error, updated_at=utcnow())
             )
@@ -113,23 +199,40 @@ class RemoveChunkTask(JobTask):
 @shared_task(bind=True, base=RemoveChunkTask, name="unetbg.remove_chunk")
 def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dict:
     """Process the chunk's open items in model batches; returns counts."""
-    claimed = self.claim_items(job_id, item_ids)
-    if claimed is None:
+    claim = self.claim_items(job_id, item_ids)
+    if claim is None:
         return {"job": job_id, "processed": 0}
-    params, rows = claimed
+    if not claim.rows:  # a live attempt holds every open image: check again later
+        self._defer(", ".join(sorted(claim.holders)), self.settings)
+    if claim.reclaimed:
+        removed = remove_stale_temporaries(claim.reclaimed)
+        self.log.warning(
+            "redoing %d image(s) of a dead attempt; removed %d leftover temporary file(s)",
+            len(claim.reclaimed),
+            removed,
+        )
+    from unetbg.model import resolve_device
     from unetbg.removal import PlannedItem, process_images
 
-    settings = self.settings
+    settings, params = self.settings, claim.params
+    claimed_ids = [item_id for item_id, _, _ in claim.rows]
+    device = params.get("device", "auto")
+    try:
+        resolve_device(device)
+    except (RuntimeError, ValueError) as exc:
+        # The same on every image and every chunk here: fail the job once, saying why.
+        reason = f"device {device!r} is not usable on worker {worker_identity()}: {exc}"
+        fail_job(job_id, reason, settings)
+        self.close_items(job_id, claimed_ids, "failed", "not processed: the job failed (device)")
+        self.log.error("%s", reason)
+        return {"job": job_id, "processed": 0}
     options = output_options(params)
     handle = model_for(
-        params["checkpoint"],
-        params.get("device", "auto"),
-        params.get("batch_size", 4),
-        settings.max_image_pixels,
+        params["checkpoint"], device, params.get("batch_size", 4), settings.max_image_pixels
     )
     input_root, output_root = Path(params["input_dir"]), Path(params["output_dir"])
     planned, ids = [], {}
-    for item_id, source, output in rows:
+    for item_id, source, output in claim.rows:
         source_path = Path(source)
         relative = (
             source_path.relative_to(input_root)
@@ -142,19 +245,12 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
 
     def on_result(item, result) -> None:
         state = "succeeded" if result.ok else "failed"
+        written, cancel = self.record_item(
+            job_id, ids[str(item.source)], state, result.error, result.seconds
+        )
+        if not written:
+            raise _TakenOver
         counts[state] += 1
-        with self.session() as session:
-            session.execute(
-                update(JobItem)
-                .where(JobItem.id == ids[str(item.source)])
-                .values(
-                    state=state, error=result.error, duration_s=result.seconds, updated_at=utcnow()
-                )
-            )
-            # Per image only the item and the heartbeat: counting the job's items
-            # (settling) is once per chunk, as it grows with the size of the job.
-            session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
-            cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
         if cancel:
             raise _Cancelled
 
@@ -162,8 +258,13 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
         process_images(handle, planned, options, on_result, settings.max_image_pixels)
     except _Cancelled:
         self.log.info("cancel requested: stopping after %d image(s)", sum(counts.values()))
-        self.close_items(job_id, list(ids.values()), "cancelled", "job cancelled")
+        self.close_items(job_id, claimed_ids, "cancelled", "job cancelled")
+    except _TakenOver:
+        # Another attempt judged this one dead and holds the images now: leave them.
+        self.log.warning("images taken over by another attempt: stopping here")
     else:
-        self.close_items(job_id, list(ids.values()), "failed", "not processed")
+        self.close_items(job_id, claimed_ids, "failed", "not processed")
     self.log.info("chunk done: %(succeeded)d succeeded, %(failed)d failed", counts)
+    if claim.holders:  # images of this chunk a live attempt held: see them done later
+        self._defer(", ".join(sorted(claim.holders)), settings)
     return {"job": job_id, "processed": sum(counts.values()), **counts}

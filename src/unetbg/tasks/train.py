@@ -22,19 +22,28 @@ CANCEL_POLL_S = 1.0
 
 
 class CancelFlag:
-    """``should_stop`` for ``fit``: reads ``Job.cancel_requested`` at most every ``poll_s``."""
+    """``should_stop`` for ``fit`` and evaluation, read at most every ``poll_s``.
+
+    True once the job is cancelled or taken over by another worker (``reason`` says
+    which): a run that lost its claim must stop, or two copies share the run folder.
+    """
 
     def __init__(self, task: JobTask, job_id: str, poll_s: float = CANCEL_POLL_S) -> None:
         self.task, self.job_id, self.poll_s = task, job_id, poll_s
         self._checked = float("-inf")
-        self.requested = False
+        self.reason: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        """Whether the run has been told to stop."""
+        return self.reason is not None
 
     def __call__(self) -> bool:
         now = time.monotonic()
-        if not self.requested and now - self._checked >= self.poll_s:
+        if self.reason is None and now - self._checked >= self.poll_s:
             self._checked = now
-            self.requested = self.task.cancel_requested(self.job_id)
-        return self.requested
+            self.reason = self.task.stop_reason(self.job_id)
+        return self.reason is not None
 
 
 @shared_task(bind=True, base=JobTask, name="unetbg.train_job")
@@ -71,13 +80,14 @@ def train_job(self: JobTask, job_id: str) -> dict:
                 )
             register_checkpoint(session, job_id, path, epoch, metrics, is_best)
 
+    stop = CancelFlag(self, job_id)
     with self.heartbeat(job_id):
         result = fit(
             cfg,
             run_dir,
             on_epoch_end=on_epoch_end,
             on_checkpoint=on_checkpoint,
-            should_stop=CancelFlag(self, job_id),
+            should_stop=stop,
             resume=True,
         )
     summary = {
@@ -91,7 +101,9 @@ def train_job(self: JobTask, job_id: str) -> dict:
         "seconds": result.seconds,
     }
     with self.session() as session:
-        row = session.get(Job, job_id)
+        row = self.owned_job(session, job_id)
+        if row is None:
+            return {"job": job_id, "ran": True, "status": "taken over"}
         row.result = jsonable(summary)
         row.progress_done = result.epochs_completed
         finish(row, "cancelled" if result.status == "cancelled" else "succeeded")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ from unetbg.model import (
 log = logging.getLogger(__name__)
 
 
+class EvaluationStopped(Exception):
+    """``should_stop()`` returned True: the evaluation ended early, without figures."""
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     coco_root: str | os.PathLike,
@@ -38,12 +43,15 @@ def evaluate_checkpoint(
     threshold: float = 0.5,
     limit: int | None = None,
     batch_size: int = 8,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """IoU, Dice and pixel accuracy (micro and macro) of ``checkpoint`` on ``split``.
 
     ``limit`` scores the first ``limit`` images (sorted ids, as training validation does).
     Returns a JSON-ready dict: the figures, ``images`` scored, ``unreadable`` ids skipped,
     ``baseline`` (the same figures for the all-foreground prediction), and what was run.
+    ``should_stop()`` is asked before each group of images (cooperative cancellation);
+    when it returns True, :class:`EvaluationStopped` is raised.
     """
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
@@ -64,6 +72,8 @@ def evaluate_checkpoint(
     # A chunk of full-size images and their masks is what is held in memory at once.
     chunk = max(batch_size, 1) * 4
     for start in range(0, len(image_ids), chunk):
+        if should_stop is not None and should_stop():
+            raise EvaluationStopped(f"stopped after {start} of {len(image_ids)} images")
         images, masks, ignores = [], [], []
         for image_id in image_ids[start : start + chunk]:
             try:
