@@ -1,0 +1,305 @@
+"""Fault injection on real processes: killed pool processes and workers, a Redis
+restart, two workers and several processes on one SQLite file, cancels mid-run.
+
+Each test starts its own workers on ``fault_cluster`` (a persistent Redis, as in
+docker-compose.yml) and the fixture stops them afterwards. The training cases that
+``tests/jobs/test_celery.py`` already covers (a pool process killed mid-training
+resumes from ``last_model.pth``; a cancel keeps the last checkpoint) are not repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from inference_fixtures import write_photo
+from service_fixtures import VENV_BIN, wait_until
+from unetbg import jobs
+from unetbg.cli import main
+
+pytestmark = [pytest.mark.services, pytest.mark.fault]
+
+SMOKE = {
+    "epochs": 30,
+    "max_steps_per_epoch": 2,
+    "image_size": 64,
+    "batch_size": 2,
+    "val_limit": 2,
+    "device": "cpu",
+    "num_workers": 0,
+}
+
+
+#: Big enough that a chunk of a few images lasts well beyond the test's reaction time.
+SLOW = (480, 360)
+
+
+def _photos(folder: Path, count: int, size: tuple[int, int] = SLOW) -> list[Path]:
+    return [write_photo(folder / f"img{i:03d}.jpg", *size, quality=90) for i in range(count)]
+
+
+def _succeeded(job_id: str) -> int:
+    return jobs.get_job(job_id).items.get("succeeded", 0)
+
+
+def _wait(cluster, job_id: str, timeout: float = 180) -> jobs.JobView:
+    try:
+        return jobs.wait_for_job(job_id, poll_s=0.2, timeout_s=timeout)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{cluster.log_tail()}") from None
+
+
+def _files(out: Path) -> list[Path]:
+    """Every file under ``out``, hidden temporaries included."""
+    return sorted(p for p in out.rglob("*") if not p.is_dir())
+
+
+def _assert_complete_outputs(job_id: str, out: Path, size: tuple[int, int]) -> None:
+    """One valid, complete output per succeeded item, and no other file."""
+    items = jobs.list_items(job_id)
+    expected = sorted(Path(i.output_path) for i in items if i.state == "succeeded")
+    assert _files(out) == expected
+    _assert_valid(expected, size)
+
+
+def _assert_valid(paths: list[Path], size: tuple[int, int]) -> None:
+    for path in paths:
+        with Image.open(path) as result:
+            result.load()  # a truncated PNG fails here
+            assert result.size == size and result.mode == "RGBA"
+
+
+def test_sigkill_of_the_pool_process_mid_chunk(fault_env, tmp_path, checkpoint):
+    worker = fault_env.start_worker(queues="infer")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 16)
+    job_id = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=8, batch_size=1)
+    jobs.dispatch(job_id)
+    wait_until(lambda: _succeeded(job_id) >= 1, 120, "the first chunk to be under way", 0.05)
+    running = jobs.get_job(job_id)
+    victim = int(running.worker_host.rsplit(":", 1)[1])
+    assert victim in worker.pool_pids()  # the prefork child, found in /proc, runs the chunk
+    # What a kill during a write leaves behind, planted for sure (the real kill below may
+    # or may not land mid-write): the hidden temporary of images.write_atomic beside the
+    # output of the chunk's last image. The redo of the dead attempt must remove it.
+    last = [i for i in jobs.list_items(job_id) if i.chunk == 0][-1]
+    orphan = Path(last.output_path)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    (orphan.parent / f".{orphan.name}.0123456789ab.tmp").write_bytes(b"\x89PNG\r\n partial")
+    os.kill(victim, signal.SIGKILL)
+    states = {i.id: i.state for i in jobs.list_items(job_id)}
+    assert states[last.id] == "running", "the chunk ended before the kill: nothing was tested"
+
+    job = _wait(fault_env, job_id)
+    assert job.state == "succeeded", (job, fault_env.log_tail())
+    assert job.items == {"succeeded": 16} and job.progress_done == job.progress_total == 16
+    assert "exited with 'signal 9 (SIGKILL)'" in worker.text()
+    assert "redoing" in worker.text() and "leftover temporary file(s)" in worker.text()
+    assert victim not in worker.pool_pids() and worker.alive()
+    _assert_complete_outputs(job_id, out, SLOW)
+
+
+def test_redis_restart_mid_job(fault_env, tmp_path, checkpoint):
+    worker = fault_env.start_worker(queues="infer")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 24, (320, 240))
+    cli = subprocess.Popen(
+        [str(VENV_BIN / "unetbg"), "remove-dir", inp, out, "--checkpoint", checkpoint]
+        + ["--chunk-size", "2", "--batch-size", "2", "--wait", "--json"],
+        env=fault_env.cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        job_id = cli.stdout.readline().strip()
+        wait_until(lambda: _succeeded(job_id) >= 2, 120, "the job to be under way", 0.05)
+        fault_env.redis.restart()
+        restarted_with = _succeeded(job_id)
+        stdout, stderr = cli.communicate(timeout=180)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert restarted_with < 24, "the job ended before Redis went down: nothing was tested"
+    assert cli.returncode == 0, stderr + fault_env.log_tail()
+    job = json.loads(stdout)
+    assert job["state"] == "succeeded" and job["items"] == {"succeeded": 24}
+    assert worker.alive()
+    assert "Connection to broker lost" in worker.text()
+    _assert_complete_outputs(job_id, out, (320, 240))
+
+
+def test_two_workers_share_a_queue_and_one_sqlite_file(fault_env, tmp_path, checkpoint):
+    # Three pool processes, this test process and the CLI all write the same SQLite file.
+    first = fault_env.start_worker(queues="infer", concurrency=1)
+    second = fault_env.start_worker(queues="infer", concurrency=2)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 24, (96, 72))
+    job_id = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=2, batch_size=2)
+    jobs.dispatch(job_id)
+    while not jobs.get_job(job_id).final:  # readers beside the writers
+        assert CliRunner().invoke(main, ["jobs", "--json"]).exit_code == 0
+        time.sleep(0.05)
+    job = _wait(fault_env, job_id, timeout=10)
+    assert job.state == "succeeded", fault_env.log_tail()
+    assert job.items == {"succeeded": 24} and job.progress_done == 24
+    logs = [first.text(), second.text()]
+    chunks = [log.count(f"Task unetbg.remove_chunk[{job_id}-chunk") // 2 for log in logs]
+    assert all(chunks) and sum(chunks) == 12, chunks  # each received and finished some
+    for log in logs:
+        assert "database is locked" not in log and "OperationalError" not in log
+    _assert_complete_outputs(job_id, out, (96, 72))
+
+
+def test_cancel_a_running_remove_dir(fault_env, tmp_path, checkpoint):
+    worker = fault_env.start_worker(queues="infer")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 32)
+    job_id = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=8, batch_size=1)
+    jobs.dispatch(job_id)
+    wait_until(lambda: _succeeded(job_id) >= 1, 120, "the first chunk to be under way", 0.05)
+    result = CliRunner().invoke(main, ["cancel", job_id])
+    at_cancel = _succeeded(job_id)
+    assert result.exit_code == 0 and "cancel requested" in result.output, result.output
+
+    job = _wait(fault_env, job_id, timeout=60)
+    assert job.state == "cancelled"
+    assert set(job.items) == {"succeeded", "cancelled"}
+    assert job.items["succeeded"] + job.items["cancelled"] == 32
+    # The running chunk stopped at its next image (at most the one in flight finished).
+    assert job.items["succeeded"] - at_cancel <= 1, (at_cancel, job.items)
+    items = jobs.list_items(job_id)
+    first_chunk = [i for i in items if i.chunk == 0]
+    assert {i.state for i in first_chunk} == {"succeeded", "cancelled"}
+    later = [i for i in items if i.chunk != 0]
+    assert {(i.state, i.error) for i in later} == {("cancelled", "cancelled before it started")}
+    # Queued chunks were revoked: the worker discarded them without running them.
+    wait_until(
+        lambda: f"Discarding revoked task: unetbg.remove_chunk[{job_id}-chunk" in worker.text(),
+        30,
+        "the worker to discard a revoked chunk",
+    )
+    assert f"unetbg.remove_chunk[{job_id}-chunk0001] succeeded" not in worker.text()
+    _assert_complete_outputs(job_id, out, SLOW)
+
+
+def _status(cluster, job_id: str, *args: str, timeout_s: int = 2):
+    """``unetbg status`` as a user would run it, with a short heartbeat timeout."""
+    return subprocess.run(
+        [str(VENV_BIN / "unetbg"), "status", job_id, *args],
+        env=cluster.cli_env(UNETBG_HEARTBEAT_TIMEOUT=str(timeout_s)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _field(shown: str, name: str) -> str:
+    """The value of one ``name  value`` row of ``unetbg status``'s output."""
+    for line in shown.splitlines():
+        key, _, value = line.partition(" ")
+        if key == name:
+            return value.strip()
+    raise AssertionError(f"no {name!r} row in:\n{shown}")
+
+
+def test_vanished_remove_dir_worker_is_reported(fault_env, tmp_path, checkpoint):
+    worker = fault_env.start_worker(queues="infer")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, 12)
+    job_id = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=12, batch_size=1)
+    jobs.dispatch(job_id)
+    wait_until(lambda: _succeeded(job_id) >= 1, 120, "the chunk to be under way", 0.05)
+    os.killpg(worker.proc.pid, signal.SIGKILL)  # the whole worker: host gone
+    worker.proc.wait(10)
+    assert jobs.get_job(job_id).state == "running"
+    time.sleep(3)
+
+    shown = _status(fault_env, job_id, "--items", "failed")
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    job = jobs.get_job(job_id)
+    assert job.state == "partial" and set(job.items) == {"succeeded", "failed"}
+    lost = jobs.list_items(job_id, ["failed"])
+    assert lost and all(
+        i.error.startswith("lost: worker ") and "stopped reporting" in i.error for i in lost
+    )
+    assert _field(shown.stdout, "state") == "partial"
+    assert sum(i.error in shown.stdout for i in lost) == len(lost)
+    # Every output present is complete; the only other file possible is the hidden
+    # temporary of the image the dead host was writing.
+    written = [p for p in _files(out) if not p.name.startswith(".")]
+    assert written == sorted(Path(i.output_path) for i in jobs.list_items(job_id, ["succeeded"]))
+    lost_names = {f".{Path(i.output_path).name}" for i in lost}
+    assert {p.name.rsplit(".", 2)[0] for p in _files(out) if p.name.startswith(".")} <= lost_names
+
+    # Running the same remove-dir again (on a live worker) redoes exactly those images
+    # and clears such temporaries (one planted for sure: the kill may miss a write).
+    planted = Path(lost[0].output_path)
+    (planted.parent / f".{planted.name}.abcdef012345.tmp").write_bytes(b"\x89PNG partial")
+    fault_env.start_worker(queues="infer")
+    again = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=12)
+    jobs.dispatch(again)
+    redo = _wait(fault_env, again)
+    assert redo.items == {"succeeded": len(lost), "skipped": 12 - len(lost)}
+    assert _files(out) == sorted(out / f"img{i:03d}.png" for i in range(12))
+    _assert_valid(_files(out), SLOW)
+
+
+def test_vanished_training_worker_is_reported(fault_env, coco_mini):
+    worker = fault_env.start_worker(queues="train")
+    job_id = jobs.create_train_job("smoke", SMOKE | {"coco_root": str(coco_mini)})
+    jobs.dispatch(job_id)
+    wait_until(lambda: jobs.get_job(job_id).state == "running", 60, "the run to start")
+    os.killpg(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(10)
+    time.sleep(1.5)
+    assert _status(fault_env, job_id, timeout_s=30).returncode == 0  # not stale yet
+    time.sleep(2)
+
+    shown = _status(fault_env, job_id)
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    job = jobs.get_job(job_id)
+    assert job.state == "failed" and job.error.startswith("lost: worker ")
+    assert "stopped reporting" in job.error and "a redelivered task resumes it" in job.error
+    assert _field(shown.stdout, "state") == "failed"
+    assert _field(shown.stdout, "error") == job.error
+    listed = json.loads(CliRunner().invoke(main, ["jobs", "--json"]).output)
+    assert next(j for j in listed if j["id"] == job_id)["state"] == "failed"
+
+
+def test_training_killed_mid_epoch_resumes_from_its_last_checkpoint(fault_env, coco_mini):
+    # tests/jobs/test_celery.py shows a killed run finishing; this pins down *where* it
+    # resumes: inside epoch 2, from epoch 1's last_model.pth, epoch 1 left as recorded.
+    worker = fault_env.start_worker(queues="train")
+    config = SMOKE | {"coco_root": str(coco_mini), "epochs": 3, "max_steps_per_epoch": 8}
+    job_id = jobs.create_train_job("smoke", config)
+    jobs.dispatch(job_id)
+    wait_until(lambda: jobs.list_epoch_metrics(job_id), 180, "epoch 1's metrics", 0.05)
+    first = jobs.get_job(job_id)
+    epoch1 = jobs.list_epoch_metrics(job_id)
+    (last,) = [c for c in jobs.list_checkpoints(job_id) if c.path.endswith("last_model.pth")]
+    victim = int(first.worker_host.rsplit(":", 1)[1])
+    assert victim in worker.pool_pids()
+    time.sleep(0.3)  # into epoch 2's steps
+    os.kill(victim, signal.SIGKILL)
+    assert [m.epoch for m in jobs.list_epoch_metrics(job_id)] == [1, 1], "epoch 2 had ended"
+    assert last.epoch == 1 and last.sha256 == jobs.file_sha256(last.path)
+
+    job = _wait(fault_env, job_id)
+    assert job.state == "succeeded", (job.error, fault_env.log_tail())
+    assert job.attempts == 2 and job.result["epochs_completed"] == 3
+    metrics = jobs.list_epoch_metrics(job_id)
+    assert [(m.epoch, m.split) for m in metrics] == [
+        (e, s) for e in (1, 2, 3) for s in ("train", "val")
+    ]
+    assert metrics[:2] == epoch1  # epoch 1 was not trained (or recorded) again
+    run_log = (Path(job.params["run_dir"]) / "train.log").read_text()
+    assert f"resumed {job.params['run_dir']} at epoch 2 step 0" in run_log
