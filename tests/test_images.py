@@ -299,3 +299,36 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def test_temporary_target_recognises_only_our_unfinished_writes(tmp_path):
+    from unetbg.images import temporary_target
+
+    target = tmp_path / "a.png"
+
+    class Boom(Exception):
+        pass
+
+    # Capture the temporary's name by failing after it exists, before it is renamed.
+    seen = []
+
+    def on_write(fh):
+        seen.extend(p.name for p in tmp_path.iterdir())
+        raise Boom
+
+    with pytest.raises(Boom):
+        save_image_atomic(_FailingImage(on_write), target, "PNG")
+    assert len(seen) == 1 and temporary_target(seen[0]) == "a.png"
+    assert not list(tmp_path.iterdir())  # removed on failure
+    assert temporary_target("a.png") is None
+    assert temporary_target(".a.png.xyz.tmp") is None
+
+
+class _FailingImage:
+    """Stands in for a PIL image whose save() fails midway (as a killed writer would)."""
+
+    def __init__(self, on_write):
+        self.on_write = on_write
+
+    def save(self, fh, format=None, **params):
+        self.on_write(fh)

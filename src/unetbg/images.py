@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import secrets
 import warnings
 from pathlib import Path
@@ -276,12 +277,26 @@ def _publish_new(tmp: Path, path: Path) -> None:
     os.unlink(tmp)
 
 
+_TEMPORARY_HEX_BYTES = 6
+_TEMPORARY = re.compile(rf"\.(?P<name>.+)\.[0-9a-f]{{{2 * _TEMPORARY_HEX_BYTES}}}\.tmp")
+
+
+def temporary_target(name: str) -> str | None:
+    """The output file name whose unfinished atomic write left a file called ``name``.
+
+    ``None`` when ``name`` is not such a temporary. Lets a job clean up after a writer
+    that was killed mid-write.
+    """
+    match = _TEMPORARY.fullmatch(name)
+    return match["name"] if match else None
+
+
 # Same steps as model/checkpoint.py's save_checkpoint on purpose (model/ may not import us).
 @contextlib.contextmanager
 def _atomic_file(path: Path, overwrite: bool = True):
     folder = path.parent
     # A hidden name, so folder scans (removal.plan_folder) never pick it up.
-    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    tmp = folder / f".{path.name}.{secrets.token_hex(_TEMPORARY_HEX_BYTES)}.tmp"
     # os.open with 0o666 lets the umask decide the final permissions, as a plain
     # open() of the target would (mkstemp would force 0o600).
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

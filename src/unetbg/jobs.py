@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import socket
 import time
 from collections import Counter
@@ -50,6 +49,7 @@ from unetbg.db.models import (
 )
 from unetbg.db.schema import ensure_schema
 from unetbg.db.session import session_scope
+from unetbg.images import temporary_target
 from unetbg.settings import Settings, get_settings, mask_url
 
 log = logging.getLogger(__name__)
@@ -408,7 +408,6 @@ def create_remove_dir_job(
 
 
 #: ``unetbg.images.write_atomic``'s temporary beside ``NAME``: ``.NAME.<12 hex>.tmp``.
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{12}\.tmp")
 
 
 def remove_stale_temporaries(outputs: Iterable[str | os.PathLike]) -> int:
@@ -428,8 +427,7 @@ def remove_stale_temporaries(outputs: Iterable[str | os.PathLike]) -> int:
         except OSError:  # no folder yet: nothing was written there
             continue
         for entry in entries:
-            match = _TEMPORARY.fullmatch(entry.name)
-            if match and match["name"] in names and entry.is_file(follow_symlinks=False):
+            if temporary_target(entry.name) in names and entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed += 1
