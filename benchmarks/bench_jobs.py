@@ -24,22 +24,17 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import free_port, make_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 COCO_VAL = REPO.parent / "shared" / "data" / "coco-mini" / "val2017"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_inputs(folder: Path, count: int) -> None:
@@ -50,25 +45,6 @@ def make_inputs(folder: Path, count: int) -> None:
     for i in range(count):
         src = sources[i % len(sources)]
         shutil.copyfile(src, folder / f"{i:04d}_{src.name}")
-
-
-def make_checkpoint(path: Path, image_size: int) -> None:
-    import torch
-
-    from unetbg.model import (
-        ModelConfig,
-        Preprocessing,
-        build_checkpoint,
-        create_model,
-        save_checkpoint,
-    )
-
-    torch.manual_seed(0)
-    config = ModelConfig()  # the real architecture: resnet34 encoder, full decoder
-    state = build_checkpoint(
-        create_model(config), config, Preprocessing(image_size=image_size), 0, {}
-    )
-    save_checkpoint(path, state)
 
 
 def run_job(inputs: Path, out: Path, checkpoint: Path, chunk_size: int, batch_size: int) -> dict:

@@ -24,21 +24,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import free_port, make_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -67,25 +62,6 @@ def make_inputs(folder: Path, count: int, width: int, height: int) -> None:
         target = folder / f"set{i % 10}" / f"img{i:05d}.jpg"
         target.parent.mkdir(exist_ok=True)
         image.save(target, quality=90)
-
-
-def make_checkpoint(path: Path, image_size: int) -> None:
-    import torch
-
-    from unetbg.model import (
-        ModelConfig,
-        Preprocessing,
-        build_checkpoint,
-        create_model,
-        save_checkpoint,
-    )
-
-    torch.manual_seed(0)
-    config = ModelConfig()  # the real architecture: resnet34 encoder, full decoder
-    state = build_checkpoint(
-        create_model(config), config, Preprocessing(image_size=image_size), 0, {}
-    )
-    save_checkpoint(path, state)
 
 
 def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
