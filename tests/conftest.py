@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,13 @@ COCO_MINI = REPO.parent / "shared" / "data" / "coco-mini"
 
 @pytest.fixture(scope="session")
 def coco_mini() -> Path:
-    """The real COCO 2017 subset beside the checkout; skips (saying why) when absent."""
+    """The real COCO 2017 subset beside the checkout; skips (saying why) when absent,
+    fails instead under CI (``CI`` set), where a skip would hide the tests not run."""
     if not (COCO_MINI / "annotations" / "instances_val2017.json").is_file():
-        pytest.skip(f"real COCO subset not found at {COCO_MINI}")
+        reason = f"real COCO subset not found at {COCO_MINI}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     return COCO_MINI
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -49,10 +50,14 @@ def test_remove_writes_and_prints_each_output(tmp_path: Path, checkpoint: Path) 
         assert im.mode == "RGBA" and im.size == (48, 32)
     assert _digest(inputs) == before
 
-    # Rerun without --overwrite: nothing rewritten, exit 1 with the reason.
+    # Rerun without --overwrite: nothing rewritten, each skip named, exit 0 (like
+    # remove-dir: the same command again does only what is missing).
+    written = _digest([Path(p) for p in printed])
     again = _run("--checkpoint", checkpoint, "-o", out, "--device", "cpu", "--", *inputs)
-    assert again.exit_code == 1
-    assert "exists; use --overwrite" in again.stderr and again.stdout == ""
+    assert again.exit_code == 0, again.output
+    assert again.stderr.count("exists; use --overwrite") == 3 and again.stdout == ""
+    assert "0 written, 3 skipped (output exists)" in again.stderr
+    assert _digest([Path(p) for p in printed]) == written
     forced = _run(
         "--checkpoint", checkpoint, "-o", out, "--device", "cpu", "--overwrite", "--", *inputs
     )
@@ -107,8 +112,11 @@ def test_failures_and_refusals(tmp_path: Path, checkpoint: Path) -> None:
         assert bad.exit_code == 2 and message in bad.stderr, (extra, bad.stderr)
     assert not (tmp_path / "u").exists()
 
-    missing_ckpt = _run(good, "-o", tmp_path / "u", env={"UNETBG_CHECKPOINT": ""})
-    assert missing_ckpt.exit_code == 2 and "--checkpoint" in missing_ckpt.stderr
+    missing_ckpt = _run(
+        good, "-o", tmp_path / "u", "--checkpoint", tmp_path / "nope.pth", "--device", "cpu"
+    )
+    assert missing_ckpt.exit_code == 2, missing_ckpt.output
+    assert f"checkpoint file not found: {tmp_path / 'nope.pth'}" in missing_ckpt.stderr
     (tmp_path / "junk.pth").write_bytes(b"this is not a checkpoint")
     junk = _run(good, "-o", tmp_path / "u", "--checkpoint", tmp_path / "junk.pth")
     assert junk.exit_code == 1 and "junk.pth" in junk.stderr
@@ -143,7 +151,7 @@ def test_help_imports_no_torch() -> None:
         "from unetbg.cli import main\n"
         "r = CliRunner().invoke(main, ['remove', '--help'])\n"
         "assert r.exit_code == 0 and '--checkpoint' in r.output, r.output\n"
-        "assert 'UNETBG_CHECKPOINT' in r.output\n"
+        "assert 'UNETBG_CHECKPOINT' in r.output and \"'best'\" in r.output\n"
         "print('torch' in sys.modules)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -189,9 +197,61 @@ def test_skip_names_the_existing_output(tmp_path: Path, checkpoint: Path) -> Non
     existing.parent.mkdir()
     existing.write_bytes(b"mine")
     result = _run(src, "-o", tmp_path / "o", "--checkpoint", checkpoint, "--device", "cpu")
-    assert result.exit_code == 1
+    assert result.exit_code == 0, result.output
     assert f"skipped: {src}: {existing.resolve()} exists; use --overwrite" in result.stderr
     assert existing.read_bytes() == b"mine"
+
+    # A skip does not hide a failure beside it.
+    (tmp_path / "in" / "bad.png").write_text("not an image")
+    mixed = _run(src, tmp_path / "in" / "bad.png", "-o", tmp_path / "o", "--checkpoint", checkpoint)
+    assert mixed.exit_code == 1, mixed.output
+    assert "0 written, 1 skipped (output exists), 1 not written" in mixed.stderr
+    assert existing.read_bytes() == b"mine"
+
+
+def test_checkpoint_best_registered_id_or_env(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unetbg.jobs import db_session, list_checkpoints, register_checkpoint
+
+    monkeypatch.setenv("UNETBG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("UNETBG_DATABASE_URL", raising=False)
+    monkeypatch.delenv("UNETBG_CHECKPOINT", raising=False)
+    src = write_photo(tmp_path / "p.jpg", 24, 24)
+
+    # Nothing registered: `best` (the default) is a usage error saying what to do.
+    none = _run(src, "-o", tmp_path / "o", "--device", "cpu")
+    assert none.exit_code == 2, none.output
+    assert "no trained checkpoint is registered" in none.stderr
+    assert "--checkpoint PATH" in none.stderr and "Traceback" not in none.output
+    assert not (tmp_path / "o").exists()
+    unknown = _run(src, "-o", tmp_path / "o", "--checkpoint", "999", "--device", "cpu")
+    assert unknown.exit_code == 2 and "no registered checkpoint with id 999" in unknown.stderr
+
+    with db_session() as session:
+        register_checkpoint(session, None, checkpoint, 1, {"iou": 0.5}, is_best=True)
+    (row,) = list_checkpoints()
+    for i, extra in enumerate([[], ["--checkpoint", "best"], ["--checkpoint", str(row.id)]]):
+        result = _run(src, "-o", tmp_path / f"o{i}", "--device", "cpu", *extra)
+        assert result.exit_code == 0, (extra, result.output)
+        assert f"(checkpoint {checkpoint.resolve()}," in result.stderr
+        assert result.stdout.strip() == str((tmp_path / f"o{i}" / "p.png").resolve())
+
+    # UNETBG_CHECKPOINT still wins over the default, and takes the same forms.
+    env = {"UNETBG_CHECKPOINT": str(tmp_path / "gone.pth")}
+    gone = _run(src, "-o", tmp_path / "o9", "--device", "cpu", env=env)
+    assert gone.exit_code == 2 and "gone.pth" in gone.stderr
+    by_id = _run(src, "-o", tmp_path / "o9", "--device", "cpu", env={"UNETBG_CHECKPOINT": "best"})
+    assert by_id.exit_code == 0, by_id.output
+
+
+def test_remove_and_remove_dir_share_the_batch_size_default() -> None:
+    from unetbg.cli._options import DEFAULT_BATCH_SIZE
+
+    ctx = click.Context(main)
+    for name in ("remove", "remove-dir"):
+        (param,) = [p for p in main.get_command(ctx, name).params if p.name == "batch_size"]
+        assert param.default == DEFAULT_BATCH_SIZE == 4, name
 
 
 @pytest.mark.parametrize(
@@ -219,8 +279,6 @@ def test_remove_and_remove_dir_share_the_output_options() -> None:
     assert resolve_kind(None, "red", None) == "color"
     assert resolve_kind(None, None, Path("bg.jpg")) == "background"
     assert resolve_kind("mask", None, None) == "mask"
-    import click
-
     with pytest.raises(click.UsageError, match="--color needs --kind color"):
         resolve_kind("mask", "red", None)
 

@@ -205,7 +205,7 @@ def test_flower_shows_worker_and_job_tasks(broker_env, photos, tmp_path, checkpo
                 else None
             )
 
-        tasks = wait_until(job_tasks, 30, "Flower to list the job's three chunk tasks")
+        tasks = wait_until(job_tasks, 60, "Flower to list the job's three chunk tasks")
         for task in tasks.values():
             assert task["name"] == "unetbg.remove_chunk"
             assert f"job={job_id}" in task["args"]
@@ -268,7 +268,7 @@ def test_worker_command_pins_the_gpu_before_celery_starts(broker_env, tmp_path):
         # exec keeps the pid: once the command line is Celery's, the env is final.
         cmdline = wait_until(
             lambda: b"celery" in (c := Path(f"/proc/{proc.pid}/cmdline").read_bytes()) and c,
-            30,
+            60,
             "unetbg worker to exec celery",
         )
         assert b"unetbg-infer-gpu3@" in cmdline

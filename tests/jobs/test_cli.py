@@ -79,10 +79,12 @@ def test_usage_errors_exit_2(embedded_env, photos, tmp_path, checkpoint):
         ).exit_code
         == 2
     )
-    assert run("remove-dir", photos, tmp_path / "o", "--chunk-size", "0").exit_code == 2
+    chunk = run("remove-dir", photos, tmp_path / "o", "--checkpoint", checkpoint, "--chunk-size", 0)
+    assert chunk.exit_code == 2 and "--chunk-size" in chunk.output, chunk.output
     worker = run("worker")
     assert worker.exit_code == 2 and "UNETBG_BROKER_URL" in worker.output
-    assert run("worker", "--queues", "gpu").exit_code == 2
+    queues = run("worker", "--queues", "gpu")  # refused before the broker is looked for
+    assert queues.exit_code == 2 and "unknown queue(s) gpu" in queues.output, queues.output
     bad_preset = run("submit-train", "--preset", "smoke", "--coco-root", tmp_path, "--epochs", "0")
     assert bad_preset.exit_code == 2 and "epochs must be >= 1" in bad_preset.output
     assert "Exit status: 0" in run("remove-dir", "--help").output

@@ -145,7 +145,9 @@ def test_two_workers_share_a_queue_and_one_sqlite_file(fault_env, tmp_path, chec
     _photos(inp, 24, (96, 72))
     job_id = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=2, batch_size=2)
     jobs.dispatch(job_id)
+    deadline = time.monotonic() + 180
     while not jobs.get_job(job_id).final:  # readers beside the writers
+        assert time.monotonic() < deadline, f"job not final after 180 s\n{fault_env.log_tail()}"
         assert CliRunner().invoke(main, ["jobs", "--json"]).exit_code == 0
         time.sleep(0.05)
     job = _wait(fault_env, job_id, timeout=10)

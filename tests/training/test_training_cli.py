@@ -183,12 +183,65 @@ def test_train_registers_its_checkpoints_and_never_reuses_a_run_folder(
     digest = hashlib.sha256((run / "last_model.pth").read_bytes()).hexdigest()
     again = _invoke(args)
     assert again.exit_code == 2, again.output
-    assert f"{run} already holds a trained model" in again.output and "--resume" in again.output
+    assert f"{run} already holds a trained model" in again.output
+    assert f"`unetbg train --resume {run}`" in again.output
     assert hashlib.sha256((run / "last_model.pth").read_bytes()).hexdigest() == digest
     cfg = resolve_config("smoke", coco_root=str(coco_mini), device="cpu")
     with pytest.raises(ValueError, match="already holds a trained model"):
         fit(cfg, run)
     assert hashlib.sha256((run / "last_model.pth").read_bytes()).hexdigest() == digest
+
+    # `unetbg evaluate` takes `best` and a registered id, like remove-dir.
+    best_id = next(c.id for c in rows if c.is_best)
+    for spec in ("best", str(best_id)):
+        scored = _invoke(
+            ["evaluate", spec, "--coco-root", str(coco_mini), "--limit", "2", "--device", "cpu"]
+        )
+        assert scored.exit_code == 0, scored.output
+        assert scored.output.startswith(f"{(run / 'best_model.pth').resolve()} (epoch 1)")
+
+
+def test_evaluate_best_with_nothing_registered_is_a_usage_error(coco_mini, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNETBG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("UNETBG_DATABASE_URL", raising=False)
+    result = _invoke(["evaluate", "best", "--coco-root", str(coco_mini), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "no trained checkpoint is registered" in result.output
+    assert "Traceback" not in result.output
+    missing = _invoke(["evaluate", str(tmp_path / "x.pth"), "--coco-root", str(coco_mini)])
+    assert missing.exit_code == 2 and "checkpoint file not found" in missing.output
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_train_offline_with_imagenet_weights_says_how_and_leaves_nothing(
+    coco_mini, tmp_path, monkeypatch, existing
+):
+    # An empty hub cache and a proxy on a closed local port make the download fail
+    # deterministically, whether or not this machine has network access.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("UNETBG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("UNETBG_DATABASE_URL", raising=False)
+    run = tmp_path / "run"
+    if existing:  # a folder the user made: kept, with what was in it
+        run.mkdir()
+        (run / "notes.txt").write_text("mine")
+    result = _invoke(
+        ["train", "--preset", "fast", "--coco-root", str(coco_mini), "--output-dir", str(run)]
+    )
+    assert result.exit_code == 2, result.output
+    assert (
+        "download failed (offline?): pass --encoder-weights /path/resnet34.pth "
+        "(a torchvision ResNet34 state_dict) or --encoder-weights none"
+    ) in result.output
+    assert "Traceback" not in result.output
+    if existing:
+        assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    else:
+        assert not run.exists()
 
 
 def test_evaluate_on_a_folder_that_is_not_coco_is_a_usage_error(tmp_path, tmp_path_factory):

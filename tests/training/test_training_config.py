@@ -114,3 +114,12 @@ def test_from_dict_refuses_unknown_keys():
 def test_config_module_imports_no_torch():
     code = "import sys, unetbg.training.config; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_package_exports_are_loaded_lazily():
+    import unetbg.training as training
+    from unetbg.training.evaluation import EvaluationStopped
+
+    assert training.EvaluationStopped is EvaluationStopped
+    assert "EvaluationStopped" in training.__all__
+    assert all(getattr(training, name) is not None for name in training.__all__)

@@ -97,7 +97,10 @@ def page_url(tmp_path, small_checkpoint, recorded_jobs):
 @pytest.fixture
 def browser_page():
     if not CHROMIUM.is_file():
-        pytest.skip(f"Debian's chromium not found at {CHROMIUM}")
+        reason = f"Debian's chromium not found at {CHROMIUM}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

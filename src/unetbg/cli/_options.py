@@ -1,4 +1,4 @@
-"""Output options shared by ``unetbg remove`` and ``unetbg remove-dir``."""
+"""Options shared by ``unetbg remove`` and ``unetbg remove-dir``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import click
 from unetbg.removal import FORMATS, KINDS
 
 F = TypeVar("F", bound=Callable[..., object])
+
+#: Images per model forward pass for ``remove`` and ``remove-dir``: CPU-friendly; raise
+#: it with --batch-size on a GPU.
+DEFAULT_BATCH_SIZE = 4
 
 
 def output_options(command: F) -> F:

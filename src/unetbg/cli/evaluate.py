@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
+from unetbg.cli.jobs import checkpoint_path
+
 _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("checkpoint")
 @click.option(
     "--coco-root",
     required=True,
@@ -33,7 +35,12 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(checkpoint, coco_root, split, limit, threshold, device, batch_size, as_json) -> None:
-    """IoU, Dice and pixel accuracy of CHECKPOINT, next to the all-foreground baseline."""
+    """IoU, Dice and pixel accuracy of CHECKPOINT, next to the all-foreground baseline.
+
+    CHECKPOINT: 'best' (registered checkpoint with the best val IoU), a registered
+    checkpoint id (`unetbg checkpoints`) or a .pth path.
+    """
+    checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
     from unetbg.data import CocoError
     from unetbg.model import CheckpointError
     from unetbg.training.evaluation import evaluate_checkpoint

@@ -58,14 +58,20 @@ def service_errors(fn: Callable[[], Any]) -> Any:
         raise RequestError(str(exc)) from None
 
 
+def checkpoint_path(spec: str) -> str:
+    """The absolute path of ``spec`` (``best``, a registered id, a path); exit status 2
+    (:class:`RequestError`) when there is no such checkpoint. The file is not loaded."""
+    from unetbg import jobs
+
+    return service_errors(lambda: jobs.resolve_checkpoint(spec))
+
+
 def verified_checkpoint(spec: str) -> str:
     """Resolve ``spec`` (``best``, an id, a path) and load it here, before any job is
     recorded: an unsafe or corrupt file is refused now (exit status 2) with the loader's
     reason, instead of failing every chunk on the workers. Returns the absolute path.
     """
-    from unetbg import jobs
-
-    path = service_errors(lambda: jobs.resolve_checkpoint(spec))
+    path = checkpoint_path(spec)
     # torch is imported only here, when a command really needs the file checked.
     from unetbg.model import CheckpointError, load_checkpoint
 

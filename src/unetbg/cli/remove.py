@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._options import output_options, resolve_kind
+from unetbg.cli._options import DEFAULT_BATCH_SIZE, output_options, resolve_kind
+from unetbg.cli.jobs import checkpoint_path
 from unetbg.settings import CHECKPOINT_ENV
 
 
@@ -23,9 +24,10 @@ from unetbg.settings import CHECKPOINT_ENV
 @click.option(
     "--checkpoint",
     envvar=CHECKPOINT_ENV,
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help=f"Model checkpoint (.pth). Env: {CHECKPOINT_ENV}.",
+    default="best",
+    show_default=True,
+    help="'best' (registered checkpoint with the best val IoU), a registered "
+    f"checkpoint id (`unetbg checkpoints`) or a .pth path. Env: {CHECKPOINT_ENV}.",
 )
 @output_options
 @click.option(
@@ -35,11 +37,17 @@ from unetbg.settings import CHECKPOINT_ENV
     help="auto, cpu, cuda or cuda:N (cuda without a GPU fails).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Images per model forward pass.",
+)
 def remove(
     images: tuple[Path, ...],
     output_dir: Path,
-    checkpoint: Path,
+    checkpoint: str,
     kind: str | None,
     threshold: float | None,
     color: str | None,
@@ -54,7 +62,10 @@ def remove(
     Each output is written to OUTPUT_DIR as <name>.<format> and its path printed
     (inputs sharing a name get <name>.<suffix>.<format>, see docs). Never writes
     over an input, nor into an input's folder. The model and device used are
-    reported on stderr. Exits with 1 if any image failed or was skipped.
+    reported on stderr. An output that already exists is skipped (kept) unless
+    --overwrite, so the same command run again does only what is missing. Exits with
+    0 when every image was written or skipped because its output exists, 1 if any
+    failed, 2 on a usage error (bad option, no such checkpoint).
     """
     from unetbg.images import ImageError
     from unetbg.removal import (
@@ -78,6 +89,7 @@ def remove(
         items = plan_files(images, output_dir, options.format, overwrite=overwrite)
     except (PlanError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
+    checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
 
     # torch is imported only now, after the arguments are known to be usable.
     from unetbg.inference import ModelInference
@@ -116,7 +128,14 @@ def remove(
         results = process_images(model, items, options, on_result=report)
     except ImageError as exc:  # the --background image
         raise click.ClickException(f"background: {exc}") from None
-    bad = sum(not r.ok for r in results)
+    existing = sum(r.error == SKIP_EXISTS for r in results)
+    bad = sum(not r.ok for r in results) - existing
+    if bad or existing:
+        summary = [f"{len(results) - bad - existing} written"]
+        if existing:
+            summary.append(f"{existing} skipped (output exists)")
+        if bad:
+            summary.append(f"{bad} not written")
+        click.echo(", ".join(summary), err=True)
     if bad:
-        click.echo(f"{len(results) - bad} written, {bad} not written", err=True)
         sys.exit(1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._options import output_options, resolve_kind
+from unetbg.cli._options import DEFAULT_BATCH_SIZE, output_options, resolve_kind
 from unetbg.cli.jobs import (
     EXIT_HELP,
     service_errors,
@@ -41,7 +41,7 @@ from unetbg.cli.jobs import (
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=4,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Images per model forward pass.",
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import typing
 from datetime import datetime
@@ -80,6 +81,26 @@ def default_run_dir() -> Path:
     while candidate.exists():
         candidate, n = base.with_name(f"{base.name}_{n}"), n + 1
     return candidate
+
+
+class _WeightsUnavailable(click.ClickException):
+    """The ImageNet encoder weights could not be downloaded: exit status 2, like a usage
+    error, since another --encoder-weights is the fix."""
+
+    exit_code = 2
+
+
+def _forget_failed_start(run_dir: Path, existed: set[str] | None) -> None:
+    """Remove what a fresh run that failed before its first checkpoint left in
+    ``run_dir`` (its train.log, config.json; the folder itself if it was created)."""
+    if any((run_dir / name).exists() for name in ("best_model.pth", "last_model.pth")):
+        return
+    if existed is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in ("train.log", "config.json"):
+        if name not in existed:
+            (run_dir / name).unlink(missing_ok=True)
 
 
 class _CheckpointRegistry:
@@ -182,11 +203,20 @@ def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
 
     _setup_logging()
     click.echo(f"run folder: {run_dir}")
+    fresh = resume_dir is None
+    existed = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else None
     try:
-        result = fit(
-            cfg, run_dir, on_checkpoint=_CheckpointRegistry(), resume=resume_dir is not None
-        )
+        result = fit(cfg, run_dir, on_checkpoint=_CheckpointRegistry(), resume=not fresh)
     except (CocoError, EncoderWeightsError, CheckpointError) as exc:
+        if fresh:
+            _forget_failed_start(run_dir, existed)
+        if isinstance(exc, EncoderWeightsError) and cfg.encoder_weights == "imagenet":
+            cause = exc.__cause__ or exc
+            raise _WeightsUnavailable(
+                "ImageNet encoder weights: download failed (offline?): pass "
+                "--encoder-weights /path/resnet34.pth (a torchvision ResNet34 state_dict) "
+                f"or --encoder-weights none ({type(cause).__name__}: {cause})"
+            ) from exc
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"status: {result.status} after {result.epochs_completed} epoch(s), {result.seconds:.1f}s"

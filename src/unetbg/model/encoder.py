@@ -96,7 +96,8 @@ def get_encoder(name: str, weights: str | os.PathLike[str] | None = None) -> Res
             raise EncoderWeightsError(
                 f"could not download the ImageNet weights for {name!r} "
                 f"({type(exc).__name__}: {exc}); when offline, pass a local weights file path "
-                "as encoder_weights instead (a torchvision state_dict saved with torch.save)"
+                "instead (a torchvision state_dict saved with torch.save: encoder_weights in "
+                "Python, --encoder-weights on the command line), or None/none for random init"
             ) from exc
         source = f"ImageNet weights for {name!r}"
     else:

@@ -17,6 +17,7 @@ _EXPORTS = {
     "fit": "fit",
     "FitResult": "fit",
     "evaluate_checkpoint": "evaluation",
+    "EvaluationStopped": "evaluation",
 }
 __all__ = sorted(_EXPORTS)
 

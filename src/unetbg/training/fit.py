@@ -161,7 +161,8 @@ def check_fresh_run_dir(run_dir: str | Path) -> None:
     if held:
         raise ValueError(
             f"{run_dir} already holds a trained model ({', '.join(held)}); continue it "
-            "with --resume (resume=True), or choose a new run folder"
+            f"with `unetbg train --resume {run_dir}` (or fit(..., resume=True)), "
+            "or choose a new run folder"
         )
 
 
