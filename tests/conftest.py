@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from prerequisites import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_MINI = REPO.parent / "shared" / "data" / "coco-mini"
@@ -16,10 +17,7 @@ def coco_mini() -> Path:
     """The real COCO 2017 subset beside the checkout; skips (saying why) when absent,
     fails instead under CI (``CI`` set), where a skip would hide the tests not run."""
     if not (COCO_MINI / "annotations" / "instances_val2017.json").is_file():
-        reason = f"real COCO subset not found at {COCO_MINI}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"real COCO subset not found at {COCO_MINI}")
     return COCO_MINI
 
 

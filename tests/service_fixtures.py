@@ -16,13 +16,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from prerequisites import unavailable
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 IMAGE_SIZE = 64
+#: Overrides that make the smoke preset a few seconds long for training-job tests.
+SMOKE_TRAINING = {
+    "epochs": 1,
+    "max_steps_per_epoch": 2,
+    "image_size": IMAGE_SIZE,
+    "batch_size": 2,
+    "val_limit": 4,
+    "device": "cpu",
+    "num_workers": 0,
+}
 
 
 def free_port() -> int:
@@ -160,16 +173,17 @@ class RedisServer:
         self.start()
 
 
-def start_redis(folder: Path, persist: bool = False) -> RedisServer:
-    """Start a redis-server in ``folder``; skips the test when it is not installed
-    (fails under CI, ``CI`` set, where a skip would hide the tests not run)."""
+def redis_executable() -> str:
+    """Path of ``redis-server``; the test is unavailable (skip, or fail under CI) without it."""
     executable = shutil.which("redis-server")
     if executable is None:
-        reason = "redis-server is not installed (scripts/services.sh install)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = RedisServer(executable, folder, persist)
+        unavailable("redis-server is not installed (scripts/services.sh install)")
+    return executable
+
+
+def start_redis(folder: Path, persist: bool = False) -> RedisServer:
+    """Start a redis-server in ``folder`` (see ``redis_executable`` when it is missing)."""
+    server = RedisServer(redis_executable(), folder, persist)
     server.start()
     return server
 
@@ -338,3 +352,52 @@ def use_cluster(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
 def broker_env(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     """This test process talks to the cluster's broker and database."""
     return use_cluster(cluster, monkeypatch)
+
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "UNETBG_TEST_POSTGRES_URL", "postgresql+psycopg://unetbg:unetbg@127.0.0.1:5432/postgres"
+)
+
+
+def postgres_admin_engine():
+    """An AUTOCOMMIT engine on the test server's maintenance database (see
+    ``prerequisites.unavailable`` when the server cannot be reached)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from unetbg.settings import mask_url
+
+    engine = create_engine(
+        POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
+    )
+    try:
+        engine.connect().close()
+    except OperationalError as exc:
+        engine.dispose()
+        unavailable(
+            f"PostgreSQL at {mask_url(POSTGRES_ADMIN_URL)} is unreachable: {exc.orig} "
+            "(set UNETBG_TEST_POSTGRES_URL or start it: scripts/services.sh start)"
+        )
+    return engine
+
+
+@contextmanager
+def scratch_postgres_database(admin, prefix: str = "unetbg_test") -> Iterator[str]:
+    """URL of a new, empty database on ``admin``'s server, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from unetbg.db.session import get_engine
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

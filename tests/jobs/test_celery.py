@@ -15,21 +15,18 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from service_fixtures import VENV_BIN, copy_photos, free_port, stop_process, wait_until
+from service_fixtures import (
+    SMOKE_TRAINING,
+    VENV_BIN,
+    copy_photos,
+    free_port,
+    stop_process,
+    wait_until,
+)
 from unetbg import jobs
 from unetbg.cli import main
 
 pytestmark = pytest.mark.services
-
-SMOKE = {
-    "epochs": 1,
-    "max_steps_per_epoch": 2,
-    "image_size": 64,
-    "batch_size": 2,
-    "val_limit": 4,
-    "device": "cpu",
-    "num_workers": 0,
-}
 
 
 def _wait(cluster, job_id: str, timeout: float = 180) -> jobs.JobView:
@@ -109,7 +106,7 @@ def test_cancel_revokes_queued_chunks(broker_env, coco_mini, tmp_path, checkpoin
 
 
 def test_training_job_records_epochs_and_checkpoints(broker_env, coco_mini):
-    job_id = jobs.create_train_job("smoke", SMOKE | {"coco_root": str(coco_mini)})
+    job_id = jobs.create_train_job("smoke", SMOKE_TRAINING | {"coco_root": str(coco_mini)})
     assert jobs.dispatch(job_id) == [f"{job_id}-train"]
     job = _wait(broker_env, job_id)
     assert job.state == "succeeded", (job.error, broker_env.log_tail())
@@ -129,7 +126,9 @@ def test_training_job_records_epochs_and_checkpoints(broker_env, coco_mini):
 
 
 def test_cancel_running_training_keeps_last_checkpoint(broker_env, coco_mini):
-    job_id = jobs.create_train_job("smoke", SMOKE | {"coco_root": str(coco_mini), "epochs": 40})
+    job_id = jobs.create_train_job(
+        "smoke", SMOKE_TRAINING | {"coco_root": str(coco_mini), "epochs": 40}
+    )
     jobs.dispatch(job_id)
     wait_until(lambda: _epochs(job_id), 180, "the first epoch's metrics")
     view = jobs.cancel_job(job_id)
@@ -144,7 +143,9 @@ def test_cancel_running_training_keeps_last_checkpoint(broker_env, coco_mini):
 
 @pytest.mark.fault
 def test_killed_worker_process_resumes_training(broker_env, coco_mini):
-    job_id = jobs.create_train_job("smoke", SMOKE | {"coco_root": str(coco_mini), "epochs": 3})
+    job_id = jobs.create_train_job(
+        "smoke", SMOKE_TRAINING | {"coco_root": str(coco_mini), "epochs": 3}
+    )
     jobs.dispatch(job_id)
     wait_until(lambda: _epochs(job_id), 180, "the first epoch's metrics")
     first = jobs.get_job(job_id)

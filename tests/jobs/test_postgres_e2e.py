@@ -3,62 +3,43 @@ dispatched through real Redis to a real Celery worker whose records land there t
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
-from service_fixtures import Cluster, clear_unetbg_env
+from service_fixtures import (
+    Cluster,
+    clear_unetbg_env,
+    postgres_admin_engine,
+    scratch_postgres_database,
+)
 from unetbg import jobs
-from unetbg.settings import mask_url
+from unetbg.db import schema
 
 pytestmark = pytest.mark.services
-
-POSTGRES_ADMIN_URL = os.environ.get(
-    "UNETBG_TEST_POSTGRES_URL", "postgresql+psycopg://unetbg:unetbg@127.0.0.1:5432/postgres"
-)
 
 
 @pytest.fixture
 def postgres_cluster(redis_server, tmp_path: Path, monkeypatch) -> Iterator[Cluster]:
     """A fresh PostgreSQL database, migrated, with a worker and this process pointed at it."""
-    admin = create_engine(
-        POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
-    )
+    admin = postgres_admin_engine()
     try:
-        admin.connect().close()
-    except OperationalError as exc:
-        reason = f"PostgreSQL at {mask_url(POSTGRES_ADMIN_URL)} is unreachable: {exc.orig}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"unetbg_e2e_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-    from unetbg.db import get_engine, schema
-
-    schema.upgrade(url)
-    cluster = Cluster(tmp_path, redis_server.url)
-    cluster.database_url = cluster.env["UNETBG_DATABASE_URL"] = url
-    clear_unetbg_env(monkeypatch)
-    for key, value in cluster.env.items():
-        monkeypatch.setenv(key, value)
-    cluster.start_worker(queues="infer")
-    try:
-        yield cluster
+        with scratch_postgres_database(admin, "unetbg_e2e") as url:
+            schema.upgrade(url)
+            cluster = Cluster(tmp_path, redis_server.url)
+            cluster.database_url = cluster.env["UNETBG_DATABASE_URL"] = url
+            clear_unetbg_env(monkeypatch)
+            for key, value in cluster.env.items():
+                monkeypatch.setenv(key, value)
+            cluster.start_worker(queues="infer")
+            try:
+                yield cluster
+            finally:
+                cluster.stop_worker()
     finally:
-        cluster.stop_worker()
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

@@ -18,21 +18,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from service_fixtures import wait_until
+from service_fixtures import SMOKE_TRAINING, wait_until
 from unetbg import jobs
 from unetbg.cli import main
 from unetbg.db.models import Job, JobItem, utcnow
 from unetbg.tasks.base import Deferred
 
 LONG_AGO = timedelta(hours=1)
-SMOKE = {
-    "max_steps_per_epoch": 2,
-    "image_size": 64,
-    "batch_size": 2,
-    "val_limit": 4,
-    "device": "cpu",
-    "num_workers": 0,
-}
 
 
 @pytest.fixture
@@ -187,7 +179,9 @@ def test_a_lost_job_whose_worker_reports_again_is_not_taken_over(embedded_env):
 
 
 def _train_in_thread(coco_mini: Path, epochs: int) -> tuple[str, threading.Thread]:
-    job_id = jobs.create_train_job("smoke", SMOKE | {"coco_root": str(coco_mini), "epochs": epochs})
+    job_id = jobs.create_train_job(
+        "smoke", SMOKE_TRAINING | {"coco_root": str(coco_mini), "epochs": epochs}
+    )
     runner = threading.Thread(target=jobs.dispatch, args=(job_id,), daemon=True)
     runner.start()
     wait_until(lambda: jobs.list_epoch_metrics(job_id), 180, "the first epoch's metrics")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -22,7 +21,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from inference_fixtures import write_photo
-from service_fixtures import REPO, VENV_BIN, free_port, wait_until
+from service_fixtures import REPO, VENV_BIN, free_port, redis_executable, wait_until
 from unetbg import jobs
 from unetbg.cli import main
 from unetbg.inference import ModelInference
@@ -171,12 +170,7 @@ def test_compose_redis_refuses_clients_without_the_password(tmp_path):
     """Run docker-compose.yml's own Redis start line against the real redis-server."""
     import redis
 
-    real = shutil.which("redis-server")
-    if real is None:
-        reason = "redis-server is not installed (scripts/services.sh install)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    real = redis_executable()
     service = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["redis"]
     assert service["command"][:2] == ["sh", "-c"]
     script = service["command"][2].replace("$$", "$")  # compose's escaping

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from prerequisites import unavailable
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -97,10 +99,7 @@ def page_url(tmp_path, small_checkpoint, recorded_jobs):
 @pytest.fixture
 def browser_page():
     if not CHROMIUM.is_file():
-        reason = f"Debian's chromium not found at {CHROMIUM}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"Debian's chromium not found at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

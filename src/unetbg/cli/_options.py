@@ -16,6 +16,14 @@ F = TypeVar("F", bound=Callable[..., object])
 #: it with --batch-size on a GPU.
 DEFAULT_BATCH_SIZE = 4
 
+batch_size_option = click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Images per model forward pass.",
+)
+
 
 def output_options(command: F) -> F:
     """Add ``--kind``, ``--threshold``, ``--color``, ``--background`` and ``--format``

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._options import DEFAULT_BATCH_SIZE, output_options, resolve_kind
+from unetbg.cli._options import batch_size_option, output_options, resolve_kind
 from unetbg.cli.jobs import checkpoint_path
 from unetbg.settings import CHECKPOINT_ENV
 
@@ -37,13 +37,7 @@ from unetbg.settings import CHECKPOINT_ENV
     help="auto, cpu, cuda or cuda:N (cuda without a GPU fails).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Images per model forward pass.",
-)
+@batch_size_option
 def remove(
     images: tuple[Path, ...],
     output_dir: Path,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._options import DEFAULT_BATCH_SIZE, output_options, resolve_kind
+from unetbg.cli._options import batch_size_option, output_options, resolve_kind
 from unetbg.cli.jobs import (
     EXIT_HELP,
     service_errors,
@@ -38,13 +38,7 @@ from unetbg.cli.jobs import (
     default=None,
     help="Images per worker task (default: UNETBG_CHUNK_SIZE, 16).",
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Images per model forward pass.",
-)
+@batch_size_option
 @click.option("--overwrite", is_flag=True, help="Redo images whose output exists.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow links leaving the input folder.")
 @output_options
