@@ -191,8 +191,12 @@ def test_cancel_a_running_remove_dir(fault_env, tmp_path, checkpoint):
     for chunk in range(1, 4):
         task = f"unetbg.remove_chunk[{job_id}-chunk{chunk:04d}]"
         wait_until(
-            lambda task=task: f"Discarding revoked task: {task}" in worker.text()
-            or re.search(re.escape(task) + r" succeeded in [\d.e-]+s: .*'processed': 0\}", worker.text()),
+            lambda task=task: (
+                f"Discarding revoked task: {task}" in worker.text()
+                or re.search(
+                    re.escape(task) + r" succeeded in [\d.e-]+s: .*'processed': 0\}", worker.text()
+                )
+            ),
             30,
             f"{task} to be discarded or to stop without processing an image",
         )
