@@ -83,3 +83,28 @@ def test_processes_starting_together_migrate_the_default_sqlite_once(clean_env: 
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     assert current(get_settings().database_url) == head_revision()
+
+
+def test_concurrent_upgrades_of_one_postgresql_database_run_once(postgres_url: str, tmp_path: Path):
+    # Two operators (or two deploy scripts) running `unetbg db upgrade` at once: without
+    # serialising them, the second CREATE TABLE fails once the first commits.
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time\n"
+        "import alembic.command\n"
+        "from unetbg.db import upgrade\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
+        "upgrade(sys.argv[1])\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, postgres_url], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert current(postgres_url) == head_revision()
+    with get_engine(postgres_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1

@@ -16,6 +16,9 @@ from unetbg.db.session import get_engine
 
 config = context.config
 
+#: Arbitrary constant naming unetbg's migration lock among a server's advisory locks.
+_PG_MIGRATION_LOCK = 0x756E6574  # "unet"
+
 
 def _run(connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
@@ -29,6 +32,10 @@ def _run(connection) -> None:
         transactional_ddl=True if sqlite else None,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Concurrent upgrades queue here; Alembic reads the current revision only
+            # inside run_migrations, so each one after the first finds nothing to do.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
         context.run_migrations()
         if sqlite:
             # Batch mode copies tables with foreign keys switched off; check nothing broke.
