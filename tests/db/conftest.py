@@ -9,16 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from service_fixtures import clear_unetbg_env, postgres_admin_engine, scratch_postgres_database
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No UNETBG_* variables from the caller; the data dir is a fresh temporary folder."""
-    clear_unetbg_env(monkeypatch)
-    data_dir = tmp_path / "data"
-    monkeypatch.setenv("UNETBG_DATA_DIR", str(data_dir))
-    return data_dir
+from service_fixtures import (  # noqa: F401  (fixtures)
+    embedded_env,
+    postgres_admin_engine,
+    scratch_postgres_database,
+)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from unetbg.db import current, head_revision
 HEAD = head_revision()
 
 
-def test_upgrade_current_downgrade(clean_env: Path, sqlite_url: str):
+def test_upgrade_current_downgrade(embedded_env: Path, sqlite_url: str):
     runner = CliRunner()
 
     result = runner.invoke(main, ["db", "current", "--url", sqlite_url])
@@ -41,7 +41,7 @@ def test_upgrade_current_downgrade(clean_env: Path, sqlite_url: str):
     assert current(sqlite_url) is None
 
 
-def test_url_option_overrides_the_environment(clean_env: Path, tmp_path: Path, monkeypatch):
+def test_url_option_overrides_the_environment(embedded_env: Path, tmp_path: Path, monkeypatch):
     from_env = f"sqlite:///{tmp_path / 'env.sqlite3'}"
     from_option = f"sqlite:///{tmp_path / 'option.sqlite3'}"
     monkeypatch.setenv("UNETBG_DATABASE_URL", from_env)
@@ -52,21 +52,21 @@ def test_url_option_overrides_the_environment(clean_env: Path, tmp_path: Path, m
     assert current(from_env) is None
 
 
-def test_unknown_revision_is_a_clean_error(clean_env: Path, sqlite_url: str):
+def test_unknown_revision_is_a_clean_error(embedded_env: Path, sqlite_url: str):
     result = CliRunner().invoke(main, ["db", "upgrade", "--url", sqlite_url, "--revision", "nope"])
     assert result.exit_code == 1
     assert "Error:" in result.output and "nope" in result.output
     assert "Traceback" not in result.output
 
 
-def test_output_never_shows_the_password(clean_env: Path, postgres_url: str):
+def test_output_never_shows_the_password(embedded_env: Path, postgres_url: str):
     result = CliRunner().invoke(main, ["db", "upgrade", "--url", postgres_url])
     assert result.exit_code == 0, result.output
     assert "unetbg:***@127.0.0.1" in result.output
     assert ":unetbg@" not in result.output
 
 
-def test_unreachable_database_error_is_masked(clean_env: Path):
+def test_unreachable_database_error_is_masked(embedded_env: Path):
     # Port 1 on loopback refuses at once: no server needed for this failure.
     url = "postgresql+psycopg://someone:s3cret-pw@127.0.0.1:1/nothing"
     result = CliRunner().invoke(main, ["db", "current", "--url", url])

@@ -51,6 +51,19 @@ def _succeeded(job_id: str) -> int:
     return jobs.get_job(job_id).items.get("succeeded", 0)
 
 
+def _remove_dir_under_way(tmp_path: Path, checkpoint: Path, count: int, chunk_size: int):
+    """Submit a remove-dir of ``count`` slow photos, one image a batch; return once the
+    first image is done: (input folder, output folder, job id)."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _photos(inp, count)
+    job_id = jobs.create_remove_dir_job(
+        inp, out, str(checkpoint), chunk_size=chunk_size, batch_size=1
+    )
+    jobs.dispatch(job_id)
+    wait_until(lambda: _succeeded(job_id) >= 1, 120, "the first chunk to be under way", 0.05)
+    return inp, out, job_id
+
+
 def _wait(cluster, job_id: str, timeout: float = 180) -> jobs.JobView:
     try:
         return jobs.wait_for_job(job_id, poll_s=0.2, timeout_s=timeout)
@@ -80,11 +93,7 @@ def _assert_valid(paths: list[Path], size: tuple[int, int]) -> None:
 
 def test_sigkill_of_the_pool_process_mid_chunk(fault_env, tmp_path, checkpoint):
     worker = fault_env.start_worker(queues="infer")
-    inp, out = tmp_path / "in", tmp_path / "out"
-    _photos(inp, 16)
-    job_id = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=8, batch_size=1)
-    jobs.dispatch(job_id)
-    wait_until(lambda: _succeeded(job_id) >= 1, 120, "the first chunk to be under way", 0.05)
+    _, out, job_id = _remove_dir_under_way(tmp_path, checkpoint, 16, chunk_size=8)
     running = jobs.get_job(job_id)
     victim = int(running.worker_host.rsplit(":", 1)[1])
     assert victim in worker.pool_pids()  # the prefork child, found in /proc, runs the chunk
@@ -164,11 +173,7 @@ def test_two_workers_share_a_queue_and_one_sqlite_file(fault_env, tmp_path, chec
 
 def test_cancel_a_running_remove_dir(fault_env, tmp_path, checkpoint):
     worker = fault_env.start_worker(queues="infer")
-    inp, out = tmp_path / "in", tmp_path / "out"
-    _photos(inp, 32)
-    job_id = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=8, batch_size=1)
-    jobs.dispatch(job_id)
-    wait_until(lambda: _succeeded(job_id) >= 1, 120, "the first chunk to be under way", 0.05)
+    _, out, job_id = _remove_dir_under_way(tmp_path, checkpoint, 32, chunk_size=8)
     result = CliRunner().invoke(main, ["cancel", job_id])
     at_cancel = _succeeded(job_id)
     assert result.exit_code == 0 and "cancel requested" in result.output, result.output
@@ -225,11 +230,7 @@ def _field(shown: str, name: str) -> str:
 
 def test_vanished_remove_dir_worker_is_reported(fault_env, tmp_path, checkpoint):
     worker = fault_env.start_worker(queues="infer")
-    inp, out = tmp_path / "in", tmp_path / "out"
-    _photos(inp, 12)
-    job_id = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=12, batch_size=1)
-    jobs.dispatch(job_id)
-    wait_until(lambda: _succeeded(job_id) >= 1, 120, "the chunk to be under way", 0.05)
+    inp, out, job_id = _remove_dir_under_way(tmp_path, checkpoint, 12, chunk_size=12)
     os.killpg(worker.proc.pid, signal.SIGKILL)  # the whole worker: host gone
     worker.proc.wait(10)
     assert jobs.get_job(job_id).state == "running"

@@ -66,35 +66,29 @@ def test_train_help_lists_every_config_field():
         assert "--" + name.replace("_", "-") in result.output, name
 
 
+_TINY = [
+    "--preset",
+    "smoke",
+    "--epochs",
+    "1",
+    "--no-final-evaluation",
+    "--image-size",
+    "64",
+    "--max-steps-per-epoch",
+    "1",
+    "--val-limit",
+    "2",
+    "--train-limit",
+    "4",
+    "--device",
+    "cpu",
+]
+
+
 @pytest.mark.slow
 def test_train_into_the_default_run_folder_then_resume_it_for_one_more_epoch(coco_mini, tmp_path):
     env = {"UNETBG_DATA_DIR": str(tmp_path / "data")}
-    tiny = [
-        "--image-size",
-        "64",
-        "--max-steps-per-epoch",
-        "1",
-        "--val-limit",
-        "2",
-        "--train-limit",
-        "4",
-        "--device",
-        "cpu",
-    ]
-    first = _invoke(
-        [
-            "train",
-            "--preset",
-            "smoke",
-            "--coco-root",
-            str(coco_mini),
-            "--epochs",
-            "1",
-            "--no-final-evaluation",
-            *tiny,
-        ],
-        env=env,
-    )
+    first = _invoke(["train", "--coco-root", str(coco_mini), *_TINY], env=env)
     assert first.exit_code == 0, first.output
     runs = list((tmp_path / "data" / "runs").iterdir())
     assert len(runs) == 1 and f"run folder: {runs[0]}" in first.output
@@ -134,25 +128,6 @@ def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(coco_mini, tmp_path):
     result = _invoke(["evaluate", str(bogus), "--coco-root", str(coco_mini), "--device", "cpu"])
     assert result.exit_code == 1
     assert "Error:" in result.output and "Traceback" not in result.output
-
-
-_TINY = [
-    "--preset",
-    "smoke",
-    "--epochs",
-    "1",
-    "--no-final-evaluation",
-    "--image-size",
-    "64",
-    "--max-steps-per-epoch",
-    "1",
-    "--val-limit",
-    "2",
-    "--train-limit",
-    "4",
-    "--device",
-    "cpu",
-]
 
 
 def test_train_registers_its_checkpoints_and_never_reuses_a_run_folder(
