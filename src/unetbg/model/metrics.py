@@ -125,6 +125,11 @@ class SegmentationMeter:
         tp, fp, fn, tn = confusion(probs >= self.threshold, target, ignore)
         self._counts.append(torch.stack([tp, fp, fn, tn], dim=1).cpu())
 
+    @property
+    def count(self) -> int:
+        """Images added so far."""
+        return sum(int(c.shape[0]) for c in self._counts)
+
     def compute(self) -> dict[str, float | int]:
         """Metrics over everything accumulated; ``ValueError`` when nothing was added."""
         if not self._counts:

@@ -16,7 +16,10 @@ import functools
 import os
 import typing
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from unetbg.data.sources import DataSource
 
 OPTIMIZERS = ("adamw",)
 #: Per-step learning-rate schedule: linear warm-up over ``warmup_fraction`` of all steps, then
@@ -35,6 +38,19 @@ class TrainConfig:
     coco_root: str | None = None
     train_split: str = "train"
     val_split: str = "val"
+    #: More sources, ``KIND:PATH[:WEIGHT]`` (``unetbg.data.sources``): mixed into training by
+    #: weight and each validated on its own val part. Empty: ``coco_root`` alone, as before.
+    data: tuple[str, ...] = ()
+    #: Share of each mask folder (by file-name hash) kept for validation.
+    val_percent: int = 10
+    #: Samples drawn per epoch from mixed sources; ``None``: all their training images.
+    samples_per_epoch: int | None = None
+    #: Probability of pasting people from the training sources into a sample (0: off).
+    copy_paste: float = 0.0
+    copy_paste_max: int = 3
+    #: Evaluate and keep an exponential moving average of the weights (and BatchNorm
+    #: statistics) with this decay; ``None``: the raw weights.
+    ema_decay: float | None = None
 
     epochs: int = 100
     batch_size: int = 16
@@ -94,6 +110,22 @@ class TrainConfig:
         """Plain JSON-ready dict of every field."""
         return asdict(self)
 
+    def sources(self) -> list[DataSource]:
+        """``coco_root`` (weight 1) and every ``data`` spec, as :class:`DataSource`."""
+        from unetbg.data.sources import DataSource
+
+        first = [DataSource("coco", self.coco_root)] if self.coco_root else []
+        return first + [DataSource.parse(spec) for spec in self.data]
+
+    def with_absolute_paths(self) -> TrainConfig:
+        """The same config with every data path absolute (relative to this process's cwd),
+        as it must be before it crosses into a worker or a run folder."""
+        return replace(
+            self,
+            coco_root=os.path.abspath(self.coco_root) if self.coco_root else None,
+            data=tuple(s.spec() for s in self.sources()[1 if self.coco_root else 0 :]),
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error (listing the valid ones)."""
@@ -118,6 +150,10 @@ class TrainConfig:
 def _type_problems(cfg: TrainConfig):
     for name, hint in field_types().items():
         value = getattr(cfg, name)
+        if typing.get_origin(hint) is tuple:
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                yield f"{name} must be a tuple of strings, got {value!r}"
+            continue
         allowed = typing.get_args(hint) or (hint,)
         # bool is an int subclass: refuse True where a number is expected.
         ok = any(
@@ -178,11 +214,32 @@ def _problems(cfg: TrainConfig):
         yield f"crowd must be one of {', '.join(CROWD_MODES)}, got {cfg.crowd!r}"
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         yield f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}"
+    if not 0 <= cfg.val_percent <= 100:
+        yield f"val_percent must be in [0, 100], got {cfg.val_percent}"
+    if cfg.samples_per_epoch is not None and cfg.samples_per_epoch < 1:
+        yield f"samples_per_epoch must be >= 1 or None, got {cfg.samples_per_epoch}"
+    if not 0 <= cfg.copy_paste <= 1:
+        yield f"copy_paste must be in [0, 1], got {cfg.copy_paste}"
+    if cfg.copy_paste_max < 1:
+        yield f"copy_paste_max must be >= 1, got {cfg.copy_paste_max}"
+    if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
+        yield f"ema_decay must be in (0, 1) or None, got {cfg.ema_decay}"
+    for spec in cfg.data:
+        try:
+            _parse_source(spec)
+        except ValueError as exc:
+            yield str(exc)
     for name in ("bce_weight", "dice_weight", "recon_weight"):
         if getattr(cfg, name) < 0:
             yield f"{name} must be >= 0, got {getattr(cfg, name)}"
     if cfg.recon_weight > 0 and not cfg.reconstruction:
         yield "recon_weight > 0 needs reconstruction=True"
+
+
+def _parse_source(spec: str):
+    from unetbg.data.sources import DataSource
+
+    return DataSource.parse(spec)
 
 
 def field_names() -> list[str]:
@@ -214,6 +271,8 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
         base = [t for t in typing.get_args(types[key]) if t is not type(None)] or [types[key]]
         if float in base and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if typing.get_origin(types[key]) is tuple and isinstance(value, list):
+            value = tuple(value)  # JSON has no tuples
         out[key] = value
     return out
 
@@ -253,6 +312,29 @@ PRESETS: dict[str, TrainConfig] = {
     "quality": TrainConfig(
         preset="quality", epochs=200, batch_size=8, lr=5e-5, image_size=512, patience=20
     ),
+    # The recipe of the shipped default model: every real person set under ../shared/data
+    # (relative to the project root), from random weights on a 2-core CPU. See
+    # docs/model-card.md for the ablations behind each choice.
+    "cpu": TrainConfig(
+        preset="cpu",
+        data=(
+            "coco:../shared/data/coco-mini:0.1",
+            "masks:../shared/data/coco-person:1",
+            "masks:../shared/data/ccp-person:0.35",
+        ),
+        epochs=30,
+        samples_per_epoch=800,
+        batch_size=8,
+        lr=1e-3,
+        weight_decay=1e-4,
+        image_size=192,
+        warmup_fraction=0.02,
+        patience=None,
+        encoder_weights=None,
+        copy_paste=0.5,
+        copy_paste_max=4,
+        ema_decay=0.998,
+    ),
 }
 
 
@@ -261,6 +343,12 @@ FIELD_HELP: dict[str, str] = {
     "coco_root": "COCO 2017 folder (annotations/, train2017/, val2017/).",
     "train_split": "Split to train on (train or val).",
     "val_split": "Split to validate and finally evaluate on.",
+    "data": "Data source KIND:PATH[:WEIGHT] (coco or masks), repeatable.",
+    "val_percent": "Share (%) of each mask folder kept for validation, by file-name hash.",
+    "samples_per_epoch": "Samples per epoch from mixed sources (default: all their images).",
+    "copy_paste": "Probability of pasting people from the training data into a sample.",
+    "copy_paste_max": "Most people pasted into one sample.",
+    "ema_decay": "Keep and evaluate an exponential moving average of the weights.",
     "epochs": "Number of epochs.",
     "batch_size": "Images per optimisation step.",
     "lr": "Peak learning rate (AdamW).",

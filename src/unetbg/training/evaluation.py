@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from unetbg.data import CocoPersons, PersonFilter
 from unetbg.data.coco import UnreadableImageError
+from unetbg.data.sources import CocoReader, DataSource, SourceReader, unique_names
 from unetbg.model import (
     Preprocessing,
     SegmentationMeter,
@@ -37,21 +37,29 @@ class EvaluationStopped(Exception):
 
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
-    coco_root: str | os.PathLike,
+    coco_root: str | os.PathLike | None,
     split: str = "val",
     device: str = "auto",
     threshold: float = 0.5,
     limit: int | None = None,
     batch_size: int = 8,
     should_stop: Callable[[], bool] | None = None,
+    data: Sequence[str] = (),
+    val_percent: int = 10,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """IoU, Dice and pixel accuracy (micro and macro) of ``checkpoint`` on ``split``.
 
-    ``limit`` scores the first ``limit`` images (sorted ids, as training validation does).
-    Returns a JSON-ready dict: the figures, ``images`` scored, ``unreadable`` ids skipped,
-    ``baseline`` (the same figures for the all-foreground prediction), and what was run.
-    ``should_stop()`` is asked before each group of images (cooperative cancellation);
-    when it returns True, :class:`EvaluationStopped` is raised.
+    ``coco_root``'s ``split`` is scored, and with ``data`` (``KIND:PATH[:WEIGHT]`` specs)
+    each source's validation part too (a COCO source's ``split``, a mask folder's hash
+    split); the figures of each source are under ``sources``, the top-level figures are
+    over all their pixels together, and ``mean_iou`` is the mean of the sources' IoUs.
+    ``limit`` scores the first ``limit`` images of each source (sorted, as training
+    validation does). Returns a JSON-ready dict: the figures, ``images`` scored,
+    ``unreadable`` images skipped, ``baseline`` (the same figures for the all-foreground
+    prediction), and what was run. ``should_stop()`` is asked before each group of images
+    (cooperative cancellation); when it returns True, :class:`EvaluationStopped` is raised.
+    ``progress(done, total)`` is called after each group of images.
     """
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
@@ -59,43 +67,69 @@ def evaluate_checkpoint(
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    sources = [DataSource("coco", str(coco_root))] if coco_root is not None else []
+    sources += [DataSource.parse(spec) for spec in data]
+    if not sources:
+        raise ValueError("nothing to evaluate on: pass a COCO folder or data sources")
+    names = unique_names(sources)
+    readers = [
+        s.reader(split if s.kind == "coco" else "val", val_percent, n)
+        for s, n in zip(sources, names, strict=True)
+    ]
     started = time.perf_counter()
     torch_device = resolve_device(device)
     model, ckpt = load_model(checkpoint, device=torch_device)
     preprocessing = Preprocessing.from_dict(ckpt["preprocessing"])
-    persons = CocoPersons(coco_root, split, PersonFilter(crowd="ignore"))
-    image_ids = persons.image_ids if limit is None else persons.image_ids[:limit]
 
     meter = SegmentationMeter(threshold=threshold)
     baseline = SegmentationMeter(threshold=threshold)
-    unreadable: list[int] = []
-    # A chunk of full-size images and their masks is what is held in memory at once.
-    chunk = max(batch_size, 1) * 4
-    for start in range(0, len(image_ids), chunk):
-        if should_stop is not None and should_stop():
-            raise EvaluationStopped(f"stopped after {start} of {len(image_ids)} images")
-        images, masks, ignores = [], [], []
-        for image_id in image_ids[start : start + chunk]:
-            try:
-                images.append(persons.read_image(image_id))
-            except UnreadableImageError as exc:
-                log.warning("skipping image %d: %s", image_id, exc)
-                unreadable.append(image_id)
-                continue
-            mask, ignore = persons.masks(image_id)
-            masks.append(mask)
-            ignores.append(ignore)
-        if not images:
-            continue
-        probs = predict_probabilities(
-            model, images, preprocessing, torch_device, batch_size=batch_size
-        )
-        meter.update(probs, masks, ignores)
-        baseline.update([np.ones(m.shape, np.float32) for m in masks], masks, ignores)
+    per_source: dict[str, dict[str, Any]] = {}
+    unreadable: list[Any] = []
+    total = sum(min(len(r), limit or len(r)) for r in readers)
+    done = 0
+    for reader in readers:
+        source_meter = SegmentationMeter(threshold=threshold)
+        source_baseline = SegmentationMeter(threshold=threshold)
+        count = min(len(reader), limit or len(reader))
+        skipped: list[Any] = []
+        # A chunk of full-size images and their masks is what is held in memory at once.
+        chunk = max(batch_size, 1) * 4
+        for start in range(0, count, chunk):
+            if should_stop is not None and should_stop():
+                raise EvaluationStopped(f"stopped after {done} of {total} images")
+            images, masks, ignores = [], [], []
+            for index in range(start, min(start + chunk, count)):
+                try:
+                    image, mask, ignore = reader.load(index)
+                except UnreadableImageError as exc:
+                    log.warning("skipping %s image %s: %s", reader.name, reader.key(index), exc)
+                    skipped.append(_key(reader, index))
+                    continue
+                images.append(image)
+                masks.append(mask)
+                ignores.append(ignore)
+            done += min(start + chunk, count) - start
+            if images:
+                probs = predict_probabilities(
+                    model, images, preprocessing, torch_device, batch_size=batch_size
+                )
+                ones = [np.ones(m.shape, np.float32) for m in masks]
+                for m, b in ((meter, baseline), (source_meter, source_baseline)):
+                    m.update(probs, masks, ignores)
+                    b.update(ones, masks, ignores)
+            if progress is not None:
+                progress(done, total)
+        unreadable += skipped
+        if source_meter.count:
+            per_source[reader.name] = {
+                **source_meter.compute(),
+                "baseline": source_baseline.compute(),
+                "unreadable": skipped,
+            }
 
-    if len(unreadable) == len(image_ids):
-        raise ValueError(f"no readable images to score in {split!r} under {coco_root}")
-    return {
+    if not meter.count:
+        raise ValueError(f"no readable images to score in {', '.join(names)}")
+    result = {
         **meter.compute(),
         "baseline": baseline.compute(),
         "unreadable": unreadable,
@@ -106,3 +140,13 @@ def evaluate_checkpoint(
         "device": str(torch_device),
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if len(sources) > 1 or data:
+        result["sources"] = per_source
+        result["mean_iou"] = sum(v["iou"] for v in per_source.values()) / len(per_source)
+    return result
+
+
+def _key(reader: SourceReader, index: int) -> Any:
+    """A COCO image's id as a number (as before mixed sources), a file's stem as text."""
+    key = reader.key(index)
+    return int(key) if isinstance(reader, CocoReader) else key

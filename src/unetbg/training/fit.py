@@ -42,6 +42,7 @@ from unetbg.model import (
     save_checkpoint,
 )
 from unetbg.training.config import TrainConfig
+from unetbg.training.ema import ModelEma
 from unetbg.training.engine import RunningMetrics, evaluate, train_one_epoch
 from unetbg.training.evaluation import evaluate_checkpoint
 from unetbg.training.history import plot_history, write_history
@@ -189,7 +190,7 @@ def fit(
         check_fresh_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    cfg = cfg.for_device(device.type)
+    cfg = cfg.with_absolute_paths().for_device(device.type)
     with _log_to(run_dir / "train.log"):
         return _fit(cfg, run_dir, device, on_epoch_end, on_checkpoint, should_stop, resume, started)
 
@@ -211,6 +212,9 @@ def _fit(
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    # Evaluated and kept as best: the weight average when there is one.
+    ema = ModelEma(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+    eval_model = ema.module if ema is not None else model
     criterion = CompositeLoss(cfg.bce_weight, cfg.dice_weight, cfg.recon_weight)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     full_batches = (
@@ -227,7 +231,7 @@ def _fit(
     _write_config(cfg, run_dir, resuming)  # once data and model are known to build
     progress = _Progress()
     if resuming:
-        progress = _restore(last_path, model, optimizer, scheduler, scaler)
+        progress = _restore(last_path, model, optimizer, scheduler, scaler, ema)
         log.info("resumed %s at epoch %d step %d", run_dir, progress.epoch + 1, progress.step)
     log.info(
         "training on %s: %d train images (%d steps/epoch), %d val images, %d epochs, "
@@ -244,8 +248,10 @@ def _fit(
     )
 
     def checkpoint(path: Path, epoch: int, metrics: dict, train_state: dict | None, is_best: bool):
+        # best_model.pth holds what was scored; last_model.pth the raw weights to go on from.
+        weights = eval_model if is_best else model
         state = build_checkpoint(
-            model, model_config, preprocessing, epoch, metrics, train_state=train_state
+            weights, model_config, preprocessing, epoch, metrics, train_state=train_state
         )
         save_checkpoint(path, state)
         if on_checkpoint is not None:
@@ -260,6 +266,8 @@ def _fit(
             "progress": asdict(progress),
             "config": cfg.to_dict(),
         }
+        if ema is not None:
+            train_state["ema"] = ema.state_dict()
         checkpoint(last_path, progress.epoch, metrics, train_state, is_best=False)
 
     status = "completed"
@@ -290,12 +298,13 @@ def _fit(
                 threshold=cfg.threshold,
                 should_stop=should_stop,
                 progress=bar,
+                ema=ema,
             )
         progress.step, progress.running = outcome.steps_done, outcome.running.state_dict()
         val = None
         if not outcome.cancelled:
             val = evaluate(
-                model,
+                eval_model,
                 data.val_loader,
                 criterion,
                 device,
@@ -303,6 +312,7 @@ def _fit(
                 channels_last=cfg.channels_last,
                 threshold=cfg.threshold,
                 should_stop=should_stop,
+                sources=data.val_sources or None,
             )
         if val is None:  # cancelled while training or validating: keep the exact position
             save_last(progress.best_metrics)
@@ -319,19 +329,20 @@ def _fit(
         }
         record |= {f"train_{k}": v for k, v in train.items()}
         record |= {f"val_{k}": v for k, v in val.items()}
-        improved = val["iou"] > progress.best_iou + cfg.min_delta
+        score = val.get("mean_iou", val["iou"])
+        improved = score > progress.best_iou + cfg.min_delta
         progress.epoch, progress.step, progress.running = epoch, 0, None
         progress.history.append(record)
         progress.stale_epochs = 0 if improved else progress.stale_epochs + 1
         if improved:
-            progress.best_iou, progress.best_epoch, progress.best_metrics = val["iou"], epoch, val
+            progress.best_iou, progress.best_epoch, progress.best_metrics = score, epoch, val
             checkpoint(best_path, epoch, val, None, is_best=True)
         save_last(val)
         write_history(progress.history, run_dir)
         plot_history(progress.history, run_dir / "training_history.png")
         log.info(
             "epoch %d/%d  %.1fs  lr %.3g  train loss %.4f iou %.4f | val loss %.4f iou %.4f "
-            "dice %.4f acc %.4f%s",
+            "dice %.4f acc %.4f%s%s",
             epoch,
             cfg.epochs,
             record["seconds"],
@@ -342,6 +353,9 @@ def _fit(
             val["iou"],
             val["dice"],
             val["pixel_accuracy"],
+            "".join(
+                f" | {n} iou {val[n + '_iou']:.4f}" for n in data.val_sources if n + "_iou" in val
+            ),
             "  (best)" if improved else "",
         )
         if on_epoch_end is not None:
@@ -361,6 +375,8 @@ def _fit(
             threshold=cfg.threshold,
             limit=cfg.val_limit,
             batch_size=cfg.batch_size,
+            data=cfg.data,
+            val_percent=cfg.val_percent,
         )
         write_atomic(run_dir / "evaluation.json", json.dumps(evaluation, indent=2).encode())
         log.info(
@@ -398,7 +414,7 @@ def _write_config(cfg: TrainConfig, run_dir: Path, resuming: bool) -> None:
     write_atomic(path, json.dumps(cfg.to_dict(), indent=2).encode())
 
 
-def _restore(path, model, optimizer, scheduler, scaler) -> _Progress:
+def _restore(path, model, optimizer, scheduler, scaler, ema: ModelEma | None) -> _Progress:
     # RNG states must stay CPU tensors; the optimizer moves its own state to the params.
     ckpt = load_checkpoint(path, map_location="cpu")
     state = ckpt.get("train_state")
@@ -409,4 +425,8 @@ def _restore(path, model, optimizer, scheduler, scaler) -> _Progress:
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
+    if ema is not None:
+        if "ema" not in state:
+            raise ValueError(f"{path} holds no weight average: resume it without ema_decay")
+        ema.load_state_dict(state["ema"])
     return _Progress(**state["progress"])

@@ -17,13 +17,16 @@ runs stay reproducible, but a mid-epoch resume is exact only with ``num_workers=
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from unetbg.data import CocoPersonDataset, CocoPersons, EvalPreset, PersonFilter, TrainPreset
+from unetbg.data.copypaste import CopyPaste
+from unetbg.data.mixed import MixedSamples, SourceSamples
+from unetbg.data.sources import unique_names
 from unetbg.training.config import TrainConfig
 
 
@@ -50,13 +53,16 @@ class EpochSampler(Sampler[int]):
 class EpochSeededSamples(Dataset):
     """Wraps a training dataset so each sample's augmentation is seeded from its index."""
 
-    def __init__(self, dataset: CocoPersonDataset | Subset, seed: int) -> None:
+    def __init__(self, dataset: Dataset, seed: int) -> None:
         self.dataset, self.seed, self.epoch = dataset, seed, 0
         base = dataset.dataset if isinstance(dataset, Subset) else dataset
         self.pipeline = base.transform.transform  # the preset's albumentations Compose
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        base = self.dataset.dataset if isinstance(self.dataset, Subset) else self.dataset
+        if hasattr(base, "set_epoch"):  # a mixture's epoch decides which images it holds
+            base.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -77,6 +83,9 @@ class RunData:
     train_samples: EpochSeededSamples
     train_images: int
     val_images: int
+    #: Names of the validation sources, in the order of the samples' ``source`` tag
+    #: (empty for a COCO-only run, whose samples carry no tag).
+    val_sources: list[str] = field(default_factory=list)
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         """Prepare the training loader for ``epoch`` (1-based), skipping whole batches."""
@@ -95,8 +104,12 @@ def _limited(dataset: CocoPersonDataset, limit: int | None) -> CocoPersonDataset
 
 def build_data(cfg: TrainConfig) -> RunData:
     """Datasets and loaders for ``cfg`` (``num_workers`` and ``pin_memory`` already resolved)."""
+    if cfg.data:
+        return _mixed_data(cfg)
     if cfg.coco_root is None:
-        raise ValueError("coco_root is not set: pass the COCO 2017 folder (--coco-root)")
+        raise ValueError(
+            "no training data: pass a COCO 2017 folder (--coco-root) or sources (--data)"
+        )
     person_filter = PersonFilter(min_area=cfg.min_area, crowd=cfg.crowd)
     train_preset = (
         TrainPreset(cfg.image_size, seed=cfg.seed) if cfg.augment else EvalPreset(cfg.image_size)
@@ -111,7 +124,43 @@ def build_data(cfg: TrainConfig) -> RunData:
         ),
         cfg.val_limit,
     )
-    train_samples = EpochSeededSamples(train_base, cfg.seed)
+    return _loaders(cfg, EpochSeededSamples(train_base, cfg.seed), val_base, [])
+
+
+def _mixed_data(cfg: TrainConfig) -> RunData:
+    """Training mixture over every source by weight; validation on each source's val part."""
+    sources = cfg.sources()
+    names = unique_names(sources)
+    train = [s.reader("train", cfg.val_percent, n) for s, n in zip(sources, names, strict=True)]
+    val = [s.reader("val", cfg.val_percent, n) for s, n in zip(sources, names, strict=True)]
+    weights = [s.weight for s in sources]
+    copy_paste = None
+    if cfg.copy_paste > 0:
+        donors = [r for r, w in zip(train, weights, strict=True) if w > 0]
+        copy_paste = CopyPaste(donors, cfg.copy_paste, cfg.copy_paste_max)
+    train_preset = (
+        TrainPreset(cfg.image_size, seed=cfg.seed) if cfg.augment else EvalPreset(cfg.image_size)
+    )
+    mixture = MixedSamples(
+        train,
+        weights,
+        train_preset,
+        cfg.samples_per_epoch or sum(len(r) for r, w in zip(train, weights, strict=True) if w),
+        cfg.seed,
+        copy_paste,
+    )
+    val_readers = [r for r in val if len(r)]
+    val_base: Dataset = SourceSamples(val_readers, EvalPreset(cfg.image_size))
+    if cfg.val_limit is not None and cfg.val_limit < len(val_base):
+        # Evenly spaced, so that every source stays represented in a capped validation.
+        picks = np.linspace(0, len(val_base) - 1, cfg.val_limit).round().astype(int)
+        val_base = Subset(val_base, sorted(set(picks.tolist())))
+    return _loaders(
+        cfg, EpochSeededSamples(mixture, cfg.seed), val_base, [r.name for r in val_readers]
+    )
+
+
+def _loaders(cfg: TrainConfig, train_samples, val_base, val_sources: list[str]) -> RunData:
     sampler = EpochSampler(len(train_samples), cfg.seed)
     # A last batch of one image gives noisy BatchNorm statistics; drop it unless it is all.
     drop_last = len(train_samples) > cfg.batch_size
@@ -130,4 +179,12 @@ def build_data(cfg: TrainConfig) -> RunData:
         **common,
     )
     val_loader = DataLoader(val_base, batch_size=cfg.batch_size, shuffle=False, **common)
-    return RunData(train_loader, val_loader, sampler, train_samples, len(train_base), len(val_base))
+    return RunData(
+        train_loader,
+        val_loader,
+        sampler,
+        train_samples,
+        len(train_samples),
+        len(val_base),
+        val_sources,
+    )
