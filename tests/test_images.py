@@ -302,7 +302,7 @@ def _umask() -> int:
 
 
 def test_temporary_target_recognises_only_our_unfinished_writes(tmp_path):
-    from unetbg.images import temporary_target
+    from unetbg.durable import temporary_target
 
     target = tmp_path / "a.png"
 

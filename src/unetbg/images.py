@@ -13,18 +13,16 @@ Files are identified by their content, never by their extension (a PNG named
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
 import os
-import re
-import secrets
 import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from unetbg.durable import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +234,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = True
     With ``overwrite=False`` an existing ``path`` raises ``FileExistsError`` and is
     left alone, even one that appears while the data is being written."""
     path = Path(path)
-    with _atomic_file(path, overwrite) as fh:
+    with atomic_file(path, overwrite) as fh:
         fh.write(data)
     return path
 
@@ -249,83 +247,6 @@ def save_image_atomic(
     failure the temporary file is removed and an existing ``path`` is untouched.
     ``overwrite=False``: as for :func:`write_atomic`."""
     path = Path(path)
-    with _atomic_file(path, overwrite) as fh:
+    with atomic_file(path, overwrite) as fh:
         image.save(fh, format=format, **params)
     return path
-
-
-def _publish_new(tmp: Path, path: Path) -> None:
-    """Give the finished ``tmp`` the name ``path`` only if nothing has it yet.
-
-    ``os.link`` fails with ``FileExistsError`` instead of replacing, so a file created
-    after the caller checked is never lost.
-    """
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        # File systems without hard links (FAT, some network shares): check, then
-        # rename. Not race-free there, but an existing file is still never replaced
-        # knowingly.
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        if os.path.lexists(path):
-            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
-
-
-_TEMPORARY_HEX_BYTES = 6
-_TEMPORARY = re.compile(rf"\.(?P<name>.+)\.[0-9a-f]{{{2 * _TEMPORARY_HEX_BYTES}}}\.tmp")
-
-
-def temporary_target(name: str) -> str | None:
-    """The output file name whose unfinished atomic write left a file called ``name``.
-
-    ``None`` when ``name`` is not such a temporary. Lets a job clean up after a writer
-    that was killed mid-write.
-    """
-    match = _TEMPORARY.fullmatch(name)
-    return match["name"] if match else None
-
-
-# Same steps as model/checkpoint.py's save_checkpoint on purpose (model/ may not import us).
-@contextlib.contextmanager
-def _atomic_file(path: Path, overwrite: bool = True):
-    folder = path.parent
-    # A hidden name, so folder scans (removal.plan_folder) never pick it up.
-    tmp = folder / f".{path.name}.{secrets.token_hex(_TEMPORARY_HEX_BYTES)}.tmp"
-    # os.open with 0o666 lets the umask decide the final permissions, as a plain
-    # open() of the target would (mkstemp would force 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _publish_new(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform/filesystem.
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.EACCES):
-            raise
-    finally:
-        os.close(dfd)

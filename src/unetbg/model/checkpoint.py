@@ -9,11 +9,9 @@ lists, tuples, tensors, numbers, strings, bools and ``None`` are stored, so
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import pickle
-import secrets
 import struct
 import zipfile
 from collections.abc import Mapping
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unetbg.durable import atomic_file
 from unetbg.model.config import ModelConfig, Preprocessing
 from unetbg.model.net import AttentionUNet, create_model
 from unetbg.model.predict import resolve_device
@@ -95,28 +94,9 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     path = Path(path)
     state = _plain(dict(state), "checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Same steps as unetbg.images._atomic_file on purpose: model/ may not import images.
-    tmp_name = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # 0o666 lets the umask decide the permissions, as for any other file the user writes
-    # (mkstemp's 0o600 would hide checkpoints from workers running as another user).
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    # Persist the rename itself; not every platform can open a directory.
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    # unetbg.durable is a stdlib-only leaf, the one module outside model/ it may import.
+    with atomic_file(path) as handle:
+        torch.save(state, handle)
     return path
 
 
