@@ -1,4 +1,4 @@
-"""quick / verify / analyze / batch against direct pycocotools figures and generated data."""
+"""quick / analyze / batch against direct pycocotools figures and generated data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from unetbg.data import PersonFilter
-from unetbg.data.checks import ANNOTATIONS_URL, analyze, batch, quick, verify
+from unetbg.data.checks import ANNOTATIONS_URL, analyze, batch, quick
 
 
 def test_analyze_matches_pycocotools_on_real_val(coco_mini):
@@ -70,25 +70,6 @@ def test_quick_names_what_is_missing_and_how_to_get_it(tmp_path):
 def test_quick_passes_on_real_layout(coco_root):
     r = quick(coco_root, "val")
     assert r.ok and r.commands == []
-
-
-def test_verify_generated_reports_missing_and_corrupt(generated_coco):
-    r = verify(generated_coco.root, "val", sample=10, batch_size=2, image_size=64, device="cpu")
-    status = {c.name: c for c in r.checks}
-    assert not r.ok
-    assert status["images on disk"].status == "FAIL"
-    assert "000000000005.jpg" in status["images on disk"].detail
-    assert status["decode sample"].status == "FAIL"
-    assert "000000000006.jpg" in status["decode sample"].detail
-    assert status["data loader"].status == "PASS"  # the dataset itself survives bad files
-    assert status["model forward"].status == "PASS"
-
-
-def test_verify_without_annotations_skips_dependent_checks(tmp_path):
-    r = verify(tmp_path, "val", device="cpu")
-    status = {c.name: c.status for c in r.checks}
-    assert status["structure"] == "FAIL" and status["annotations"] == "FAIL"
-    assert status["data loader"] == "SKIP" and status["model forward"] == "SKIP"
 
 
 def test_batch_on_real_subset(coco_mini):

@@ -1,7 +1,8 @@
 """``unetbg coco``: check and describe a COCO 2017 dataset folder.
 
-Thin printing layer over :mod:`unetbg.data.checks`; the data modules are imported
-inside each command so ``unetbg coco --help`` stays fast.
+Thin printing layer over :mod:`unetbg.data.checks` and, for ``verify``,
+:mod:`unetbg.preflight`; they are imported inside each command so ``unetbg coco --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def verify(
 
     Prints PASS/FAIL per check and exits with status 1 when any check fails.
     """
-    from unetbg.data.checks import verify as run_verify
+    from unetbg.preflight import verify as run_verify
 
     report = run_verify(
         root,
