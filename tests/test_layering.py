@@ -1,9 +1,12 @@
-"""Import-direction guards: the model stays pure PyTorch; the CLI root stays light."""
+"""Import-direction guards: the model stays pure PyTorch; the CLI root stays light; the
+import graph read from the source has no cycle and follows docs/architecture.md."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 
 def _modules_after(code: str) -> set[str]:
@@ -39,3 +42,199 @@ def test_cli_help_imports_no_torch():
     )
     loaded = _modules_after(code)
     assert "torch" not in loaded
+
+
+# ----------------------------------------------------------------- the import graph
+#
+# Read from the source (every import statement, function-level ones included; those under
+# ``if TYPE_CHECKING:`` never run and are left out), so a direction is checked even
+# where the import happens only on one code path.
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+#: Which top-level modules/packages of unetbg each one may import (docs/architecture.md).
+ALLOWED: dict[str, set[str]] = {
+    "durable": set(),
+    "settings": set(),
+    "model": {"durable"},
+    "images": {"durable", "settings"},
+    "data": {"model", "images", "durable", "settings"},
+    "training": {"model", "data", "images", "durable", "settings"},
+    "removal": {"model", "images", "durable", "settings"},
+    "inference": {"model", "images", "removal", "durable", "settings"},
+    "preflight": {"data", "model"},
+    "db": {"settings"},
+    "workers": {"db", "settings"},
+    # Tasks by name through the Celery app; removal and training.config at submit time.
+    "jobs": {"db", "settings", "workers", "durable", "removal", "training"},
+    "tasks": {
+        "jobs",
+        "db",
+        "settings",
+        "workers",
+        "durable",
+        "model",
+        "data",
+        "training",
+        "images",
+        "removal",
+        "inference",
+    },
+    "web": {
+        "jobs",
+        "db",
+        "settings",
+        "workers",
+        "durable",
+        "model",
+        "images",
+        "removal",
+        "inference",
+    },
+    "cli": {
+        "jobs",
+        "db",
+        "settings",
+        "workers",
+        "durable",
+        "model",
+        "data",
+        "training",
+        "images",
+        "removal",
+        "inference",
+        "preflight",
+        "web",
+        "(root)",
+    },
+    "(root)": {"inference"},
+}
+#: Modules of training that the job service may import (pure Python, to validate configs).
+JOBS_MAY_USE_FROM_TRAINING = {"unetbg.training.config"}
+MAX_LINES = 500
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted((SRC / "unetbg").rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if "migrations" not in parts:  # Alembic scripts, run by Alembic only
+            found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The unetbg modules ``name`` imports, each the most specific module that exists."""
+    targets: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                targets.add(full if full in known else base)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    resolved = set()
+    for target in targets:
+        if target != "unetbg" and not target.startswith("unetbg."):
+            continue
+        while target not in known and "." in target:
+            target = target.rsplit(".", 1)[0]
+        if target != name:
+            resolved.add(target)
+    return resolved
+
+
+def _graph() -> dict[str, set[str]]:
+    known = _modules()
+    return {name: _imports(name, path, known) for name, path in known.items()}
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "(root)"
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycle_among_modules():
+    assert _cycles(_graph()) == []
+
+
+def test_import_directions():
+    wrong = []
+    for module, targets in _graph().items():
+        for target in targets:
+            a, b = _unit(module), _unit(target)
+            if a != b and b not in ALLOWED.get(a, set()):
+                wrong.append(f"{module} -> {target}")
+            if a == "jobs" and b == "training" and target not in JOBS_MAY_USE_FROM_TRAINING:
+                wrong.append(f"{module} -> {target} (only training.config)")
+    assert wrong == [], "\n".join(sorted(wrong))
+
+
+def test_every_module_has_a_rule():
+    assert {_unit(m) for m in _modules()} <= set(ALLOWED)
+
+
+def test_no_source_file_over_500_lines():
+    long = {
+        str(path.relative_to(SRC)): n
+        for path in _modules().values()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}

@@ -25,6 +25,7 @@ from service_fixtures import (
 )
 from unetbg import jobs
 from unetbg.cli import main
+from unetbg.durable import file_sha256
 
 pytestmark = pytest.mark.services
 
@@ -119,7 +120,7 @@ def test_training_job_records_epochs_and_checkpoints(broker_env, coco_mini):
     assert set(rows) == {"best_model.pth", "last_model.pth"}
     assert rows["best_model.pth"].is_best and not rows["last_model.pth"].is_best
     for row in rows.values():
-        assert row.sha256 == jobs.file_sha256(row.path) and row.epoch == 1
+        assert row.sha256 == file_sha256(row.path) and row.epoch == 1
     assert Path(rows["best_model.pth"].path).parent == Path(job.params["run_dir"])
     assert rows["best_model.pth"].val_iou == pytest.approx(val.iou)
     assert jobs.resolve_checkpoint("best") == rows["best_model.pth"].path
@@ -138,7 +139,7 @@ def test_cancel_running_training_keeps_last_checkpoint(broker_env, coco_mini):
     assert 1 <= job.result["epochs_completed"] < 40
     last = [c for c in jobs.list_checkpoints(job_id) if c.path.endswith("last_model.pth")]
     assert last and Path(last[0].path).is_file()
-    assert last[0].sha256 == jobs.file_sha256(last[0].path)
+    assert last[0].sha256 == file_sha256(last[0].path)
 
 
 @pytest.mark.fault

@@ -11,6 +11,7 @@ from PIL import Image
 
 from unetbg import jobs
 from unetbg.db.models import Job, JobItem, utcnow
+from unetbg.durable import file_sha256
 
 
 def _remove_dir(photos: Path, out: Path, checkpoint: Path, **kw) -> jobs.JobView:
@@ -126,7 +127,7 @@ def test_best_checkpoint_is_highest_val_iou(embedded_env, tmp_path, checkpoint):
     assert len(rows) == 2  # the same path is refreshed, not added twice
     assert by_path[str(weak.resolve())].is_best is False
     assert jobs.resolve_checkpoint(str(by_path[str(weak.resolve())].id)) == str(weak.resolve())
-    assert by_path[str(strong.resolve())].sha256 == jobs.file_sha256(checkpoint)
+    assert by_path[str(strong.resolve())].sha256 == file_sha256(checkpoint)
 
 
 def test_cancel_before_start(embedded_env, photos, tmp_path, checkpoint):

@@ -203,7 +203,7 @@ def test_owner_overwrites_a_lost_mark(embedded_env, coco_mini):
     job_id, runner = _train_in_thread(coco_mini, epochs=4)
     with jobs.db_session() as session:  # as a watcher elsewhere would, wrongly
         job = session.get(Job, job_id)
-        jobs.finish(job, "failed", f"{jobs.LOST_PREFIX}worker stopped reporting")
+        jobs.end_job(job, "failed", f"{jobs.LOST_PREFIX}worker stopped reporting")
     runner.join(180)
     view = jobs.get_job(job_id)
     assert (view.state, view.error) == ("succeeded", None)
@@ -243,7 +243,7 @@ def test_cancel_ends_a_running_evaluation_job(embedded_env, coco_mini, checkpoin
 
 
 def test_wait_ends_when_the_runner_dies(embedded_env, photos, tmp_path, checkpoint, capsys):
-    from unetbg.cli.jobs import wait_and_report
+    from unetbg.cli._follow import wait_and_report
 
     job_id = jobs.create_remove_dir_job(photos, tmp_path / "out", str(checkpoint))
     runner = threading.Thread(target=lambda: None)  # ended without running the job

@@ -25,6 +25,7 @@ from inference_fixtures import write_photo
 from service_fixtures import VENV_BIN, wait_until
 from unetbg import jobs
 from unetbg.cli import main
+from unetbg.durable import file_sha256
 
 pytestmark = [pytest.mark.services, pytest.mark.fault]
 
@@ -304,7 +305,7 @@ def test_training_killed_mid_epoch_resumes_from_its_last_checkpoint(fault_env, c
     time.sleep(0.3)  # into epoch 2's steps
     os.kill(victim, signal.SIGKILL)
     assert [m.epoch for m in jobs.list_epoch_metrics(job_id)] == [1, 1], "epoch 2 had ended"
-    assert last.epoch == 1 and last.sha256 == jobs.file_sha256(last.path)
+    assert last.epoch == 1 and last.sha256 == file_sha256(last.path)
 
     job = _wait(fault_env, job_id)
     assert job.state == "succeeded", (job.error, fault_env.log_tail())

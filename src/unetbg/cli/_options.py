@@ -25,7 +25,7 @@ batch_size_option = click.option(
 )
 
 
-def output_options(command: F) -> F:
+def output_option_flags(command: F) -> F:
     """Add ``--kind``, ``--threshold``, ``--color``, ``--background`` and ``--format``
     (parameter ``output_format``) to ``command``; pass ``kind`` through
     :func:`resolve_kind`."""

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._options import batch_size_option, output_options, resolve_kind
-from unetbg.cli.jobs import checkpoint_path
+from unetbg.cli._options import batch_size_option, output_option_flags, resolve_kind
+from unetbg.cli._service import checkpoint_path
 from unetbg.settings import CHECKPOINT_ENV
 
 
@@ -29,7 +29,7 @@ from unetbg.settings import CHECKPOINT_ENV
     help="'best' (registered checkpoint with the best val IoU), a registered "
     f"checkpoint id (`unetbg checkpoints`) or a .pth path. Env: {CHECKPOINT_ENV}.",
 )
-@output_options
+@output_option_flags
 @click.option(
     "--device",
     default="auto",

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._options import batch_size_option, output_options, resolve_kind
-from unetbg.cli.jobs import (
-    EXIT_HELP,
-    service_errors,
-    submit_and_follow,
-    usable_device,
-    verified_checkpoint,
-)
+from unetbg.cli._follow import submit_and_follow
+from unetbg.cli._options import batch_size_option, output_option_flags, resolve_kind
+from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verified_checkpoint
 
 
 @click.command(epilog=EXIT_HELP)
@@ -41,7 +36,7 @@ from unetbg.cli.jobs import (
 @batch_size_option
 @click.option("--overwrite", is_flag=True, help="Redo images whose output exists.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow links leaving the input folder.")
-@output_options
+@output_option_flags
 @click.option(
     "--device",
     default="auto",

@@ -1,7 +1,6 @@
-"""``unetbg worker`` and ``unetbg flower``: start the Celery processes.
+"""``unetbg worker``: start a Celery worker for unetbg jobs.
 
-Both replace this process with Celery's own (``os.execve``), so signals (Ctrl-C,
-SIGTERM from a supervisor) reach Celery directly and its exit status is ours.
+It replaces this process with Celery's own (``os.execve``, :mod:`unetbg.cli._celery`).
 """
 
 from __future__ import annotations
@@ -12,25 +11,8 @@ import sys
 
 import click
 
-from unetbg.cli.jobs import RequestError
-
-QUEUES = ("train", "infer")
-
-
-def _require_broker():
-    from unetbg.settings import get_settings
-
-    settings = get_settings()
-    if settings.embedded:
-        raise RequestError(
-            "no broker configured: set UNETBG_BROKER_URL (e.g. redis://127.0.0.1:6379/0). "
-            "Without one, jobs run inside the submitting command and need no worker."
-        )
-    return settings
-
-
-def _celery(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "unetbg.workers.app", *args]
+from unetbg.cli._celery import QUEUES, celery_argv, require_broker
+from unetbg.cli._service import RequestError
 
 
 @click.command()
@@ -79,7 +61,7 @@ def worker(
             f"unknown queue(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(QUEUES)}",
             param_hint="--queues",
         )
-    settings = _require_broker()
+    settings = require_broker()
     from unetbg.db.schema import SchemaOutOfDate, ensure_schema
 
     try:
@@ -94,7 +76,7 @@ def worker(
         hostname
         or f"unetbg-{'-'.join(chosen)}{'' if gpu is None else f'-gpu{gpu}'}@{socket.gethostname()}"
     )
-    argv = _celery(
+    argv = celery_argv(
         "worker",
         "-Q",
         ",".join(chosen),
@@ -107,33 +89,4 @@ def worker(
         "-n",
         name,
     )
-    os.execve(sys.executable, argv, env)
-
-
-@click.command()
-@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
-@click.option(
-    "--address",
-    default="127.0.0.1",
-    show_default=True,
-    help="Interface to listen on; keep loopback unless basic auth is set.",
-)
-def flower(port: int, address: str) -> None:
-    """Start Flower (live workers and tasks) on the configured broker.
-
-    With UNETBG_FLOWER_BASIC_AUTH=user:password the pages and the REST API need
-    that login; without it the REST API stays disabled (Flower's default) and
-    only a loopback address is allowed.
-    """
-    settings = _require_broker()
-    env = dict(os.environ)
-    if settings.flower_basic_auth:
-        # Via the environment, not argv: argv is visible to every local user in `ps`.
-        env["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth
-    elif address not in ("127.0.0.1", "localhost", "::1"):
-        raise RequestError(
-            f"refusing to serve Flower on {address} without a login: "
-            "set UNETBG_FLOWER_BASIC_AUTH=user:password (or use --address 127.0.0.1)"
-        )
-    argv = _celery("flower", f"--port={port}", f"--address={address}")
     os.execve(sys.executable, argv, env)

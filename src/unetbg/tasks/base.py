@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,7 +40,7 @@ from unetbg.jobs import (
     JobError,
     JobView,
     db_session,
-    finish,
+    end_job,
     heartbeat_fresh,
     worker_alive,
     worker_identity,
@@ -112,7 +113,7 @@ class JobTask(Task):
         return "cancelled" if row.cancel_requested else None
 
     def owned_job(self, session: Session, job_id: str) -> Job | None:
-        """The job's row if this worker still owns it, ready for ``finish``; else ``None``.
+        """The job's row if this worker still owns it, ready for ``end_job``; else ``None``.
 
         A ``lost`` failure (``mark_lost_jobs`` saw no heartbeat for a while) is reopened:
         the owner is alive after all and its outcome is the true one.
@@ -147,7 +148,7 @@ class JobTask(Task):
                 self.log.info("already %s; dropping the redelivered message", job.state)
                 return None
             if job.cancel_requested:
-                finish(job, "cancelled")
+                end_job(job, "cancelled")
                 self.log.info("cancelled before it started")
                 return None
             # A lost job's worker may be alive after all (a DB outage stopped its
@@ -240,4 +241,33 @@ class JobTask(Task):
         with self.session() as session:
             job = session.get(Job, job_id)
             if job is not None:
-                finish(job, "failed", message)
+                end_job(job, "failed", message)
+
+
+#: Seconds between reads of the cancel flag (``should_stop`` is asked every step).
+CANCEL_POLL_S = 1.0
+
+
+class CancelFlag:
+    """``should_stop`` for ``fit`` and evaluation, read at most every ``poll_s``.
+
+    True once the job is cancelled or taken over by another worker (``reason`` says
+    which): a run that lost its claim must stop, or two copies share the run folder.
+    """
+
+    def __init__(self, task: JobTask, job_id: str, poll_s: float = CANCEL_POLL_S) -> None:
+        self.task, self.job_id, self.poll_s = task, job_id, poll_s
+        self._checked = float("-inf")
+        self.reason: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        """Whether the run has been told to stop."""
+        return self.reason is not None
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if self.reason is None and now - self._checked >= self.poll_s:
+            self._checked = now
+            self.reason = self.task.stop_reason(self.job_id)
+        return self.reason is not None

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from unetbg.jobs import finish, jsonable
-from unetbg.tasks.base import JobTask
-from unetbg.tasks.train import CancelFlag
+from unetbg.jobs import end_job, jsonable
+from unetbg.tasks.base import CancelFlag, JobTask
 
 
 @shared_task(bind=True, base=JobTask, name="unetbg.evaluate_job")
@@ -34,7 +33,7 @@ def evaluate_job(self: JobTask, job_id: str) -> dict:
         with self.session() as session:
             row = self.owned_job(session, job_id)
             if row is not None:  # cancelled (not taken over): the job ends here
-                finish(row, "cancelled")
+                end_job(row, "cancelled")
         self.log.info("evaluation %s: %s", stop.reason, exc)
         return {"job": job_id, "ran": True, "status": stop.reason}
     with self.session() as session:
@@ -43,6 +42,6 @@ def evaluate_job(self: JobTask, job_id: str) -> dict:
             return {"job": job_id, "ran": True, "status": "taken over"}
         row.result = jsonable(figures)
         row.progress_done = 1
-        finish(row, "succeeded")
+        end_job(row, "succeeded")
     self.log.info("%s iou %.4f on %s images", p["split"], figures["iou"], figures["images"])
     return {"job": job_id, "ran": True, "iou": figures["iou"]}

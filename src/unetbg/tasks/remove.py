@@ -19,12 +19,12 @@ from celery import shared_task
 from sqlalchemy import and_, or_, select, update
 
 from unetbg.db.models import FINAL_JOB_STATES, Job, JobItem, utcnow
+from unetbg.durable import remove_stale_temporaries
 from unetbg.jobs import (
     OPEN_ITEM_STATES,
     claimant_fresh,
     fail_job,
-    output_options,
-    remove_stale_temporaries,
+    output_options_from_params,
     settle_remove_dir,
     worker_alive,
     worker_identity,
@@ -226,7 +226,7 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
         self.close_items(job_id, claimed_ids, "failed", "not processed: the job failed (device)")
         self.log.error("%s", reason)
         return {"job": job_id, "processed": 0}
-    options = output_options(params)
+    options = output_options_from_params(params["options"])
     handle = model_for(
         params["checkpoint"], device, params.get("batch_size", 4), settings.max_image_pixels
     )

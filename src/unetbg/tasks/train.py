@@ -7,43 +7,14 @@ is kept in ``last_model.pth``); a redelivered message resumes from there.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from celery import shared_task
 from sqlalchemy import update
 
 from unetbg.db.models import Checkpoint, Job, utcnow
-from unetbg.jobs import finish, jsonable, register_checkpoint, upsert_epoch_metrics
-from unetbg.tasks.base import JobTask
-
-#: Seconds between reads of the cancel flag (``should_stop`` is asked every step).
-CANCEL_POLL_S = 1.0
-
-
-class CancelFlag:
-    """``should_stop`` for ``fit`` and evaluation, read at most every ``poll_s``.
-
-    True once the job is cancelled or taken over by another worker (``reason`` says
-    which): a run that lost its claim must stop, or two copies share the run folder.
-    """
-
-    def __init__(self, task: JobTask, job_id: str, poll_s: float = CANCEL_POLL_S) -> None:
-        self.task, self.job_id, self.poll_s = task, job_id, poll_s
-        self._checked = float("-inf")
-        self.reason: str | None = None
-
-    @property
-    def requested(self) -> bool:
-        """Whether the run has been told to stop."""
-        return self.reason is not None
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if self.reason is None and now - self._checked >= self.poll_s:
-            self._checked = now
-            self.reason = self.task.stop_reason(self.job_id)
-        return self.reason is not None
+from unetbg.jobs import end_job, jsonable, register_checkpoint, upsert_epoch_metrics
+from unetbg.tasks.base import CancelFlag, JobTask
 
 
 @shared_task(bind=True, base=JobTask, name="unetbg.train_job")
@@ -106,6 +77,6 @@ def train_job(self: JobTask, job_id: str) -> dict:
             return {"job": job_id, "ran": True, "status": "taken over"}
         row.result = jsonable(summary)
         row.progress_done = result.epochs_completed
-        finish(row, "cancelled" if result.status == "cancelled" else "succeeded")
+        end_job(row, "cancelled" if result.status == "cancelled" else "succeeded")
     self.log.info("training %s after %d epochs", result.status, result.epochs_completed)
     return {"job": job_id, "ran": True, "status": result.status}

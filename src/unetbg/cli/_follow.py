@@ -1,0 +1,146 @@
+"""Following a job from the command that submitted it (``--wait``, or always without a
+broker): progress on stderr, the final summary, the exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+import click
+
+from unetbg.cli._render import describe, result_lines
+from unetbg.cli._service import EXIT_OK, exit_code, service_errors
+
+
+class _WaitDisplay:
+    """A job's progress on stderr while waiting.
+
+    On a terminal, a tqdm bar (throughput and ETA). Otherwise (a log file, a pipe, CI)
+    plain lines: one per state change, and one per 10 % of progress or 10 s with progress,
+    so a log is neither flooded with bar redraws nor silent for long.
+    """
+
+    EVERY_S = 10.0
+
+    def __init__(self, job) -> None:
+        from tqdm import tqdm
+
+        self.tty = sys.stderr.isatty()
+        self.unit = {"train": "epoch", "remove_dir": "img"}.get(job.kind, "job")
+        self.bar = tqdm(
+            total=job.progress_total or None,
+            unit=self.unit,
+            desc=job.id,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            smoothing=0.1,
+            disable=not self.tty,
+        )
+        self.done = 0
+        self.started, self.first_done = time.monotonic(), job.progress_done
+        self.line_state, self.line_done, self.line_at = None, job.progress_done, self.started
+
+    def update(self, view) -> None:
+        """Show the snapshot ``view`` (called on every poll)."""
+        if self.bar.total != view.progress_total and view.progress_total:
+            self.bar.total = view.progress_total
+        if view.progress_done > self.done:
+            self.bar.update(view.progress_done - self.done)
+            self.done = view.progress_done
+        self.bar.set_postfix_str(view.state, refresh=True)
+        if not self.tty:
+            self._line(view)
+
+    def _line(self, view) -> None:
+        now = time.monotonic()
+        moved = view.progress_done - self.line_done
+        step = max(1, (view.progress_total or 0) // 10)
+        if not (
+            view.state != self.line_state
+            or moved >= step
+            or (moved > 0 and now - self.line_at >= self.EVERY_S)
+        ):
+            return
+        text = f"{view.id}: {view.state} {view.progress_done}/{view.progress_total} {self.unit}"
+        elapsed, gained = now - self.started, view.progress_done - self.first_done
+        if gained > 0 and elapsed > 0:
+            text += f", {gained / elapsed:.2f} {self.unit}/s"
+        click.echo(text, err=True)
+        self.line_state, self.line_done, self.line_at = view.state, view.progress_done, now
+
+    def close(self) -> None:
+        """End the bar (a no-op without a terminal)."""
+        self.bar.close()
+
+
+def wait_and_report(job_id: str, runner: threading.Thread | None, as_json: bool) -> int:
+    """Show progress until the job is final, print the summary, return the exit code.
+
+    ``runner`` is the thread running the job in embedded mode: Ctrl-C then cancels
+    the job (it is this process's work), and if the thread dies first the service
+    fails the job, saying so (:func:`unetbg.jobs.wait_for_run`; exit status 1),
+    instead of waiting forever. With a broker Ctrl-C only stops watching. Progress is
+    polled from the database, so it keeps going across a broker restart.
+    """
+    from unetbg import jobs
+
+    job = jobs.get_job(job_id)
+    display = _WaitDisplay(job)
+    try:
+        while True:
+            try:
+                job = jobs.wait_for_run(job_id, runner, on_update=display.update, poll_s=0.5)
+                break
+            except KeyboardInterrupt:
+                if runner is None:
+                    display.close()
+                    click.echo(
+                        f"\nstopped watching; job {job_id} goes on "
+                        f"(`unetbg status {job_id}`, `unetbg cancel {job_id}`)",
+                        err=True,
+                    )
+                    return EXIT_OK
+                click.echo(f"\ncancelling job {job_id} …", err=True)
+                jobs.cancel_job(job_id)
+    finally:
+        display.close()
+        if runner is not None:
+            runner.join()
+    report(job, as_json)
+    return exit_code(job.state)
+
+
+def report(job, as_json: bool) -> None:
+    """The final summary of a job (and its failed items, if any)."""
+    from unetbg import jobs
+
+    if as_json:
+        click.echo(json.dumps(job.to_dict(), indent=2))
+        return
+    click.echo(describe(job), err=True)
+    for line in result_lines(job):
+        click.echo(line, err=True)
+    if job.items.get("failed"):
+        failed = jobs.list_items(job.id, ["failed"])
+        for item in failed[:10]:
+            click.echo(f"  failed: {item.source_path}: {item.error}", err=True)
+        if len(failed) > 10:
+            click.echo(
+                f"  … and {len(failed) - 10} more: unetbg status {job.id} --items failed", err=True
+            )
+
+
+def submit_and_follow(job_id: str, wait: bool, as_json: bool) -> None:
+    """Print the job id, start it, and (embedded, or with ``--wait``) follow it to the end."""
+    from unetbg import jobs
+
+    click.echo(job_id)
+    runner = service_errors(lambda: jobs.start_job(job_id))
+    if runner is None and not wait:
+        return
+    if runner is not None and not wait:
+        click.echo("no broker configured: running the job in this process", err=True)
+    sys.exit(wait_and_report(job_id, runner, as_json))

@@ -1,0 +1,101 @@
+"""What every job command shares with the job service: exit statuses and their help
+texts, the service's refusals as exit status 2, and the checks made before a job is
+recorded (checkpoint, device).
+
+Exit status: 0 done (or still queued/running), 1 the job failed, ended ``partial``
+or was cancelled, 2 a usage error (unknown job, bad option, no checkpoint, …).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
+#: Job states that make a command exit with 1.
+BAD_STATES = ("failed", "partial", "cancelled")
+
+EXIT_HELP = (
+    "\b\nExit status: 0 done (or still queued/running), 1 the job failed, "
+    "ended partial or was cancelled, 2 usage error."
+)
+
+#: For the listing commands (`jobs`, `checkpoints`), which report no job outcome.
+LIST_EXIT_HELP = (
+    "\b\nExit status: 0 listed (possibly nothing), 2 usage error "
+    "(bad option, unknown job, database schema behind)."
+)
+#: `cancel` succeeds whatever state the job ends up in.
+CANCEL_EXIT_HELP = (
+    "\b\nExit status: 0 cancel requested, or the job had already finished "
+    "(nothing to cancel), 2 usage error (unknown job, …)."
+)
+
+
+class RequestError(click.ClickException):
+    """A request the job service refused (exit status 2, like a usage error)."""
+
+    exit_code = EXIT_USAGE
+
+
+def service_errors(fn: Callable[[], Any]) -> Any:
+    """Run ``fn``, turning the service's refusals into :class:`RequestError`."""
+    from unetbg.db.schema import SchemaOutOfDate
+    from unetbg.jobs import JobError
+
+    try:
+        return fn()
+    except (JobError, SchemaOutOfDate) as exc:
+        raise RequestError(str(exc)) from None
+
+
+def checkpoint_path(spec: str) -> str:
+    """The absolute path of ``spec`` (``best``, a registered id, a path); exit status 2
+    (:class:`RequestError`) when there is no such checkpoint. The file is not loaded."""
+    from unetbg import jobs
+
+    return service_errors(lambda: jobs.resolve_checkpoint(spec))
+
+
+def verified_checkpoint(spec: str) -> str:
+    """Resolve ``spec`` (``best``, an id, a path) and load it here, before any job is
+    recorded: an unsafe or corrupt file is refused now (exit status 2) with the loader's
+    reason, instead of failing every chunk on the workers. Returns the absolute path.
+    """
+    path = checkpoint_path(spec)
+    # torch is imported only here, when a command really needs the file checked.
+    from unetbg.model import CheckpointError, load_checkpoint
+
+    try:
+        load_checkpoint(path)  # weights_only=True: nothing in the file is executed
+    except CheckpointError as exc:
+        raise RequestError(f"refusing checkpoint {exc}") from None
+    return path
+
+
+def usable_device(device: str) -> str:
+    """Refuse ``device`` now (exit status 2, nothing recorded) when it cannot work.
+
+    A malformed name always; a device this machine lacks (``cuda`` without a GPU) only
+    in embedded mode, where this process runs the job: with a broker, the workers'
+    hardware decides, and a worker that cannot use it fails the job once, saying so.
+    """
+    # torch is imported only here, when a command really needs the device checked.
+    from unetbg.model import resolve_device
+    from unetbg.settings import get_settings
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    except RuntimeError as exc:
+        if get_settings().embedded:
+            raise RequestError(f"{exc} (no broker: this process would run the job)") from None
+    return device
+
+
+def exit_code(state: str) -> int:
+    """The exit status for a job that ended (or stands) in ``state``."""
+    return EXIT_JOB_FAILED if state in BAD_STATES else EXIT_OK

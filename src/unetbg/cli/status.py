@@ -1,0 +1,60 @@
+"""``unetbg status JOB``: one job, its figures, checkpoints and (``--items``) its images."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from unetbg.cli._render import checkpoint_table, describe, epoch_table, item_table, result_lines
+from unetbg.cli._service import EXIT_HELP, exit_code, service_errors
+
+
+@click.command(epilog=EXIT_HELP)
+@click.argument("job_id")
+@click.option(
+    "--items",
+    "items",
+    type=click.Choice(("failed", "all")),
+    default=None,
+    help="Also list the job's images: only the failed ones, or all.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(job_id: str, items: str | None, as_json: bool) -> None:
+    """Show one job (a unique prefix of its id is enough)."""
+    from unetbg import jobs
+
+    def load():
+        jobs.mark_lost_jobs()
+        job = jobs.get_job(job_id)
+        listed = []
+        if items:
+            listed = jobs.list_items(job.id, ["failed"] if items == "failed" else None)
+        epochs = jobs.list_epoch_metrics(job.id) if job.kind == "train" else []
+        checkpoints = jobs.list_checkpoints(job.id) if job.kind == "train" else []
+        return job, listed, epochs, checkpoints
+
+    job, listed, epochs, checkpoints = service_errors(load)
+    if as_json:
+        out = job.to_dict()
+        if items:
+            out["item_list"] = [i.to_dict() for i in listed]
+        if job.kind == "train":
+            out["epochs"] = [e.to_dict() for e in epochs]
+            out["checkpoints"] = [c.to_dict() for c in checkpoints]
+        click.echo(json.dumps(out, indent=2))
+        sys.exit(exit_code(job.state))
+    click.echo(describe(job))
+    for line in result_lines(job):
+        click.echo(line)
+    if epochs:
+        click.echo("\nepochs:")
+        click.echo(epoch_table(epochs))
+    if checkpoints:
+        click.echo("\ncheckpoints:")
+        click.echo(checkpoint_table(checkpoints))
+    if items:
+        click.echo(f"\n{items} items:")
+        click.echo(item_table(listed))
+    sys.exit(exit_code(job.state))

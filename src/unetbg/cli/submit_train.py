@@ -1,0 +1,41 @@
+"""``unetbg submit-train``: record a training job and queue it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from unetbg.cli._follow import submit_and_follow
+from unetbg.cli._service import EXIT_HELP, service_errors
+from unetbg.cli._train_options import field_options, field_overrides
+from unetbg.training.config import PRESETS
+
+
+@click.command("submit-train", epilog=EXIT_HELP)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="balanced", show_default=True)
+@click.option(
+    "--coco-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="COCO 2017 folder, as the workers see it (shared storage).",
+)
+@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N on the worker.")
+@click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it ends.")
+@click.option("--json", "as_json", is_flag=True, help="With --wait: print the final job as JSON.")
+@field_options
+def submit_train(preset, coco_root, device, wait, as_json, **fields) -> None:
+    """Submit a training job and print its id.
+
+    Every TrainConfig field can be overridden (same options as `unetbg train`).
+    Epoch metrics and checkpoints are recorded as the run goes (`unetbg status JOB`);
+    the run folder is <data dir>/runs/<job id>. Without a broker the job runs here.
+    """
+    from unetbg import jobs
+
+    overrides = field_overrides(fields)
+    overrides["coco_root"] = str(coco_root)
+    if device is not None:
+        overrides["device"] = device
+    job_id = service_errors(lambda: jobs.create_train_job(preset, overrides))
+    submit_and_follow(job_id, wait, as_json)

@@ -1,0 +1,118 @@
+"""The job service: create jobs and their items, dispatch them, cancel, query.
+
+Used by the CLI, the web page and the Celery tasks; its public functions take and
+return plain values (ids, paths, the ``*View`` dataclasses), never ORM objects bound
+to a session. In both modes (embedded or broker, :mod:`unetbg.jobs.dispatch`) the
+database is the record: progress, items, metrics and checkpoints are read back from
+it, so watching a job survives a broker restart.
+
+The modules, each importing only those listed before it:
+
+* ``errors``: what the service refuses (:class:`JobError` and its kinds);
+* ``store``: a checked transaction (:func:`db_session`), a job row by id or prefix;
+* ``views``: the read-only snapshots (:class:`JobView`, :class:`ItemView`, …);
+* ``records``: what tasks record, inside their transaction: a job's end, the
+  remove-dir tally, failing a job, checkpoints, epoch figures;
+* ``liveness``: worker identity, heartbeats, lost jobs;
+* ``queries``: one job, lists, waiting for a job to end;
+* ``create``: recording new jobs, resolving a checkpoint;
+* ``dispatch``: starting (embedded or on workers) and cancelling jobs.
+
+It never imports ``unetbg.tasks``, ``unetbg.cli`` or ``unetbg.web``; tasks are found
+by name on the Celery app.
+"""
+
+from __future__ import annotations
+
+from unetbg.jobs.create import (
+    best_checkpoint,
+    create_evaluate_job,
+    create_remove_dir_job,
+    create_train_job,
+    output_options_from_params,
+    output_options_to_params,
+    resolve_checkpoint,
+)
+from unetbg.jobs.dispatch import (
+    EmbeddedRunner,
+    cancel_job,
+    dispatch,
+    run_inline,
+    start_job,
+    task_ids,
+    wait_for_run,
+)
+from unetbg.jobs.errors import JobError, JobNotFound, NoCheckpointError
+from unetbg.jobs.liveness import (
+    LOST_PREFIX,
+    claimant_fresh,
+    heartbeat_fresh,
+    mark_lost_jobs,
+    worker_alive,
+    worker_identity,
+)
+from unetbg.jobs.queries import (
+    get_job,
+    list_checkpoints,
+    list_epoch_metrics,
+    list_items,
+    list_jobs,
+    wait_for_job,
+)
+from unetbg.jobs.records import (
+    OPEN_ITEM_STATES,
+    end_job,
+    fail_job,
+    item_counts,
+    jsonable,
+    register_checkpoint,
+    settle_remove_dir,
+    upsert_epoch_metrics,
+)
+from unetbg.jobs.store import db_session
+from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView
+
+__all__ = [
+    "LOST_PREFIX",
+    "OPEN_ITEM_STATES",
+    "CheckpointView",
+    "EmbeddedRunner",
+    "EpochView",
+    "ItemView",
+    "JobError",
+    "JobNotFound",
+    "JobView",
+    "NoCheckpointError",
+    "best_checkpoint",
+    "cancel_job",
+    "claimant_fresh",
+    "create_evaluate_job",
+    "create_remove_dir_job",
+    "create_train_job",
+    "db_session",
+    "dispatch",
+    "end_job",
+    "fail_job",
+    "get_job",
+    "heartbeat_fresh",
+    "item_counts",
+    "jsonable",
+    "list_checkpoints",
+    "list_epoch_metrics",
+    "list_items",
+    "list_jobs",
+    "mark_lost_jobs",
+    "output_options_from_params",
+    "output_options_to_params",
+    "register_checkpoint",
+    "resolve_checkpoint",
+    "run_inline",
+    "settle_remove_dir",
+    "start_job",
+    "task_ids",
+    "upsert_epoch_metrics",
+    "wait_for_job",
+    "wait_for_run",
+    "worker_alive",
+    "worker_identity",
+]

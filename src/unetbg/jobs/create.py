@@ -1,0 +1,260 @@
+"""Recording new jobs (validated now, so a mistake fails here and not in a worker), and
+resolving which checkpoint a job is to use.
+
+Every ``create_*`` function records the job (and a remove-dir job's items) in one
+transaction and returns its id once committed; :func:`unetbg.jobs.dispatch` starts it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unetbg.db.models import Checkpoint, Job, JobItem
+from unetbg.durable import remove_stale_temporaries
+from unetbg.jobs.errors import JobError, NoCheckpointError
+from unetbg.jobs.queries import list_checkpoints
+from unetbg.jobs.records import settle_remove_dir
+from unetbg.jobs.store import db_session
+from unetbg.jobs.views import CheckpointView
+from unetbg.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from unetbg.removal import OutputOptions
+
+
+def create_train_job(
+    preset: str = "balanced",
+    overrides: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """Record a training job for ``preset`` + ``overrides``; returns its id.
+
+    The resolved config is validated now (so a typo fails here, not in a worker) and
+    stored in the job's params with the run folder ``<data_dir>/runs/<job id>``,
+    which must be on storage the workers share.
+    """
+    # Pure-python config module (no torch): validating here gives the submitter the error.
+    from unetbg.training.config import resolve_config
+
+    settings = settings or get_settings()
+    try:
+        cfg = resolve_config(preset, **(overrides or {}))
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    if not cfg.coco_root:
+        raise JobError("training needs a COCO root: pass --coco-root DIR (or coco_root=DIR)")
+    coco_root = Path(cfg.coco_root).expanduser().resolve()
+    if not (coco_root / "annotations").is_dir():
+        raise JobError(f"{cfg.coco_root} is not a COCO root (no annotations/ folder in it)")
+    config = cfg.to_dict() | {"coco_root": str(coco_root)}
+    with db_session(settings) as session:
+        job = Job(kind="train", state="queued", progress_total=cfg.epochs)
+        session.add(job)
+        session.flush()
+        job.params = {
+            "preset": preset,
+            "overrides": dict(overrides or {}),
+            "config": config,
+            "run_dir": str(settings.runs_dir / job.id),
+        }
+        return job.id
+
+
+def create_evaluate_job(
+    checkpoint: str,
+    coco_root: str | os.PathLike,
+    split: str = "val",
+    threshold: float = 0.5,
+    limit: int | None = None,
+    device: str = "auto",
+    settings: Settings | None = None,
+) -> str:
+    """Record a job that scores ``checkpoint`` (``best``, a registered id or a path)."""
+    settings = settings or get_settings()
+    path = resolve_checkpoint(checkpoint, settings)
+    root = Path(coco_root).expanduser().resolve()
+    if not (root / "annotations").is_dir():
+        raise JobError(f"{coco_root} is not a COCO root (no annotations/ folder in it)")
+    if not 0 < threshold < 1:
+        raise JobError(f"threshold must be in (0, 1), got {threshold}")
+    if limit is not None and limit < 1:
+        raise JobError(f"limit must be >= 1, got {limit}")
+    with db_session(settings) as session:
+        job = Job(
+            kind="evaluate",
+            state="queued",
+            progress_total=1,
+            params={
+                "checkpoint": path,
+                "coco_root": str(root),
+                "split": split,
+                "threshold": threshold,
+                "limit": limit,
+                "device": device,
+            },
+        )
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def create_remove_dir_job(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    checkpoint: str = "best",
+    *,
+    kind: str = "cutout",
+    output_format: str = "png",
+    threshold: float | None = None,
+    color: str | Sequence[int] = (255, 255, 255),
+    background: str | None = None,
+    chunk_size: int | None = None,
+    batch_size: int = 4,
+    overwrite: bool = False,
+    follow_symlinks: bool = False,
+    device: str = "auto",
+    settings: Settings | None = None,
+) -> str:
+    """Scan ``input_dir`` and record the job with ALL its items in one transaction.
+
+    Images whose output already exists are recorded as ``skipped`` (unless
+    ``overwrite``), so running the same command again processes only what is missing
+    or failed before. Raises :class:`JobError` for a bad folder, option or checkpoint.
+    """
+    # Folder planning and option checks are shared with `unetbg remove` and the web page.
+    from unetbg.removal import OutputOptions, plan_folder
+
+    settings = settings or get_settings()
+    chunk_size = chunk_size or settings.chunk_size
+    if chunk_size < 1:
+        raise JobError(f"chunk size must be >= 1, got {chunk_size}")
+    if batch_size < 1:
+        raise JobError(f"batch size must be >= 1, got {batch_size}")
+    checkpoint_path = resolve_checkpoint(checkpoint, settings)
+    background_path = str(Path(background).expanduser().resolve()) if background else None
+    try:
+        parsed = OutputOptions(
+            kind=kind,
+            threshold=threshold,
+            color=color,
+            background=background_path,
+            format=output_format,
+        )
+        planned = plan_folder(
+            input_dir,
+            output_dir,
+            output_format=parsed.format,
+            follow_symlinks=follow_symlinks,
+            overwrite=overwrite,
+        )
+    except (ValueError, OSError) as exc:
+        raise JobError(str(exc)) from None
+    options = output_options_to_params(parsed)
+    if not planned:
+        raise JobError(f"no images found in {input_dir}")
+
+    todo = [p for p in planned if not p.skip_reason]
+    # A worker killed mid-write (lost host) leaves a hidden temporary beside an output
+    # that this job will write again; no chunk of this job runs yet, so clear them now.
+    remove_stale_temporaries(p.output for p in todo)
+    with db_session(settings) as session:
+        job = Job(
+            kind="remove_dir",
+            state="queued",
+            progress_total=len(todo),
+            params={
+                "input_dir": str(Path(input_dir).expanduser().resolve()),
+                "output_dir": str(Path(output_dir).expanduser().resolve()),
+                "checkpoint": checkpoint_path,
+                "options": options,
+                "chunk_size": chunk_size,
+                "batch_size": batch_size,
+                "overwrite": overwrite,
+                "device": device,
+            },
+        )
+        session.add(job)
+        session.flush()
+        index = 0
+        for plan in planned:
+            item = JobItem(
+                job_id=job.id,
+                source_path=str(plan.source),
+                # Skipped entries (links, non-images) may have no output at all.
+                output_path=None if plan.output is None else str(plan.output),
+            )
+            if plan.skip_reason:
+                item.state, item.error = "skipped", plan.skip_reason
+            else:
+                item.state, item.chunk = "pending", index // chunk_size
+                index += 1
+            session.add(item)
+        session.flush()
+        if not todo:
+            settle_remove_dir(session, job)
+        return job.id
+
+
+def output_options_to_params(options: OutputOptions) -> dict[str, Any]:
+    """``options`` as the JSON a remove-dir job stores (``params["options"]``)."""
+    return {
+        "kind": options.kind,
+        "threshold": options.threshold,
+        "color": list(options.color),
+        "background": options.background,
+        "format": options.format,
+    }
+
+
+def output_options_from_params(stored: dict[str, Any]) -> OutputOptions:
+    """The :class:`unetbg.removal.OutputOptions` stored by :func:`output_options_to_params`
+    (the chunk task rebuilds them from the job's params)."""
+    from unetbg.removal import OutputOptions
+
+    return OutputOptions(**dict(stored) | {"color": tuple(stored["color"])})
+
+
+# ---------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def resolve_checkpoint(spec: str, settings: Settings | None = None) -> str:
+    """Absolute path for ``best`` (registered, best val IoU), a registered id, or a path."""
+    settings = settings or get_settings()
+    spec = str(spec)
+    if spec == "best":
+        best = best_checkpoint(settings)
+        if best is None:
+            raise NoCheckpointError(
+                "no trained checkpoint is registered yet. Train one with "
+                "`unetbg submit-train --preset smoke --coco-root DIR` (or `unetbg train`), "
+                "or pass a checkpoint file with --checkpoint PATH"
+            )
+        path = best.path
+    elif spec.isdigit() and not Path(spec).exists():
+        with db_session(settings) as session:
+            row = session.get(Checkpoint, int(spec))
+            if row is None:
+                raise NoCheckpointError(
+                    f"no registered checkpoint with id {spec} (see `unetbg checkpoints`)"
+                )
+            path = row.path
+    else:
+        path = spec
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise NoCheckpointError(f"checkpoint file not found: {resolved}")
+    return str(resolved)
+
+
+def best_checkpoint(settings: Settings | None = None) -> CheckpointView | None:
+    """The registered best-model checkpoint with the highest validation IoU, if any."""
+    candidates = [
+        c for c in list_checkpoints(settings=settings) if c.is_best and c.val_iou is not None
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (c.val_iou, c.created_at))

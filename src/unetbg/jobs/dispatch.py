@@ -1,0 +1,248 @@
+"""Starting and stopping jobs: dispatch, cancel, and the embedded runner.
+
+Two modes, chosen by :attr:`Settings.embedded`:
+
+* **embedded** (no ``UNETBG_BROKER_URL``): :func:`dispatch` runs the very same Celery
+  tasks in this process (``Task.apply``), one after the other; :func:`start_job` does
+  so in an :class:`EmbeddedRunner` thread, and :func:`wait_for_run` fails the job
+  when that thread dies before the job ends;
+* **broker**: :func:`dispatch` enqueues them on Redis. It is always called after the
+  transaction that recorded the job has committed, so a worker can never pick up an
+  id whose rows it cannot see yet.
+
+Tasks are looked up **by name** on the Celery app (``unetbg.workers.app``), never
+imported: the job service does not depend on the task code, which depends on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from unetbg.db.models import FINAL_JOB_STATES, Job, JobItem, utcnow
+from unetbg.jobs.errors import JobError
+from unetbg.jobs.liveness import heartbeat_fresh
+from unetbg.jobs.queries import get_job, job_view, wait_for_job
+from unetbg.jobs.records import OPEN_ITEM_STATES, end_job, fail_job, settle_remove_dir
+from unetbg.jobs.store import db_session, find_job
+from unetbg.jobs.views import JobView
+from unetbg.settings import Settings, get_settings, mask_url
+
+log = logging.getLogger(__name__)
+
+
+def task_ids(job: JobView | Job, chunks: Iterable[int] = ()) -> list[str]:
+    """Celery task ids of a job: readable in Flower, and computable again to revoke."""
+    if job.kind == "remove_dir":
+        return [f"{job.id}-chunk{chunk:04d}" for chunk in chunks]
+    return [f"{job.id}-{job.kind}"]
+
+
+def _pending_chunks(session: Session, job_id: str) -> dict[int, list[int]]:
+    rows = session.execute(
+        select(JobItem.chunk, JobItem.id)
+        .where(JobItem.job_id == job_id, JobItem.state.in_(OPEN_ITEM_STATES))
+        .order_by(JobItem.chunk, JobItem.id)
+    )
+    chunks: dict[int, list[int]] = {}
+    for chunk, item_id in rows:
+        chunks.setdefault(chunk, []).append(item_id)
+    return chunks
+
+
+def dispatch(job_id: str, settings: Settings | None = None) -> list[str]:
+    """Start a recorded job: enqueue its tasks (broker) or run them here (embedded).
+
+    Call it after the job's transaction committed (the ``create_*`` functions commit
+    before returning). Returns the enqueued task ids (empty in embedded mode, where
+    this returns only when the job is final).
+    """
+    settings = settings or get_settings()
+    with db_session(settings) as session:
+        job = find_job(session, job_id)
+        if job.state in FINAL_JOB_STATES:
+            return []
+        chunks = _pending_chunks(session, job.id) if job.kind == "remove_dir" else {}
+        view = JobView.of(job)
+    if settings.embedded:
+        run_inline(view, chunks, settings)
+        return []
+
+    # Here, not at the top: reading jobs (the web page, `unetbg status`) needs no Celery.
+    from unetbg.workers.app import EVALUATE_TASK, REMOVE_CHUNK_TASK, TRAIN_TASK, get_app
+
+    app = get_app(settings)
+    sent: list[str] = []
+    try:
+        if view.kind == "remove_dir":
+            for chunk, item_ids in chunks.items():
+                (task_id,) = task_ids(view, [chunk])
+                app.send_task(
+                    REMOVE_CHUNK_TASK,
+                    args=[view.id, item_ids],
+                    task_id=task_id,
+                    argsrepr=f"job={view.id} chunk={chunk} items={len(item_ids)}",
+                )
+                sent.append(task_id)
+        else:
+            name = TRAIN_TASK if view.kind == "train" else EVALUATE_TASK
+            (task_id,) = task_ids(view)
+            app.send_task(name, args=[view.id], task_id=task_id, argsrepr=f"job={view.id}")
+            sent.append(task_id)
+    except Exception as exc:  # broker unreachable after the publish retries
+        # Stop what was sent (the cancel flag), fail the rest.
+        fail_job(view.id, f"could not enqueue on {mask_url(settings.broker_url)}: {exc}", settings)
+        raise JobError(
+            f"job {view.id} was recorded but could not be queued: broker "
+            f"{mask_url(settings.broker_url)} unreachable ({exc}); it is marked failed"
+        ) from exc
+    log.info("job %s: enqueued %d task(s)", view.id, len(sent))
+    return sent
+
+
+def run_inline(
+    job: JobView, chunks: dict[int, list[int]], settings: Settings | None = None
+) -> None:
+    """Embedded mode: run the job's Celery tasks in this process, in order.
+
+    ``Task.apply`` runs the task through Celery's tracer exactly as a worker does
+    (the base class's failure handling included), just without a broker.
+    """
+    from unetbg.workers.app import EVALUATE_TASK, REMOVE_CHUNK_TASK, TRAIN_TASK, get_app
+
+    app = get_app(settings)
+    # The app's ``include`` names the task modules; importing them registers the
+    # tasks on it, whose config (JSON, routing) also applies to eager runs.
+    app.loader.import_default_modules()
+    if job.kind == "remove_dir":
+        remove_chunk = app.tasks[REMOVE_CHUNK_TASK]
+        for chunk, item_ids in chunks.items():
+            if get_job(job.id, settings).final:  # cancelled/failed while earlier chunks ran
+                break
+            (task_id,) = task_ids(job, [chunk])
+            remove_chunk.apply(args=[job.id, item_ids], task_id=task_id)
+        return
+    task = app.tasks[TRAIN_TASK if job.kind == "train" else EVALUATE_TASK]
+    task.apply(args=[job.id], task_id=task_ids(job)[0])
+
+
+# ---------------------------------------------------------------------------------------
+# The embedded runner
+
+
+class EmbeddedRunner(threading.Thread):
+    """The thread that runs one job in this process (embedded mode).
+
+    ``error`` names what ended it early, if anything did (the exception is raised
+    again, so the thread hook still logs it).
+    """
+
+    def __init__(self, job_id: str, settings: Settings) -> None:
+        super().__init__(name=f"job-{job_id}")
+        self.job_id, self.settings = job_id, settings
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            dispatch(self.job_id, self.settings)
+        except BaseException as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+
+
+def start_job(job_id: str, settings: Settings | None = None) -> EmbeddedRunner | None:
+    """Dispatch ``job_id``: enqueue it (broker; returns ``None``) or run it in an
+    :class:`EmbeddedRunner` thread of this process (embedded; returns the thread)."""
+    settings = settings or get_settings()
+    if not settings.embedded:
+        dispatch(job_id, settings)
+        return None
+    runner = EmbeddedRunner(job_id, settings)
+    runner.start()
+    return runner
+
+
+class _RunnerDied(Exception):
+    """The embedded runner thread ended while its job was not final."""
+
+
+def wait_for_run(
+    job_id: str,
+    runner: threading.Thread | None,
+    on_update: Callable[[JobView], None] | None = None,
+    poll_s: float = 1.0,
+) -> JobView:
+    """:func:`~unetbg.jobs.queries.wait_for_job`, and the rule for a runner that died.
+
+    ``runner`` is the thread running the job in this process (embedded mode; any
+    thread with an optional ``error`` attribute), or ``None``. If it ends while the
+    job is not final, nothing else will finish the job: it is failed, naming the
+    runner's error, with its pending and running items (only this process ran them),
+    and returned as it is then.
+    """
+
+    def update(view: JobView) -> None:
+        if on_update is not None:
+            on_update(view)
+        if runner is not None and not view.final and not runner.is_alive():
+            raise _RunnerDied
+
+    try:
+        return wait_for_job(job_id, on_update=update, poll_s=poll_s)
+    except _RunnerDied:
+        error = getattr(runner, "error", None) or "no error was recorded"
+        fail_job(
+            job_id,
+            f"the job's runner in this process stopped before the job ended: {error}",
+            item_states=("pending", "running"),
+        )
+        return get_job(job_id)
+
+
+# ---------------------------------------------------------------------------------------
+# Cancel
+
+
+def cancel_job(job_id: str, settings: Settings | None = None) -> JobView:
+    """Request cancellation; returns the job as it is afterwards.
+
+    Items not yet started become ``cancelled`` now and their queued chunk tasks are
+    revoked (without terminate). Running work stops cooperatively: a chunk at its
+    next batch of images, training at its next step, keeping its last checkpoint.
+    A final job is left as it is.
+    """
+    settings = settings or get_settings()
+    revoke: list[str] = []
+    with db_session(settings) as session:
+        job = find_job(session, job_id, for_update=True)
+        if job.state in FINAL_JOB_STATES:
+            return job_view(session, job)
+        job.cancel_requested = True
+        if job.kind == "remove_dir":
+            pending = session.execute(
+                select(JobItem.chunk)
+                .where(JobItem.job_id == job.id, JobItem.state == "pending")
+                .distinct()
+            ).scalars()
+            revoke = task_ids(job, sorted(c for c in pending if c is not None))
+            session.execute(
+                update(JobItem)
+                .where(JobItem.job_id == job.id, JobItem.state == "pending")
+                .values(state="cancelled", error="cancelled before it started", updated_at=utcnow())
+            )
+            settle_remove_dir(session, job)
+        elif job.state == "queued" or not heartbeat_fresh(job, settings):
+            # Nobody is running it (or its worker is gone): nothing else will finish it.
+            revoke = task_ids(job)
+            end_job(job, "cancelled")
+        view = job_view(session, job)
+    if revoke and not settings.embedded:
+        from unetbg.workers.app import get_app
+
+        # No terminate: a running chunk finishes its current image and stops itself.
+        get_app(settings).control.revoke(revoke)
+    return view

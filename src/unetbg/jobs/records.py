@@ -1,0 +1,155 @@
+"""What the tasks record on a job: its end, its items' tally, checkpoints, epoch figures.
+
+Every function here works inside the caller's transaction (a ``Session`` and ORM
+rows), so a task writes an outcome and its consequences in one commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from unetbg.db.models import (
+    FINAL_JOB_STATES,
+    ITEM_STATES,
+    Checkpoint,
+    EpochMetric,
+    Job,
+    JobItem,
+    utcnow,
+)
+from unetbg.durable import file_sha256
+from unetbg.jobs.store import db_session, find_job
+from unetbg.settings import Settings, get_settings
+
+#: Item states a chunk task (re)claims: ``running`` ones belong to a worker that died.
+OPEN_ITEM_STATES = ("pending", "running")
+
+
+def item_counts(session: Session, job_id: str) -> dict[str, int]:
+    """How many items of ``job_id`` are in each state (states with none are left out)."""
+    rows = session.execute(
+        select(JobItem.state, func.count()).where(JobItem.job_id == job_id).group_by(JobItem.state)
+    )
+    return {state: count for state, count in rows}
+
+
+def end_job(job: Job, state: str, error: str | None = None) -> None:
+    """Move ``job`` to the final ``state`` (no-op when it already is final)."""
+    if job.state in FINAL_JOB_STATES:
+        return
+    job.state, job.finished_at = state, utcnow()
+    if error is not None:
+        job.error = error
+
+
+def settle_remove_dir(session: Session, job: Job) -> None:
+    """Refresh a remove-dir job's progress; make it final once every item is.
+
+    Final state: ``cancelled`` if a cancel was requested and some items never ran,
+    ``failed`` if every processed item failed, ``partial`` if some did,
+    ``succeeded`` otherwise (skipped items count as done).
+    """
+    session.flush()
+    counts = Counter(item_counts(session, job.id))
+    job.progress_done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+    if counts["pending"] + counts["running"]:
+        return
+    summary = {state: counts[state] for state in ITEM_STATES if state not in OPEN_ITEM_STATES}
+    job.result = summary
+    if counts["cancelled"]:
+        end_job(job, "cancelled")
+    elif counts["failed"] and not counts["succeeded"]:
+        end_job(job, "failed", f"all {counts['failed']} images failed")
+    elif counts["failed"]:
+        end_job(
+            job,
+            "partial",
+            f"{counts['failed']} of {counts['failed'] + counts['succeeded']} images failed "
+            f"(list them with `unetbg status {job.id} --items failed`)",
+        )
+    else:
+        end_job(job, "succeeded")
+
+
+def fail_job(
+    job_id: str,
+    reason: str,
+    settings: Settings | None = None,
+    item_states: Sequence[str] = ("pending",),
+) -> None:
+    """Fail a job that nothing will finish, with ``reason`` as its error.
+
+    Its items in ``item_states`` fail with the same reason and the cancel flag is set,
+    so chunks still queued drop themselves. A job already final is left as it is.
+    Used when its tasks cannot be queued, when the embedded runner died, and when a
+    worker cannot use the job's device.
+    """
+    settings = settings or get_settings()
+    with db_session(settings) as session:
+        job = find_job(session, job_id, for_update=True)
+        if job.state in FINAL_JOB_STATES:
+            return
+        job.cancel_requested = True
+        if job.kind == "remove_dir":
+            session.execute(
+                update(JobItem)
+                .where(JobItem.job_id == job.id, JobItem.state.in_(item_states))
+                .values(state="failed", error=reason, updated_at=utcnow())
+            )
+            settle_remove_dir(session, job)  # progress and the item summary
+        # Failed with this reason, even where settling alone would say "partial".
+        job.state, job.error = "failed", reason
+        job.finished_at = job.finished_at or utcnow()
+
+
+def register_checkpoint(
+    session: Session,
+    job_id: str | None,
+    path: str | os.PathLike,
+    epoch: int | None,
+    metrics: dict[str, Any] | None,
+    is_best: bool,
+) -> Checkpoint:
+    """Insert or refresh the row for ``path`` (a run rewrites ``best``/``last`` in place)."""
+    path = str(Path(path).resolve())
+    row = session.scalars(
+        select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.path == path)
+    ).first()
+    if row is None:
+        row = Checkpoint(job_id=job_id, path=path)
+        session.add(row)
+    row.epoch, row.metrics, row.is_best = epoch, jsonable(metrics), is_best
+    row.sha256 = file_sha256(path)
+    row.created_at = utcnow()
+    return row
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy/torch scalars turned into plain JSON numbers."""
+    return json.loads(json.dumps(value, default=float)) if value is not None else None
+
+
+def upsert_epoch_metrics(
+    session: Session, job_id: str, epoch: int, split: str, metrics: dict[str, Any], lr: float | None
+) -> None:
+    """Write one epoch's figures; a resumed run rewrites the epoch instead of adding one."""
+    row = session.scalars(
+        select(EpochMetric).where(
+            EpochMetric.job_id == job_id, EpochMetric.epoch == epoch, EpochMetric.split == split
+        )
+    ).first()
+    if row is None:
+        row = EpochMetric(job_id=job_id, epoch=epoch, split=split)
+        session.add(row)
+    for name in ("loss", "iou", "dice", "pixel_accuracy"):
+        value = metrics.get(name)
+        setattr(row, name, float(value) if value is not None else None)
+    row.lr = float(lr) if lr is not None else None
