@@ -3,6 +3,12 @@
 The root group only knows command names and the module that holds each one, so
 ``unetbg --help`` starts fast and never imports torch; a command's module is
 imported when that command runs (or when its own ``--help`` is asked for).
+
+One command (or group) per module; what several share sits in private modules by
+purpose: ``_service`` (exit statuses, the job service's refusals, pre-submit checks),
+``_render`` (tables and blocks), ``_follow`` (``--wait``), ``_options`` (output
+options of ``remove``/``remove-dir``), ``_train_options`` (``TrainConfig`` fields),
+``_celery`` (starting Celery's own processes).
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate:evaluate", "Score a checkpoint on a COCO split."),
     "remove": ("remove:remove", "Remove the background from a few images."),
     "remove-dir": ("remove_dir:remove_dir", "Remove backgrounds for a whole folder as a job."),
-    "submit-train": ("submit:submit_train", "Submit a training job."),
-    "submit-evaluate": ("submit:submit_evaluate", "Submit an evaluation job."),
-    "status": ("jobs:status", "Show one job and its items."),
-    "jobs": ("jobs:jobs", "List recent jobs."),
-    "cancel": ("jobs:cancel", "Cancel a queued or running job."),
-    "checkpoints": ("jobs:checkpoints", "List registered checkpoints."),
+    "submit-train": ("submit_train:submit_train", "Submit a training job."),
+    "submit-evaluate": ("submit_evaluate:submit_evaluate", "Submit an evaluation job."),
+    "status": ("status:status", "Show one job and its items."),
+    "jobs": ("list_jobs:list_jobs", "List recent jobs."),
+    "cancel": ("cancel:cancel", "Cancel a queued or running job."),
+    "checkpoints": ("checkpoints:checkpoints", "List registered checkpoints."),
     "worker": ("worker:worker", "Start a Celery worker."),
-    "flower": ("worker:flower", "Start Flower to monitor workers."),
+    "flower": ("flower:flower", "Start Flower to monitor workers."),
     "db": ("db:db", "Database schema commands."),
     "config": ("config:config", "Print the effective settings."),
     "web": ("web:web", "Start the web page."),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli.jobs import checkpoint_path
+from unetbg.cli._service import checkpoint_path
 
 _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
 

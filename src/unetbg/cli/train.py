@@ -1,8 +1,8 @@
 """``unetbg train``: run ``unetbg.training.fit`` in the foreground.
 
-One ``--option`` per ``TrainConfig`` field is generated from the dataclass, so every field
-can be overridden and a new field needs no CLI change. Only options given on the command
-line override the preset (or, with ``--resume``, the run's saved config.json).
+One ``--option`` per ``TrainConfig`` field (``cli/_train_options.py``, shared with
+``submit-train``). Only options given on the command line override the preset (or, with
+``--resume``, the run's saved config.json).
 """
 
 from __future__ import annotations
@@ -11,56 +11,13 @@ import json
 import logging
 import shutil
 import sys
-import typing
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
-from unetbg.training.config import FIELD_HELP, PRESETS, field_types
-
-_NONE = object()  # "none" typed for an optional field: set it to None explicitly
-# Set by their own options, not generated.
-_SPECIAL = {"preset", "coco_root", "device"}
-
-
-class _OptionalType(click.ParamType):
-    """A base type that also accepts the word ``none`` (meaning: set the field to None)."""
-
-    def __init__(self, base: click.ParamType) -> None:
-        self.base = base
-        self.name = f"{base.name}|none"
-
-    def convert(self, value: Any, param, ctx) -> Any:
-        if value is _NONE or (isinstance(value, str) and value.lower() == "none"):
-            return _NONE
-        return self.base.convert(value, param, ctx)
-
-
-def _field_options(command):
-    """Decorate ``command`` with one option per TrainConfig field (except the special ones)."""
-    bases = {int: click.INT, float: click.FLOAT, str: click.STRING}
-    for name, hint in reversed(list(field_types().items())):
-        if name in _SPECIAL:
-            continue
-        flag = name.replace("_", "-")
-        args = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
-        optional = type(None) in typing.get_args(hint)
-        base = args[0]
-        if base is bool:
-            decl = f"--{flag}/--no-{flag}"
-            command = click.option(decl, name, default=None, help=FIELD_HELP[name])(command)
-            continue
-        param_type = _OptionalType(bases[base]) if optional else bases[base]
-        command = click.option(
-            f"--{flag}",
-            name,
-            type=param_type,
-            default=None,
-            help=FIELD_HELP[name] + (" 'none' unsets it." if optional else ""),
-        )(command)
-    return command
+from unetbg.cli._train_options import field_options, field_overrides
+from unetbg.training.config import PRESETS
 
 
 def _setup_logging() -> None:
@@ -159,7 +116,7 @@ class _CheckpointRegistry:
     help="Run folder (default: <data dir>/runs/YYYYMMDD_HHMMSS); not one holding a "
     "model already (continue that with --resume).",
 )
-@_field_options
+@field_options
 def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
     """Train the model in the foreground; prints the run folder and the final figures.
 
@@ -168,7 +125,7 @@ def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
     """
     from unetbg.training.config import TrainConfig, resolve_config
 
-    overrides = {k: (None if v is _NONE else v) for k, v in fields.items() if v is not None}
+    overrides = field_overrides(fields)
     if coco_root is not None:
         overrides["coco_root"] = str(coco_root)
     if device is not None:
