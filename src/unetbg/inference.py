@@ -25,11 +25,13 @@ import torch
 from PIL import Image
 
 from unetbg.images import read_image, save_image_atomic, to_rgb_array
-from unetbg.model import Preprocessing, load_model, predict_probabilities, resolve_device
+from unetbg.model import Preprocessing, load_model, resolve_device
+from unetbg.model.predict import Box, letterbox, restore_probabilities
 from unetbg.removal import (
     BatchSummary,
     ItemResult,
     OutputOptions,
+    PipelineLimits,
     PlannedItem,
     load_background,
     normalize_format,
@@ -49,10 +51,16 @@ class ModelInference:
 
     ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or
     ``"cuda:N"``; asking for CUDA without a GPU raises ``RuntimeError``. ``batch_size``
-    images are run through the network together. ``channels_last`` / ``amp`` are passed
-    to :func:`unetbg.model.predict_probabilities` (``None``: its defaults, AMP on CUDA
-    only). ``max_pixels`` overrides the decompression-bomb limit for files read here.
-    A bad checkpoint raises :class:`unetbg.model.CheckpointError`.
+    images are run through the network together. ``channels_last`` (default on) and
+    ``amp`` (default: on CUDA only; float16 there, bfloat16 on the CPU) set how the
+    torch backend runs. ``max_pixels`` overrides the decompression-bomb limit for files
+    read here. ``backend``: ``"torch"`` (default), ``"onnxruntime"`` or ``"openvino"``
+    (CPU; extras ``unetbg[onnxruntime]``, ``unetbg[openvino]``), see
+    :mod:`unetbg.backends`. ``fuse`` (default on): run the model with batch norms
+    folded and decoder concatenations split (:mod:`unetbg.model.fuse`; same outputs
+    to float rounding, ~15 % faster on the CPU). ``limits``: threads and queue depths
+    of the folder loop (:class:`unetbg.removal.PipelineLimits`). A bad checkpoint
+    raises :class:`unetbg.model.CheckpointError`.
     """
 
     def __init__(
@@ -63,6 +71,9 @@ class ModelInference:
         channels_last: bool | None = None,
         amp: bool | None = None,
         max_pixels: int | None = None,
+        backend: str = "torch",
+        fuse: bool = True,
+        limits: PipelineLimits | None = None,
     ) -> None:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -75,6 +86,8 @@ class ModelInference:
         t0 = time.perf_counter()
         self.model, self.checkpoint = load_model(self.checkpoint_path, device=self.device)
         self.preprocessing = Preprocessing.from_dict(self.checkpoint["preprocessing"])
+        self.limits = limits
+        self.set_backend(backend, fuse)
         log.info(
             "loaded %s (epoch %s, image_size %d) on %s in %.1fs",
             self.checkpoint_path,
@@ -92,17 +105,48 @@ class ModelInference:
 
     # -- prediction -------------------------------------------------------------------
 
-    def predict_arrays(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """``H×W×3`` uint8 RGB arrays -> ``H×W`` float32 person probabilities in [0, 1]."""
-        return predict_probabilities(
+    def set_backend(self, backend: str = "torch", fuse: bool = True) -> None:
+        """Run the network with ``backend`` from now on (see the class docstring)."""
+        from unetbg.backends import create_backend
+
+        self.backend = create_backend(
+            backend,
             self.model,
-            images,
-            self.preprocessing,
+            self.preprocessing.image_size,
             self.device,
-            batch_size=self.batch_size,
+            fuse=fuse,
             channels_last=self.channels_last,
             amp=self.amp,
         )
+        self.backend_name = backend
+
+    def prepare(self, image: np.ndarray) -> tuple[torch.Tensor, Box]:
+        """One ``H×W×3`` uint8 RGB array as the network's input (letterboxed and
+        normalised on the CPU) and the box to map the prediction back. The removal
+        loop calls it in its reader threads, ahead of the network."""
+        p = self.preprocessing
+        with torch.inference_mode():
+            return letterbox(
+                _check_rgb(image),
+                p.image_size,
+                torch.tensor(p.mean).view(3, 1, 1) * 255.0,
+                torch.tensor(p.std).view(3, 1, 1) * 255.0,
+            )
+
+    def predict_prepared(self, prepared: Sequence[tuple[torch.Tensor, Box]]) -> list[np.ndarray]:
+        """``prepare``'d images -> ``H×W`` float32 person probabilities in [0, 1],
+        ``batch_size`` images per forward pass."""
+        results: list[np.ndarray] = []
+        with torch.inference_mode():
+            for start in range(0, len(prepared), self.batch_size):
+                chunk = prepared[start : start + self.batch_size]
+                logits = self.backend(torch.stack([tensor for tensor, _ in chunk]))
+                results.extend(restore_probabilities(logits, [box for _, box in chunk]))
+        return results
+
+    def predict_arrays(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """``H×W×3`` uint8 RGB arrays -> ``H×W`` float32 person probabilities in [0, 1]."""
+        return self.predict_prepared([self.prepare(image) for image in images])
 
     def load(self, image: ImageInput) -> np.ndarray:
         """Any accepted input (path, PIL image, array) -> ``H×W×3`` uint8 RGB array."""
@@ -190,7 +234,9 @@ class ModelInference:
             follow_symlinks=follow_symlinks,
             overwrite=overwrite,
         )
-        results = process_images(self, items, options, on_result, self.max_pixels)
+        results = process_images(
+            self, items, options, on_result, self.max_pixels, limits=self.limits
+        )
         summary = BatchSummary(items, results, time.perf_counter() - t0)
         log.info(
             "%s -> %s: %d written, %d failed, %d skipped in %.1fs",
@@ -202,6 +248,16 @@ class ModelInference:
             summary.seconds,
         )
         return summary
+
+
+def _check_rgb(image: object) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+        raise ValueError(
+            f"expected a non-empty H×W×3 uint8 RGB array, got {image.dtype} {image.shape}"
+        )
+    return image
 
 
 def _format_of(path: Path | None) -> str | None:

@@ -135,25 +135,50 @@ def predict_probabilities(
         with torch.inference_mode():
             for start in range(0, len(checked), batch_size):
                 chunk = checked[start : start + batch_size]
-                batch = torch.zeros(len(chunk), 3, size, size, device=device)
-                boxes = []
-                for j, image in enumerate(chunk):
-                    h, w = image.shape[:2]
-                    new_h, new_w, top, left = letterbox_geometry(h, w, size)
-                    # torch.tensor copies, so read-only or non-contiguous inputs are fine.
-                    pixels = torch.tensor(image, device=device).permute(2, 0, 1)[None].float()
-                    batch[j, :, top : top + new_h, left : left + new_w] = _resize(
-                        pixels, (new_h, new_w)
-                    )[0]
-                    boxes.append((h, w, new_h, new_w, top, left))
-                batch = ((batch - mean) / std).contiguous(memory_format=memory_format)
+                pairs = [letterbox(image, size, mean, std, device) for image in chunk]
+                batch = torch.stack([p[0] for p in pairs]).contiguous(memory_format=memory_format)
                 with autocast:
                     logits = model(batch)["mask"]
-                probs = torch.sigmoid(logits.float())
-                for j, (h, w, new_h, new_w, top, left) in enumerate(boxes):
-                    crop = probs[j : j + 1, :, top : top + new_h, left : left + new_w]
-                    full = _resize(crop, (h, w)).clamp_(0.0, 1.0)
-                    results.append(full[0, 0].cpu().numpy().astype(np.float32, copy=False))
+                results.extend(restore_probabilities(logits, [p[1] for p in pairs]))
     finally:
         model.train(was_training)
+    return results
+
+
+#: Where a letterboxed image lies: ``(height, width, new_h, new_w, top, left)``.
+Box = tuple[int, int, int, int, int, int]
+
+
+def letterbox(
+    image: np.ndarray,
+    size: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, Box]:
+    """One ``H×W×3`` uint8 image as the network's normalised ``3×size×size`` input.
+
+    The image is resized to fit (``letterbox_geometry``), centred on black and
+    normalised with ``mean``/``std`` given in 0-255 units (shape ``3×1×1`` or
+    ``1×3×1×1``). Returns the tensor and the box to undo it
+    (:func:`restore_probabilities`). Used per image so that readers can letterbox
+    ahead of the network (``unetbg.removal.pipeline``).
+    """
+    h, w = image.shape[:2]
+    new_h, new_w, top, left = letterbox_geometry(h, w, size)
+    canvas = torch.zeros(3, size, size, device=device)
+    # torch.tensor copies, so read-only or non-contiguous inputs are fine.
+    pixels = torch.tensor(image, device=device).permute(2, 0, 1)[None].float()
+    canvas[:, top : top + new_h, left : left + new_w] = _resize(pixels, (new_h, new_w))[0]
+    return (canvas - mean.view(3, 1, 1)) / std.view(3, 1, 1), (h, w, new_h, new_w, top, left)
+
+
+def restore_probabilities(logits: torch.Tensor, boxes: Sequence[Box]) -> list[np.ndarray]:
+    """``N×1×S×S`` mask logits -> each image's ``H×W`` float32 probability (crop, resize)."""
+    probs = torch.sigmoid(logits.float())
+    results = []
+    for j, (h, w, new_h, new_w, top, left) in enumerate(boxes):
+        crop = probs[j : j + 1, :, top : top + new_h, left : left + new_w]
+        full = _resize(crop, (h, w)).clamp_(0.0, 1.0)
+        results.append(full[0, 0].cpu().numpy().astype(np.float32, copy=False))
     return results

@@ -1,0 +1,128 @@
+"""Inference backends: what runs the network on a batch of letterboxed images.
+
+Every backend is built from a loaded :class:`~unetbg.model.AttentionUNet` and is
+called with an ``N×3×S×S`` normalised float32 batch (a CPU tensor, or already on the
+device for ``torch``); it returns ``N×1×S×S`` mask logits. Letterboxing before and
+restoring the probabilities after are the same for all backends
+(:mod:`unetbg.model.predict`).
+
+=============  ===============================================================  ==========
+name           what runs                                                         install
+=============  ===============================================================  ==========
+``torch``      the model folded for inference (:func:`~unetbg.model.fuse.`       built in
+               ``fuse_for_inference``), channels_last, AMP on CUDA
+``onnxruntime``  the folded model exported to ONNX, ONNX Runtime's CPU provider  ``unetbg[onnxruntime]``
+``openvino``   the same ONNX graph compiled by OpenVINO for the CPU               ``unetbg[openvino]``
+=============  ===============================================================  ==========
+
+:func:`create_backend` resolves the name, failing with the list of valid names or
+with the ``pip install`` line when the package is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from unetbg.model.fuse import fuse_for_inference
+
+#: Backend name -> the module it needs (``None``: always available).
+BACKENDS: dict[str, str | None] = {
+    "torch": None,
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+}
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend's package is not installed (the message says how to install it)."""
+
+
+def available_backends() -> list[str]:
+    """The backends whose packages are installed here."""
+    return [n for n, mod in BACKENDS.items() if mod is None or importlib.util.find_spec(mod)]
+
+
+class TorchBackend:
+    """The model in PyTorch: folded (``fuse=True``), channels_last, AMP on CUDA.
+
+    ``amp``: ``None`` -> on for CUDA only; float16 on CUDA, bfloat16 on the CPU.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        fuse: bool = True,
+        channels_last: bool | None = None,
+        amp: bool | None = None,
+    ) -> None:
+        self.device = device
+        self.channels_last = True if channels_last is None else channels_last
+        self.amp = device.type == "cuda" if amp is None else amp
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        net = fuse_for_inference(model) if fuse else model.eval()
+        self.network = net.to(device=device, memory_format=self.memory_format)
+        self.fused = fuse
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.device != self.device:
+            pinned = batch.pin_memory() if self.device.type == "cuda" else batch
+            batch = pinned.to(self.device, non_blocking=True)
+        batch = batch.contiguous(memory_format=self.memory_format)
+        with torch.inference_mode(), self._autocast():
+            return self.network(batch)["mask"].float()
+
+
+def create_backend(
+    name: str,
+    model: nn.Module,
+    image_size: int,
+    device: torch.device,
+    fuse: bool = True,
+    channels_last: bool | None = None,
+    amp: bool | None = None,
+    threads: int | None = None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The backend ``name`` for ``model`` (see the module docstring).
+
+    ``onnxruntime`` and ``openvino`` run on the CPU only (``device`` must be the CPU)
+    with ``threads`` intra-op threads (default: torch's thread count).
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "torch":
+        return TorchBackend(model, device, fuse, channels_last, amp)
+    module = BACKENDS[name]
+    if importlib.util.find_spec(module) is None:
+        raise BackendUnavailable(
+            f"backend {name!r} needs the {module} package: pip install 'unetbg[{name}]'"
+        )
+    if device.type != "cpu":
+        raise ValueError(f"backend {name!r} runs on the CPU only, not on {device}")
+    from unetbg.backends import exported
+
+    threads = threads or torch.get_num_threads()
+    factory = exported.OnnxRuntimeBackend if name == "onnxruntime" else exported.OpenVinoBackend
+    return factory(model, image_size, threads)
+
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailable",
+    "TorchBackend",
+    "available_backends",
+    "create_backend",
+]

@@ -1,0 +1,82 @@
+"""Which outputs to write, and writing them: shared by ``unetbg remove``,
+``unetbg remove-dir``, the Celery chunk task, ``ModelInference`` and the web page.
+
+* :mod:`~unetbg.removal.planning` (pure file-system logic, no torch):
+  :func:`plan_folder` maps a folder tree onto an output tree, :func:`plan_files` maps
+  a few named files into one folder; both return :class:`PlannedItem` rows, with a
+  ``skip_reason`` for anything that will not be processed. Output naming rules are
+  in that module's docstring.
+* :mod:`~unetbg.removal.outputs`: :class:`OutputOptions`, :func:`render_output`,
+  encoding and the atomic write of one output.
+* :mod:`~unetbg.removal.pipeline`: :func:`process_images` reads, predicts in batches,
+  renders and writes, in overlapping stages with bounded queues; a failing image
+  becomes an error in its :class:`ItemResult`, never the end of the batch.
+"""
+
+from unetbg.removal.formats import (
+    DEFAULT_PNG_LEVEL,
+    FORMATS,
+    KINDS,
+    normalize_format,
+    output_suffix,
+)
+from unetbg.removal.outputs import (
+    OutputExistsError,
+    OutputOptions,
+    encode_output,
+    load_background,
+    parse_color,
+    render_output,
+    save_params,
+    write_encoded,
+    write_output,
+)
+from unetbg.removal.pipeline import (
+    BatchSummary,
+    ItemResult,
+    MaskPredictor,
+    PipelineLimits,
+    PipelineStats,
+    process_images,
+)
+from unetbg.removal.planning import (
+    IMAGE_EXTENSIONS,
+    SKIP_EXISTS,
+    SKIP_NOT_IMAGE,
+    PlanError,
+    PlannedItem,
+    plan_files,
+    plan_folder,
+    unique_output_names,
+)
+
+__all__ = [
+    "DEFAULT_PNG_LEVEL",
+    "FORMATS",
+    "IMAGE_EXTENSIONS",
+    "KINDS",
+    "SKIP_EXISTS",
+    "SKIP_NOT_IMAGE",
+    "BatchSummary",
+    "ItemResult",
+    "MaskPredictor",
+    "OutputExistsError",
+    "OutputOptions",
+    "PipelineLimits",
+    "PipelineStats",
+    "PlanError",
+    "PlannedItem",
+    "encode_output",
+    "load_background",
+    "normalize_format",
+    "output_suffix",
+    "parse_color",
+    "plan_files",
+    "plan_folder",
+    "process_images",
+    "render_output",
+    "save_params",
+    "unique_output_names",
+    "write_encoded",
+    "write_output",
+]

@@ -1,0 +1,406 @@
+"""Processing planned items: read, predict, render, encode and write, pipelined.
+
+:func:`process_images` is the one removal loop behind ``unetbg remove``, the
+``remove-dir`` chunks and ``ModelInference.batch_process``. Three stages overlap:
+
+* **readers** (a thread pool, ``PipelineLimits.readers``): decode each input
+  (:func:`unetbg.images.read_image`) and, when the model handle offers ``prepare``,
+  letterbox and normalise it, ahead of the network;
+* **the network** (the calling thread): batches of ``model_handle.batch_size``
+  prepared images;
+* **writers** (a thread pool, ``PipelineLimits.writers``): render the output and
+  encode it (PNG/WebP/JPEG in memory); then one **reporter** thread writes each
+  encoded output atomically and calls ``on_result``, one item at a time.
+
+Pillow and numpy release the GIL while decoding, resizing and encoding, and torch
+does while it computes, so threads are enough. The reporter keeps the bookkeeping
+exactly as in the serial loop: an output is renamed into place only right before its
+``on_result``, so when ``on_result`` raises (a cancelled job), every item reported
+succeeded has its file and no other output appears: encoded outputs not yet reported
+are dropped unwritten. ``on_result`` runs on the reporter thread (never two at once),
+so slow bookkeeping such as a database write per image never stalls the network.
+
+Memory is bounded in images: at most ``read_ahead`` images are being read or wait
+for the network, ``batch_size`` are in the network and ``write_behind`` wait to be
+rendered, encoded or written — ``read_ahead + batch_size + write_behind`` images
+(each its decoded pixels and probability map) in all. The defaults,
+``2 × batch_size`` each, keep the network fed without holding more than about five
+batches. ``PipelineLimits(serial=True)`` runs every stage in the calling thread, one
+after the other: the same functions, so the same bytes (the reference in the tests).
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from unetbg.images import ImageError, read_image
+from unetbg.removal.outputs import (
+    OutputExistsError,
+    OutputOptions,
+    encode_output,
+    load_background,
+    render_output,
+    write_encoded,
+)
+from unetbg.removal.planning import SKIP_EXISTS, PlannedItem
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """Outcome for one item: ``ok``, else ``error`` (a skip reason for skipped items)."""
+
+    ok: bool
+    error: str | None
+    seconds: float
+    source: Path | None = None
+    output: Path | None = None
+    skipped: bool = False
+
+
+@dataclass
+class BatchSummary:
+    """What a folder run did; ``results`` align with ``items``."""
+
+    items: list[PlannedItem]
+    results: list[ItemResult]
+    seconds: float
+
+    @property
+    def processed(self) -> int:
+        return sum(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return sum(not r.ok and not r.skipped for r in self.results)
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.skipped for r in self.results)
+
+
+class MaskPredictor(Protocol):
+    """What :func:`process_images` needs from a model handle (``ModelInference`` is one).
+
+    A handle may also offer ``prepare(rgb) -> prepared`` and
+    ``predict_prepared(list[prepared]) -> list[probability]``; then letterboxing runs
+    in the reader threads, ahead of the network.
+    """
+
+    batch_size: int
+
+    def predict_arrays(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """``H×W×3`` uint8 RGB arrays -> ``H×W`` float32 person probabilities."""
+        ...
+
+
+@dataclass(frozen=True)
+class PipelineLimits:
+    """Threads and queue depths (in images) of :func:`process_images`.
+
+    ``read_ahead`` / ``write_behind`` default to twice the handle's batch size.
+    ``serial=True``: everything in the calling thread, one image after the other.
+    """
+
+    readers: int = 1
+    writers: int = 2
+    read_ahead: int | None = None
+    write_behind: int | None = None
+    serial: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("readers", "writers", "read_ahead", "write_behind"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+@dataclass
+class PipelineStats:
+    """Filled by :func:`process_images` when passed in: what the pipeline held and did."""
+
+    #: The most images held at once (read or being read, predicted, not yet reported).
+    peak_held: int = 0
+    #: ``read_ahead + batch_size + write_behind``: what ``peak_held`` never exceeds.
+    bound: int = 0
+    #: Seconds the network stage spent in the model, and waiting for inputs.
+    network_s: float = 0.0
+    wait_read_s: float = 0.0
+    batches: int = 0
+    _held: int = field(default=0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def hold(self, count: int = 1) -> None:
+        with self._lock:
+            self._held += count
+            self.peak_held = max(self.peak_held, self._held)
+
+
+class _InlineExecutor(Executor):
+    """Runs each task at once in the caller: the serial loop uses the same code."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # delivered through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+@dataclass
+class _Ticket:
+    """One item on its way to the reporter: a result, or a pending encode."""
+
+    index: int
+    result: ItemResult | None = None
+    encoded: Future | None = None
+    spent: float = 0.0  # seconds so far (read + share of the batch)
+    holds: bool = False  # counts against write_behind
+
+
+class _Reporter:
+    """Writes encoded outputs and calls ``on_result``, one item at a time, in order.
+
+    Pipelined it runs on its own thread; serial, ``put`` settles the ticket at once.
+    After ``on_result`` raises, later tickets are dropped: their outputs are never
+    written and their ``on_result`` never called.
+    """
+
+    def __init__(self, items, options, results, on_result, stats, limit, serial) -> None:
+        self.items, self.options, self.results = items, options, results
+        self.on_result, self.stats, self.serial = on_result, stats, serial
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.room = threading.Semaphore(limit)
+        self.queue: queue.SimpleQueue[_Ticket | None] = queue.SimpleQueue()
+        self.thread = None
+        if not serial:
+            self.thread = threading.Thread(target=self._run, name="unetbg-reporter", daemon=True)
+            self.thread.start()
+
+    def acquire(self) -> bool:
+        """Wait for room in the write-behind queue; ``False`` once stopped."""
+        while not self.room.acquire(timeout=0.1):
+            if self.stop.is_set():
+                return False
+        if self.stop.is_set():
+            self.room.release()
+            return False
+        return True
+
+    def put(self, ticket: _Ticket) -> None:
+        if self.serial:
+            self._settle(ticket)
+        else:
+            self.queue.put(ticket)
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+
+    def _run(self) -> None:
+        while (ticket := self.queue.get()) is not None:
+            self._settle(ticket)
+
+    def _settle(self, ticket: _Ticket) -> None:
+        try:
+            if self.stop.is_set():
+                if ticket.encoded is not None:
+                    ticket.encoded.cancel()
+                return
+            result = ticket.result or self._write(ticket)
+            self.results[ticket.index] = result
+            if self.on_result is not None:
+                self.on_result(self.items[ticket.index], result)
+        except BaseException as exc:  # on_result's own exception ends the run (cancel)
+            self.error = exc
+            self.stop.set()
+        finally:
+            if ticket.holds:
+                self.room.release()
+                self.stats.hold(-1)
+
+    def _write(self, ticket: _Ticket) -> ItemResult:
+        item = self.items[ticket.index]
+        t0 = time.perf_counter()
+        try:
+            data, encode_s = ticket.encoded.result()
+            t0 -= encode_s
+            write_encoded(item, data)
+        except OutputExistsError:
+            # Appeared after planning (another run, the user): theirs, not replaced.
+            spent = ticket.spent + time.perf_counter() - t0
+            return ItemResult(False, SKIP_EXISTS, spent, item.source, item.output, True)
+        except Exception as exc:
+            spent = ticket.spent + time.perf_counter() - t0
+            return _failure(item, exc, spent, "cannot write output: ")
+        spent = ticket.spent + time.perf_counter() - t0
+        return ItemResult(True, None, spent, item.source, item.output)
+
+
+def _read(handle: Any, item: PlannedItem, max_pixels: int | None) -> tuple:
+    """``(rgb, prepared, seconds, None)``, or ``(None, None, seconds, error)``."""
+    t0 = time.perf_counter()
+    try:
+        rgb = read_image(item.source, max_pixels)
+        prepare = getattr(handle, "prepare", None)
+        prepared = prepare(rgb) if prepare is not None else None
+    except Exception as exc:
+        return None, None, time.perf_counter() - t0, exc
+    return rgb, prepared, time.perf_counter() - t0, None
+
+
+def _encode(rgb, prob, options: OutputOptions, background) -> tuple[bytes, float]:
+    t0 = time.perf_counter()
+    data = encode_output(render_output(rgb, prob, options, background), options)
+    return data, time.perf_counter() - t0
+
+
+def _predict(handle: Any, loaded: list[tuple]) -> list[np.ndarray | BaseException]:
+    """Probabilities for a batch; on failure one image at a time, so only culprits fail."""
+    prepared = getattr(handle, "predict_prepared", None)
+
+    def run(rows):
+        if prepared is not None and all(r[2] is not None for r in rows):
+            return list(prepared([r[2] for r in rows]))
+        return list(handle.predict_arrays([r[1] for r in rows]))
+
+    try:
+        return run(loaded)
+    except Exception:
+        probs: list[np.ndarray | BaseException] = []
+        for row in loaded:
+            try:
+                probs.append(run([row])[0])
+            except Exception as exc:
+                probs.append(exc)
+        return probs
+
+
+def process_images(
+    model_handle: MaskPredictor,
+    items: Sequence[PlannedItem],
+    options: OutputOptions,
+    on_result: Callable[[PlannedItem, ItemResult], None] | None = None,
+    max_pixels: int | None = None,
+    limits: PipelineLimits | None = None,
+    stats: PipelineStats | None = None,
+) -> list[ItemResult]:
+    """Read, predict (in batches of ``model_handle.batch_size``), render and write.
+
+    Returns one :class:`ItemResult` per item, in order. Skipped items come back as
+    ``skipped`` with their reason; unreadable images, failed predictions and failed
+    writes become per-item errors and never stop the batch. ``on_result(item,
+    result)`` is called as each item finishes (progress, printing; skipped items
+    first), from one thread at a time; an exception it raises stops the run and is
+    raised here, after the items already reported (see the module docstring).
+    ``limits`` sets the threads and queue depths (:class:`PipelineLimits`), ``stats``
+    receives what the run held and timed. A bad ``options.background``, or items
+    planned for another format than ``options.format``, raise before anything is
+    processed.
+    """
+    wrong = [it for it in items if it.output is not None and it.output.suffix != options.suffix]
+    if wrong:
+        raise ValueError(
+            f"{wrong[0].output} was planned for another format than {options.format}; "
+            "plan with the same output format"
+        )
+    background = load_background(options)
+    limits = limits or PipelineLimits()
+    stats = stats if stats is not None else PipelineStats()
+    batch_size = max(1, int(getattr(model_handle, "batch_size", 8)))
+    read_ahead = limits.read_ahead or 2 * batch_size
+    write_behind = limits.write_behind or 2 * batch_size
+    stats.bound = read_ahead + batch_size + write_behind
+    results: list[ItemResult | None] = [None] * len(items)
+    reporter = _Reporter(items, options, results, on_result, stats, write_behind, limits.serial)
+    if limits.serial:
+        readers: Executor = _InlineExecutor()
+        writers: Executor = _InlineExecutor()
+    else:
+        readers = ThreadPoolExecutor(limits.readers, thread_name_prefix="unetbg-read")
+        writers = ThreadPoolExecutor(limits.writers, thread_name_prefix="unetbg-write")
+    todo = collections.deque()
+    for index, item in enumerate(items):
+        if item.skip_reason is not None:
+            result = ItemResult(False, item.skip_reason, 0.0, item.source, item.output, True)
+            reporter.put(_Ticket(index, result))
+        else:
+            todo.append(index)
+    reading: collections.deque[tuple[int, Future]] = collections.deque()
+
+    def top_up() -> None:
+        while todo and len(reading) < read_ahead and not reporter.stop.is_set():
+            index = todo.popleft()
+            stats.hold()
+            reading.append((index, readers.submit(_read, model_handle, items[index], max_pixels)))
+
+    finished = False
+    try:
+        top_up()
+        while reading and not reporter.stop.is_set():
+            loaded = []
+            t0 = time.perf_counter()
+            while reading and len(loaded) < batch_size:
+                index, future = reading.popleft()
+                rgb, prepared, read_s, error = future.result()
+                if error is not None:
+                    stats.hold(-1)
+                    reporter.put(_Ticket(index, _failure(items[index], error, read_s)))
+                    continue
+                loaded.append((index, rgb, prepared, read_s))
+            stats.wait_read_s += time.perf_counter() - t0
+            top_up()  # read the next batch while this one is in the network
+            if not loaded:
+                continue
+            t0 = time.perf_counter()
+            probs = _predict(model_handle, loaded)
+            share = (time.perf_counter() - t0) / len(loaded)
+            stats.network_s += time.perf_counter() - t0
+            stats.batches += 1
+            for (index, rgb, _, read_s), prob in zip(loaded, probs, strict=True):
+                spent = read_s + share
+                if isinstance(prob, BaseException):
+                    stats.hold(-1)
+                    failure = _failure(items[index], prob, spent, "prediction failed: ")
+                    reporter.put(_Ticket(index, failure))
+                elif reporter.acquire():
+                    encoded = writers.submit(_encode, rgb, prob, options, background)
+                    reporter.put(_Ticket(index, None, encoded, spent, holds=True))
+                else:
+                    stats.hold(-1)
+        finished = True
+    finally:
+        if not finished or reporter.stop.is_set():
+            reporter.stop.set()
+            for _, future in reading:
+                future.cancel()
+        reporter.close()
+        readers.shutdown(wait=True, cancel_futures=True)
+        writers.shutdown(wait=True, cancel_futures=True)
+    if reporter.error is not None:
+        raise reporter.error
+    return [r for r in results if r is not None]
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, ImageError):
+        return exc.reason
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _failure(item: PlannedItem, exc: BaseException, seconds: float, prefix: str = "") -> ItemResult:
+    return ItemResult(False, prefix + _error_text(exc), seconds, item.source, item.output)

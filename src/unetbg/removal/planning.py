@@ -1,0 +1,299 @@
+"""Planning: which output each input gets, without touching any file.
+
+:func:`plan_folder` maps a folder tree onto an output tree, :func:`plan_files` maps a
+few named files into one folder. Both return :class:`PlannedItem` rows, with a
+``skip_reason`` for anything that will not be processed. Pure file-system logic, no
+torch.
+
+Output names
+------------
+The output of ``sub/a.jpg`` is ``sub/a.png`` (the suffix is replaced by the format's:
+``.png``, ``.webp`` or ``.jpg``). When several inputs would get the same output name
+(``a.jpg`` and ``a.png`` in one folder; names that differ only in case, which collide
+on case-insensitive file systems), *every* member of the clash keeps its original
+name and gains the new suffix: ``a.jpg.png`` and ``a.png.png``. The result depends only
+on the input names, never on what already exists in the output folder, so rerunning
+a job maps each input to the same output. In the rare case that such a name still
+clashes (an input literally named ``a.jpg.png``, say), a ``~N`` counter is added
+before the suffix, in sorted order of the input paths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from unetbg.removal.formats import output_suffix
+
+#: Extensions that folder planning treats as images (compared case-insensitively).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+SKIP_EXISTS = "exists; use --overwrite"
+SKIP_NOT_IMAGE = "not an image extension"
+
+
+class PlanError(ValueError):
+    """The request itself is wrong (folders overlap, output onto an input, …)."""
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """One input and where its output goes; ``skip_reason`` set means not processed.
+
+    ``output_root`` is the output folder: writing re-checks that ``output`` is still
+    inside it (a symlink created after planning cannot redirect the write).
+    ``overwrite=False`` (how the planners set it unless asked to overwrite): a file that
+    appears at ``output`` after planning is left alone and the item is skipped.
+    """
+
+    source: Path
+    relative: Path
+    output: Path | None
+    skip_reason: str | None = None
+    output_root: Path | None = None
+    overwrite: bool = True
+
+    @property
+    def skipped(self) -> bool:
+        return self.skip_reason is not None
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _check_disjoint(input_root: Path, output_root: Path) -> None:
+    if output_root == input_root:
+        raise PlanError(f"output folder {output_root} is the input folder")
+    if output_root.is_relative_to(input_root):
+        raise PlanError(
+            f"output folder {output_root} is inside the input folder {input_root}; "
+            "its outputs would become inputs of the next run"
+        )
+    if input_root.is_relative_to(output_root):
+        raise PlanError(f"input folder {input_root} is inside the output folder {output_root}")
+
+
+def _output_root(output_dir: str | os.PathLike) -> Path:
+    out = Path(output_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise PlanError(f"output path {out} exists and is not a folder")
+    return out
+
+
+def _key(path: PurePosixPath | Path) -> str:
+    # Case-folded so outputs are distinct on case-insensitive file systems too.
+    return Path(path).as_posix().casefold()
+
+
+def unique_output_names(relatives: Sequence[Path], suffix: str) -> list[Path]:
+    """Output relative paths for input relative paths (see the module docstring)."""
+    names = [
+        r.with_name(r.stem + suffix) if r.suffix else r.with_name(r.name + suffix)
+        for r in relatives
+    ]
+    # A file output must not take the name of a folder that holds other outputs.
+    folders = {_key(p) for r in relatives for p in r.parents if p != Path(".")}
+    renamed = [False] * len(names)
+    counters = [0] * len(names)
+    while True:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, name in enumerate(names):
+            groups[_key(name)].append(i)
+        clashes = [g for k, g in groups.items() if len(g) > 1 or k in folders]
+        if not clashes:
+            return names
+        for group in clashes:
+            fresh = [i for i in group if not renamed[i]]
+            if fresh:
+                for i in fresh:
+                    names[i] = relatives[i].with_name(relatives[i].name + suffix)
+                    renamed[i] = True
+                continue
+            # Every member already keeps its full name: number all but the first
+            # (all of them when the clash is with a folder).
+            order = sorted(group, key=lambda i: relatives[i].as_posix())
+            start = 0 if _key(names[group[0]]) in folders else 1
+            for rank, i in enumerate(order[start:], start=1):
+                counters[i] += rank
+                names[i] = relatives[i].with_name(f"{relatives[i].name}~{counters[i]}{suffix}")
+
+
+def _finish(
+    entries: list[tuple[Path, Path, str | None]],
+    output_root: Path,
+    suffix: str,
+    overwrite: bool,
+    forbidden_root: Path | None,
+    input_files: set[Path] | None = None,
+) -> list[PlannedItem]:
+    todo = [i for i, (_, _, reason) in enumerate(entries) if reason is None]
+    names = unique_output_names([entries[i][1] for i in todo], suffix)
+    outputs = dict(zip(todo, names, strict=True))
+    items = []
+    for i, (source, relative, reason) in enumerate(entries):
+        output = None
+        if reason is None:
+            output = output_root / outputs[i]
+            reason = _output_problem(output, output_root, overwrite, forbidden_root, input_files)
+        items.append(PlannedItem(source, relative, output, reason, output_root, overwrite))
+    return items
+
+
+def _output_problem(
+    output: Path,
+    output_root: Path,
+    overwrite: bool,
+    forbidden_root: Path | None,
+    input_files: set[Path] | None = None,
+) -> str | None:
+    real = output.resolve()
+    if not real.is_relative_to(output_root):
+        return f"output would be written outside the output folder (to {real})"
+    if forbidden_root is not None and real.is_relative_to(forbidden_root):
+        return f"output would be written inside the input folder (to {real})"
+    if input_files is not None and real in input_files:
+        return "output would overwrite an input"
+    if os.path.lexists(output):
+        if output.is_dir():
+            return "output path is an existing folder"
+        if not overwrite:
+            return SKIP_EXISTS
+    return None
+
+
+def plan_folder(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    output_format: str = "png",
+    follow_symlinks: bool = False,
+    overwrite: bool = False,
+) -> list[PlannedItem]:
+    """Plan the outputs for every image under ``input_dir`` (recursively).
+
+    Sub-folders are mirrored under ``output_dir``; output names follow the module
+    docstring. Hidden files and folders (``.name``) are ignored. Skipped, with a
+    reason: files whose extension is not in :data:`IMAGE_EXTENSIONS`, existing outputs
+    (unless ``overwrite``), broken symlinks, symlink loops, and — unless
+    ``follow_symlinks`` — symlinks pointing outside ``input_dir`` and symlinked
+    folders. Raises :class:`PlanError` when ``input_dir`` is not a folder or the two
+    folders overlap. Nothing is created or written.
+    """
+    suffix = output_suffix(output_format)
+    src = Path(input_dir).expanduser()
+    if not src.is_dir():
+        raise PlanError(f"input folder {src} does not exist or is not a folder")
+    input_root = src.resolve()
+    output_root = _output_root(output_dir)
+    _check_disjoint(input_root, output_root)
+
+    entries: list[tuple[Path, Path, str | None]] = []
+
+    def walk(folder: Path, rel: Path, chain: tuple[Path, ...]) -> None:
+        real = chain[-1]
+        try:
+            with os.scandir(folder) as it:
+                listing = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            entries.append((folder, rel, f"cannot list folder: {exc.strerror or exc}"))
+            return
+        for entry in listing:
+            if entry.name.startswith("."):
+                continue
+            path, relative = Path(entry.path), rel / entry.name
+            target = real / entry.name
+            if entry.is_symlink():
+                try:
+                    target = path.resolve(strict=True)
+                except FileNotFoundError:
+                    entries.append((path, relative, "broken symlink"))
+                    continue
+                except (RuntimeError, OSError):  # ELOOP (RuntimeError before 3.13)
+                    entries.append((path, relative, "symlink loop"))
+                    continue
+                inside = target.is_relative_to(input_root)
+                if target.is_relative_to(output_root) or (
+                    target.is_dir() and output_root.is_relative_to(target)
+                ):
+                    # Outputs must never be read back as inputs.
+                    entries.append((path, relative, "symlink points into the output folder"))
+                    continue
+                if target.is_dir():
+                    # Following a link to a folder that holds one we are walking
+                    # (through any number of links) would never end.
+                    if any(c.is_relative_to(target) for c in chain):
+                        entries.append((path, relative, "symlink loop"))
+                        continue
+                    if not follow_symlinks:
+                        reason = (
+                            "symlinked folder inside the input folder (its images are planned there)"
+                            if inside
+                            else "symlink points outside the input folder; use --follow-symlinks"
+                        )
+                        entries.append((path, relative, reason))
+                        continue
+                    walk(path, relative, (*chain, target))
+                    continue
+                if not inside and not follow_symlinks:
+                    entries.append(
+                        (
+                            path,
+                            relative,
+                            "symlink points outside the input folder; use --follow-symlinks",
+                        )
+                    )
+                    continue
+            elif entry.is_dir(follow_symlinks=False):
+                walk(path, relative, (*chain, target))
+                continue
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                entries.append((path, relative, SKIP_NOT_IMAGE))
+            elif not (
+                target.is_file() if entry.is_symlink() else entry.is_file(follow_symlinks=False)
+            ):
+                entries.append((path, relative, "not a regular file"))
+            else:
+                entries.append((path, relative, None))
+
+    walk(src, Path(), (input_root,))
+    return _finish(entries, output_root, suffix, overwrite, input_root)
+
+
+def plan_files(
+    sources: Iterable[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    output_format: str = "png",
+    overwrite: bool = False,
+) -> list[PlannedItem]:
+    """Plan outputs for individually named files, all written into ``output_dir``.
+
+    Names follow the module docstring (``x/a.jpg`` and ``y/a.jpg`` become ``a.jpg.png``
+    and ``a.jpg~1.png``). The extension is not checked: a named file is read by its
+    content. Raises :class:`PlanError` if an output would replace one of the inputs, or
+    if ``output_dir`` is (or is above) the folder of an input: that folder holds the
+    user's other photos, which an output could replace (``a.jpg`` -> ``a.png``). A
+    folder below an input's folder is fine.
+    """
+    suffix = output_suffix(output_format)
+    output_root = _output_root(output_dir)
+    paths = [Path(s).expanduser() for s in sources]
+    inputs = {p.resolve() for p in paths}
+    entries: list[tuple[Path, Path, str | None]] = [(p, Path(p.name), None) for p in paths]
+    items = _finish(entries, output_root, suffix, overwrite, None, inputs)
+    onto = [it for it in items if it.skip_reason == "output would overwrite an input"]
+    if onto:
+        raise PlanError(
+            f"refusing to write {onto[0].output} over its input; choose another output folder"
+            + (f" ({len(onto)} inputs affected)" if len(onto) > 1 else "")
+        )
+    for path in paths:
+        # The folder the name is in and, for a symlink, the folder of the real file.
+        folders = {path.absolute().parent.resolve(), path.resolve().parent}
+        if any(folder.is_relative_to(output_root) for folder in folders):
+            raise PlanError(
+                f"output folder {output_root} holds the input {path}; its other files could "
+                "be replaced by outputs: choose a folder outside the inputs' folders "
+                "(a new sub-folder is fine)"
+            )
+    return items
