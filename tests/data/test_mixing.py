@@ -1,0 +1,181 @@
+"""Several sources in one run: weights, determinism, and val never training."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from maskgen import make_mask_folder
+from unetbg.data.copypaste import CopyPaste, PasteScale, paste_person
+from unetbg.data.folders import MaskFolder
+from unetbg.data.mixed import MixedSamples, SourceSamples
+from unetbg.data.presets import EvalPreset
+from unetbg.data.sources import DataSource, unique_names
+
+
+def _identity(image, mask, ignore):
+    return {"image": image, "mask": mask, "ignore": ignore}
+
+
+@pytest.fixture
+def two_folders(tmp_path):
+    return (
+        make_mask_folder(tmp_path / "a" / "people", count=30, seed=1),
+        make_mask_folder(tmp_path / "b" / "people", count=10, seed=2),
+    )
+
+
+def test_source_specs_parse_weights_and_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert DataSource.parse("masks:rel/dir:0.25") == DataSource(
+        "masks", str(tmp_path / "rel" / "dir"), 0.25
+    )
+    assert DataSource.parse("coco:/x/y").weight == 1.0
+    assert DataSource.parse("masks:/a:b/c").path == "/a:b/c"  # ':' inside a path
+    for bad, message in (
+        ("images:/x", "unknown data kind 'images'; valid kinds: coco, masks"),
+        ("/x/y", "is not KIND:PATH"),
+        ("masks:/x:-1", "weight must be >= 0"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            DataSource.parse(bad)
+    # Two folders of one name are told apart.
+    sources = [DataSource("masks", "/a/people"), DataSource("masks", "/b/people")]
+    assert unique_names(sources) == ["people", "people-2"]
+
+
+def _keys(mixture: MixedSamples) -> list[tuple[int, str]]:
+    return [(r, mixture.readers[r].key(i)) for r, i in mixture.plan()]
+
+
+def test_mixture_follows_weights_and_replays_exactly(two_folders):
+    a, b = (MaskFolder(f, "train", 20) for f in two_folders)
+    mix = MixedSamples([a, b], [3, 1], _identity, samples_per_epoch=400, seed=7)
+    mix.set_epoch(1)
+    first = _keys(mix)
+    counts = Counter(r for r, _ in first)
+    assert 0.68 < counts[0] / 400 < 0.82  # 3:1 within sampling noise
+    # Each source is cycled: every image is used before any image repeats.
+    b_order = [k for r, k in first if r == 1]
+    assert len(set(b_order[: len(b)])) == len(b)
+    again = MixedSamples([a, b], [3, 1], _identity, samples_per_epoch=400, seed=7)
+    again.set_epoch(1)
+    assert _keys(again) == first
+    mix.set_epoch(2)
+    assert _keys(mix) != first
+    sample, replay = mix[5], again
+    replay.set_epoch(2)
+    assert np.array_equal(sample["image"], replay[5]["image"])
+
+
+def test_a_zero_weight_source_is_never_drawn_and_an_empty_one_refused(two_folders):
+    a, b = (MaskFolder(f, "train", 20) for f in two_folders)
+    mix = MixedSamples([a, b], [1, 0], _identity, samples_per_epoch=50, seed=0)
+    mix.set_epoch(1)
+    assert {r for r, _ in mix.plan()} == {0}
+    empty = MaskFolder(two_folders[1], "val", 0)
+    with pytest.raises(ValueError, match="has no images"):
+        MixedSamples([a, empty], [1, 1], _identity, samples_per_epoch=5, seed=0)
+
+
+def test_validation_images_never_reach_training(two_folders, tmp_path):
+    from unetbg.training.config import resolve_config
+    from unetbg.training.loaders import build_data
+
+    cfg = resolve_config(
+        "smoke",
+        data=tuple(f"masks:{f}" for f in two_folders),
+        val_percent=30,
+        samples_per_epoch=64,
+        copy_paste=0.0,
+        val_limit=None,
+    ).for_device("cpu")
+    data = build_data(cfg)
+    assert data.val_sources == ["people", "people-2"]
+    val_keys = {(r.name, r.key(i)) for r in data.val_loader.dataset.readers for i in range(len(r))}
+    assert val_keys
+    mixture = data.train_samples.dataset
+    for epoch in range(1, 6):
+        data.set_epoch(epoch)
+        used = {(mixture.readers[r].name, mixture.readers[r].key(i)) for r, i in mixture.plan()}
+        assert not used & val_keys
+    # Every validation sample is tagged with its source, in order.
+    tags = [data.val_loader.dataset[i]["source"] for i in range(len(data.val_loader.dataset))]
+    assert tags == sorted(tags) and set(tags) == {0, 1}
+
+
+def test_source_samples_tag_and_skip_unreadable(two_folders):
+    a, b = MaskFolder(two_folders[0]), MaskFolder(two_folders[1])
+    (two_folders[1] / "images" / "img001.jpg").write_bytes(b"broken")
+    samples = SourceSamples([a, b], EvalPreset(64))
+    assert len(samples) == 40
+    assert samples[29]["source"] == 0 and samples[30]["source"] == 1
+    assert samples[31]["source"] == 1  # img001 of b, replaced by the next readable one
+    assert list(samples.unreadable) == [("people", "img001")]
+
+
+def _donor(h=40, w=20):
+    image = np.zeros((h, w, 3), np.uint8)
+    image[:] = (200, 50, 50)
+    mask = np.zeros((h, w), np.uint8)
+    mask[5:35, 4:16] = 1
+    return image, mask
+
+
+def test_paste_labels_exactly_the_pasted_pixels_and_keeps_ignore_elsewhere():
+    rng = np.random.default_rng(0)
+    pastes = 0
+    for _ in range(50):
+        image = np.full((120, 160, 3), 17, np.uint8)
+        mask = np.zeros((120, 160), np.uint8)
+        mask[80:, :20] = 1
+        ignore = np.zeros((120, 160), np.uint8)
+        ignore[:30, 100:] = 1
+        before = (image.copy(), mask.copy(), ignore.copy())
+        pasted = paste_person(image, mask, ignore, *_donor(), rng, PasteScale(0.1, 0.9))
+        if not pasted.any():
+            continue
+        pastes += 1
+        assert (mask[pasted] == 1).all()  # every pasted pixel is person
+        assert (ignore[pasted] == 0).all()
+        assert (image[pasted] == (200, 50, 50)).all()  # and shows the donor's person
+        rest = ~pasted
+        assert np.array_equal(image[rest], before[0][rest])
+        assert np.array_equal(mask[rest], before[1][rest])
+        assert np.array_equal(ignore[rest], before[2][rest])  # ignore areas stay ignore
+    assert pastes > 40
+
+
+def test_paste_never_carries_donor_background():
+    rng = np.random.default_rng(3)
+    donor_image, donor_mask = _donor()
+    donor_image[donor_mask == 0] = (0, 255, 0)  # a labelled-as-background bystander
+    for _ in range(30):
+        image = np.zeros((100, 100, 3), np.uint8)
+        paste_person(
+            image,
+            np.zeros((100, 100), np.uint8),
+            np.zeros((100, 100), np.uint8),
+            donor_image,
+            donor_mask,
+            rng,
+        )
+        assert not (image == (0, 255, 0)).all(-1).any()
+
+
+def test_copy_paste_leaves_inputs_alone_and_is_reproducible(two_folders):
+    donors = [MaskFolder(two_folders[0], "train", 20)]
+    paste = CopyPaste(donors, p=1.0, max_objects=3)
+    image = np.full((90, 120, 3), 9, np.uint8)
+    mask = np.zeros((90, 120), np.uint8)
+    ignore = np.ones((90, 120), np.uint8)
+    out = paste(image, mask, ignore, np.random.default_rng(5))
+    assert image.max() == 9 and mask.sum() == 0 and ignore.min() == 1  # inputs untouched
+    assert out[1].sum() > 0
+    assert ((out[1] == 1) == (out[2] == 0)).all()  # pasted: person and no longer ignored
+    again = paste(image, mask, ignore, np.random.default_rng(5))
+    assert all(np.array_equal(x, y) for x, y in zip(out, again, strict=True))
+    never = CopyPaste(donors, p=0.0)(image, mask, ignore, np.random.default_rng(5))
+    assert never[0] is image

@@ -1,0 +1,118 @@
+"""fit() on several sources: per-source validation and evaluation, EMA, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from maskgen import make_mask_folder
+from unetbg.data.folders import MaskFolder
+from unetbg.cli import main
+from unetbg.training.config import resolve_config
+from unetbg.training.evaluation import evaluate_checkpoint
+from unetbg.training.fit import fit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sources")
+    return make_mask_folder(root / "street", count=24, seed=1), make_mask_folder(
+        root / "scenes", count=16, seed=2
+    )
+
+
+def _mixed(folders, **overrides):
+    values = dict(
+        data=(f"masks:{folders[0]}:1", f"masks:{folders[1]}:0.5"),
+        val_percent=25,
+        samples_per_epoch=8,
+        image_size=64,
+        batch_size=4,
+        max_steps_per_epoch=None,
+        val_limit=None,
+        copy_paste=0.5,
+        ema_decay=0.9,
+        final_evaluation=True,
+        device="cpu",
+    )
+    return resolve_config("smoke", **(values | overrides))
+
+
+class StopAfter:
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.calls >= self.n
+
+
+def test_mixed_run_reports_each_source_and_resumes_exactly(folders, tmp_path):
+    reference = fit(_mixed(folders), tmp_path / "ref")
+    assert reference.status == "completed"
+    record = reference.history[-1]
+    for name in ("street", "scenes"):
+        assert 0 <= record[f"val_{name}_iou"] <= 1
+    assert record["val_mean_iou"] == pytest.approx(
+        (record["val_street_iou"] + record["val_scenes_iou"]) / 2
+    )
+    evaluation = reference.evaluation
+    assert set(evaluation["sources"]) == {"street", "scenes"}
+    assert evaluation["mean_iou"] == pytest.approx(
+        sum(v["iou"] for v in evaluation["sources"].values()) / 2
+    )
+    saved = json.loads((tmp_path / "ref" / "config.json").read_text())
+    assert all(spec.startswith("masks:/") for spec in saved["data"])  # absolute paths
+
+    # Stop in epoch 1 after one step, then resume: the raw and the averaged weights end
+    # up exactly where the uninterrupted run's did.
+    cancelled = fit(_mixed(folders), tmp_path / "cut", should_stop=StopAfter(2))
+    assert cancelled.status == "cancelled"
+    resumed = fit(_mixed(folders), tmp_path / "cut", resume=True)
+    assert resumed.status == "completed"
+    for name in ("last_model.pth", "best_model.pth"):
+        want = torch.load(tmp_path / "ref" / name, weights_only=True)["state_dict"]
+        got = torch.load(tmp_path / "cut" / name, weights_only=True)["state_dict"]
+        for key in want:
+            assert torch.equal(want[key], got[key]), (name, key)
+
+
+def test_evaluate_command_scores_coco_and_mask_folders(folders, coco_root, tmp_path):
+    run = fit(_mixed(folders, epochs=1, final_evaluation=False), tmp_path)
+    # One epoch: best_model.pth holds the weight average, last_model.pth the raw weights.
+    best = torch.load(run.best_checkpoint, weights_only=True)["state_dict"]
+    last = torch.load(run.last_checkpoint, weights_only=True)
+    average = last["train_state"]["ema"]["weights"]
+    assert all(torch.equal(best[k], average[k]) for k in best)
+    assert any(not torch.equal(best[k], last["state_dict"][k]) for k in best)
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(run.best_checkpoint),
+            "--coco-root",
+            str(coco_root),
+            "--limit",
+            "4",
+            "--data",
+            f"masks:{folders[1]}",
+            "--val-percent",
+            "25",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert list(figures["sources"]) == [coco_root.name, "scenes"]
+    direct = evaluate_checkpoint(
+        run.best_checkpoint, coco_root, limit=4, data=(f"masks:{folders[1]}",), val_percent=25
+    )
+    assert figures["iou"] == pytest.approx(direct["iou"])
+    held_out = len(MaskFolder(folders[1], "val", 25))
+    assert figures["sources"]["scenes"]["images"] == min(4, held_out) > 0
+    assert figures["sources"][coco_root.name]["images"] == 4
