@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from skimage.data import astronaut
+from torch import nn
 
 from unetbg.model import ModelConfig, Preprocessing, build_checkpoint, create_model, save_checkpoint
 
@@ -48,3 +50,41 @@ def write_photo(path: Path, width: int = 80, height: int = 60, **save: object) -
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(person_photo(width, height)).save(path, **save)
     return path
+
+
+def coco_photos(coco_mini: Path, count: int) -> list[np.ndarray]:
+    """The first ``count`` real COCO val photos, as RGB arrays."""
+    paths = sorted((coco_mini / "val2017").glob("*.jpg"))[:count]
+    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+
+
+def calibrated_model(config: ModelConfig, photos: list[np.ndarray], seed: int = 0) -> nn.Module:
+    """A model whose batch norms hold real statistics (as after training), so folding
+    them is not the identity: random affine parameters, running means and variances
+    measured on real photos."""
+    torch.manual_seed(seed)
+    model = create_model(config)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None  # cumulative average over the calibration batch
+            with torch.no_grad():
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    batch = torch.stack(
+        [
+            F.interpolate(torch.tensor(p).permute(2, 0, 1)[None].float() / 255.0, size=(96, 96))[0]
+            for p in photos
+        ]
+    )
+    model.train()
+    with torch.no_grad():
+        model((batch - 0.45) / 0.225)
+    return model.eval()
+
+
+def mask_iou(expected: list[np.ndarray], got: list[np.ndarray], threshold: float = 0.5) -> float:
+    """IoU of the thresholded masks over all pixels of all images (1 when both empty)."""
+    a = np.concatenate([e.ravel() >= threshold for e in expected])
+    b = np.concatenate([g.ravel() >= threshold for g in got])
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
