@@ -217,6 +217,7 @@ def test_checkpoint_best_registered_id_or_env(
     monkeypatch.setenv("UNETBG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("UNETBG_DATABASE_URL", raising=False)
     monkeypatch.delenv("UNETBG_CHECKPOINT", raising=False)
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", "none")  # no shipped model to fall back on
     src = write_photo(tmp_path / "p.jpg", 24, 24)
 
     # Nothing registered: `best` (the default) is a usage error saying what to do.

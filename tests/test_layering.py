@@ -56,18 +56,20 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ALLOWED: dict[str, set[str]] = {
     "durable": set(),
     "settings": set(),
+    # The shipped default model's file; torch-free, so the CLI can name it cheaply.
+    "weights": {"settings"},
     "model": {"durable"},
     "images": {"durable", "settings"},
     "data": {"model", "images", "durable", "settings"},
     "training": {"model", "data", "images", "durable", "settings"},
     "removal": {"model", "images", "durable", "settings"},
     "backends": {"model"},
-    "inference": {"model", "backends", "images", "removal", "durable", "settings"},
+    "inference": {"model", "backends", "images", "removal", "durable", "settings", "weights"},
     "preflight": {"data", "model"},
     "db": {"settings"},
     "workers": {"db", "settings"},
     # Tasks by name through the Celery app; removal and training.config at submit time.
-    "jobs": {"db", "settings", "workers", "durable", "removal", "training"},
+    "jobs": {"db", "settings", "workers", "durable", "removal", "training", "weights"},
     "tasks": {
         "jobs",
         "db",
@@ -91,6 +93,7 @@ ALLOWED: dict[str, set[str]] = {
         "images",
         "removal",
         "inference",
+        "weights",
     },
     "cli": {
         "jobs",
@@ -106,6 +109,7 @@ ALLOWED: dict[str, set[str]] = {
         "inference",
         "preflight",
         "web",
+        "weights",
         "(root)",
     },
     "(root)": {"inference"},

@@ -60,12 +60,14 @@ class ModelInference:
     folded and decoder concatenations split (:mod:`unetbg.model.fuse`; same outputs
     to float rounding, ~15 % faster on the CPU). ``limits``: threads and queue depths
     of the folder loop (:class:`unetbg.removal.PipelineLimits`). A bad checkpoint
-    raises :class:`unetbg.model.CheckpointError`.
+    raises :class:`unetbg.model.CheckpointError`. Without ``checkpoint_path`` the default
+    model that ships with unetbg is used (:mod:`unetbg.weights`); the job database is
+    not consulted here (``unetbg.jobs.resolve_checkpoint("best")`` does that).
     """
 
     def __init__(
         self,
-        checkpoint_path: str | os.PathLike,
+        checkpoint_path: str | os.PathLike | None = None,
         device: str = "auto",
         batch_size: int = 8,
         channels_last: bool | None = None,
@@ -77,6 +79,16 @@ class ModelInference:
     ) -> None:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if checkpoint_path is None:
+            from unetbg.weights import default_checkpoint
+
+            checkpoint_path = default_checkpoint()
+            if checkpoint_path is None:
+                raise ValueError(
+                    "no checkpoint given and no default model (UNETBG_DEFAULT_MODEL=none, "
+                    "or an installation without unetbg/weights/person.pth)"
+                )
+            log.info("using the default model %s", checkpoint_path)
         self.checkpoint_path = Path(checkpoint_path)
         self.device: torch.device = resolve_device(device)
         self.batch_size = int(batch_size)

@@ -47,6 +47,9 @@ class Settings:
     flower_url: str | None = None
     #: A running job whose heartbeat is older than this is reported as lost.
     heartbeat_timeout: int = 300
+    #: The model used when no checkpoint is given or registered: ``None`` is the one shipped
+    #: in the package (``unetbg.weights``), ``none`` turns it off, anything else is a path.
+    default_model: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -100,7 +103,7 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
         "broker_url": get("broker_url"),
         "database_url": get("database_url") or f"sqlite:///{data_dir / 'unetbg.sqlite3'}",
     }
-    for name in ("flower_basic_auth", "flower_url"):
+    for name in ("flower_basic_auth", "flower_url", "default_model"):
         values[name] = get(name)
     for name in _INT_FIELDS:
         raw = get(name)

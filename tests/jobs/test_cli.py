@@ -57,7 +57,8 @@ def test_partial_job_exits_1_and_lists_failures(embedded_env, photos, tmp_path, 
     assert "000000" not in status.stdout.split("failed items:")[1]  # only the failed one
 
 
-def test_usage_errors_exit_2(embedded_env, photos, tmp_path, checkpoint):
+def test_usage_errors_exit_2(embedded_env, photos, tmp_path, checkpoint, monkeypatch):
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", "none")  # no shipped model to fall back on
     none = run("remove-dir", photos, tmp_path / "out")
     assert none.exit_code == 2
     assert (

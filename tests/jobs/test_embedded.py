@@ -91,7 +91,8 @@ def test_redelivered_chunk_redoes_nothing(embedded_env, photos, tmp_path, checkp
     assert jobs.get_job(job.id).state == "succeeded"
 
 
-def test_bad_requests_are_clear(embedded_env, photos, tmp_path, checkpoint):
+def test_bad_requests_are_clear(embedded_env, photos, tmp_path, checkpoint, monkeypatch):
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", "none")  # no shipped model to fall back on
     with pytest.raises(jobs.NoCheckpointError, match="submit-train .*--checkpoint PATH"):
         jobs.create_remove_dir_job(photos, tmp_path / "out", "best")
     with pytest.raises(jobs.NoCheckpointError, match="not found"):

@@ -179,6 +179,7 @@ def test_train_registers_its_checkpoints_and_never_reuses_a_run_folder(
 def test_evaluate_best_with_nothing_registered_is_a_usage_error(coco_mini, tmp_path, monkeypatch):
     monkeypatch.setenv("UNETBG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("UNETBG_DATABASE_URL", raising=False)
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", "none")  # no shipped model to fall back on
     result = _invoke(["evaluate", "best", "--coco-root", str(coco_mini), "--device", "cpu"])
     assert result.exit_code == 2, result.output
     assert "no trained checkpoint is registered" in result.output

@@ -20,6 +20,7 @@ import click
 # name -> "module:attribute" under unetbg.cli. One command (or group) per module.
 COMMANDS: dict[str, tuple[str, str]] = {
     "coco": ("coco:coco", "Check and describe a COCO 2017 dataset folder."),
+    "masks": ("masks:masks", "Check a mask folder (images/ + masks/ [+ ignore/])."),
     "train": ("train:train", "Train the model in the foreground."),
     "evaluate": ("evaluate:evaluate", "Score a checkpoint on a COCO split."),
     "remove": ("remove:remove", "Remove the background from a few images."),

@@ -52,11 +52,16 @@ def service_errors(fn: Callable[[], Any]) -> Any:
 
 
 def checkpoint_path(spec: str) -> str:
-    """The absolute path of ``spec`` (``best``, a registered id, a path); exit status 2
-    (:class:`RequestError`) when there is no such checkpoint. The file is not loaded."""
+    """The absolute path of ``spec`` (``best``, ``default``, a registered id, a path); exit
+    status 2 (:class:`RequestError`) when there is no such checkpoint. Says on stderr when
+    the default model was chosen. The file is not loaded."""
     from unetbg import jobs
 
-    return service_errors(lambda: jobs.resolve_checkpoint(spec))
+    path = service_errors(lambda: jobs.resolve_checkpoint(spec))
+    note = jobs.describe_checkpoint(path)
+    if note is not None:
+        click.echo(note, err=True)
+    return path
 
 
 def verified_checkpoint(spec: str) -> str:

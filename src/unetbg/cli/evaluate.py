@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -13,16 +14,33 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
 
 
 @click.command()
-@click.argument("checkpoint")
+@click.argument("checkpoint", default="best", required=False)
 @click.option(
     "--coco-root",
-    required=True,
     type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="COCO 2017 folder (annotations/, train2017/, val2017/).",
+    default=None,
+    help="COCO 2017 folder (annotations/, train2017/, val2017/); its --split is scored.",
+)
+@click.option(
+    "--data",
+    multiple=True,
+    metavar="KIND:PATH",
+    help="More sources to score, repeatable: coco:DIR (its --split) or masks:DIR (its "
+    "validation part, by file-name hash as in training).",
 )
 @click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=None, help="Score only the first N images."
+    "--val-percent",
+    type=click.IntRange(0, 100),
+    default=10,
+    show_default=True,
+    help="Validation share of mask folders (as the run was trained with).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Score only the first N images of each source.",
 )
 @click.option(
     "--threshold",
@@ -34,16 +52,37 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def evaluate(checkpoint, coco_root, split, limit, threshold, device, batch_size, as_json) -> None:
-    """IoU, Dice and pixel accuracy of CHECKPOINT, next to the all-foreground baseline.
+def evaluate(
+    checkpoint,
+    coco_root,
+    data,
+    split,
+    val_percent,
+    limit,
+    threshold,
+    device,
+    batch_size,
+    as_json,
+) -> None:
+    """IoU, Dice and pixel accuracy of CHECKPOINT at each photo's own resolution, next to
+    the all-person baseline (every pixel called person). Crowd/ignore areas are not scored.
 
     CHECKPOINT: 'best' (registered checkpoint with the best val IoU), a registered
-    checkpoint id (`unetbg checkpoints`) or a .pth path.
+    checkpoint id (`unetbg checkpoints`) or a .pth path. Score one COCO split
+    (--coco-root), mask folders and COCO folders (--data), or both: each source gets its
+    own figures, and the overall ones pool every pixel.
     """
+    if coco_root is None and not data:
+        raise click.UsageError("give --coco-root or at least one --data source")
     checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
     from unetbg.data import CocoError
+    from unetbg.data.folders import MaskFolderError
     from unetbg.model import CheckpointError
     from unetbg.training.evaluation import evaluate_checkpoint
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            click.echo(f"\rscored {done}/{total} images", err=True, nl=done == total)
 
     try:
         result = evaluate_checkpoint(
@@ -54,26 +93,61 @@ def evaluate(checkpoint, coco_root, split, limit, threshold, device, batch_size,
             threshold=threshold,
             limit=limit,
             batch_size=batch_size,
+            data=data,
+            val_percent=val_percent,
+            progress=progress,
         )
     except CocoError as exc:  # --coco-root is not a COCO folder for this split
         raise click.BadParameter(str(exc), param_hint="'--coco-root'") from None
+    except MaskFolderError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--data'") from None
     except (CheckpointError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
+    else:
+        _print_table(checkpoint, result, split, threshold)
+    below = [
+        name
+        for name, figures in [("overall", result), *result.get("sources", {}).items()]
+        if figures["iou"] < figures["baseline"]["iou"]
+    ]
+    if below:
+        click.echo(
+            f"warning: the model scores below the all-person baseline ({', '.join(below)}): "
+            "it is barely trained or trained for other photos",
+            err=True,
+        )
+
+
+def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None:
     base = result["baseline"]
     click.echo(
         f"{checkpoint} (epoch {result['epoch']}) on {result['images']} {split} images, "
         f"threshold {threshold}, {result['device']}, {result['seconds']:.1f}s"
     )
-    # The all-foreground baseline (every pixel "person") is the floor to beat.
-    click.echo(f"{'':16} {'micro':>8} {'macro':>8} {'all-fg':>8} {'all-fg m':>8}")
+    click.echo(f"{'':16} {'pooled':>9} {'per image':>9} {'baseline':>9} {'per image':>9}")
     for label, key in _ROWS:
         click.echo(
-            f"{label:16} {result[key]:8.4f} {result[key + '_macro']:8.4f} "
-            f"{base[key]:8.4f} {base[key + '_macro']:8.4f}"
+            f"{label:16} {result[key]:9.4f} {result[key + '_macro']:9.4f} "
+            f"{base[key]:9.4f} {base[key + '_macro']:9.4f}"
         )
+    sources = result.get("sources", {})
+    if sources:
+        width = max(len(n) for n in sources)
+        click.echo(
+            f"\n{'source':{width}} {'images':>6} {'IoU':>7} {'Dice':>7} {'baseline IoU':>12}"
+        )
+        for name, figures in sources.items():
+            click.echo(
+                f"{name:{width}} {figures['images']:6d} {figures['iou']:7.4f} "
+                f"{figures['dice']:7.4f} {figures['baseline']['iou']:12.4f}"
+            )
+        click.echo(f"mean IoU over sources: {result['mean_iou']:.4f}")
+    click.echo(
+        "pooled: all pixels together (micro); per image: mean over images (macro); "
+        "baseline: every pixel called person"
+    )
     if result["unreadable"]:
         click.echo(
             f"skipped {len(result['unreadable'])} unreadable image(s): {result['unreadable']}"

@@ -100,6 +100,16 @@ class _CheckpointRegistry:
     help="COCO 2017 folder (annotations/, train2017/, val2017/).",
 )
 @click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="KIND:PATH[:WEIGHT]",
+    help="Training source, repeatable: coco:DIR (a COCO 2017 folder; trains on train2017, "
+    "validates on val2017) or masks:DIR (images/ + masks/ [+ ignore/]; about --val-percent "
+    "% of the names, by hash, validate). WEIGHT is the source's share of each epoch "
+    "(default 1). Replaces the preset's sources.",
+)
+@click.option(
     "--device", default=None, help="auto, cpu, cuda or cuda:N (cuda without a GPU fails)."
 )
 @click.option(
@@ -117,7 +127,7 @@ class _CheckpointRegistry:
     "model already (continue that with --resume).",
 )
 @field_options
-def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
+def train(preset, coco_root, data, device, resume_dir, output_dir, **fields) -> None:
     """Train the model in the foreground; prints the run folder and the final figures.
 
     Values come from the preset (default: balanced), then from the options given here.
@@ -128,6 +138,8 @@ def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
     overrides = field_overrides(fields)
     if coco_root is not None:
         overrides["coco_root"] = str(coco_root)
+    if data:
+        overrides["data"] = tuple(data)
     if device is not None:
         overrides["device"] = device
     try:
@@ -146,8 +158,9 @@ def train(preset, coco_root, device, resume_dir, output_dir, **fields) -> None:
             from unetbg.training.fit import check_fresh_run_dir
 
             check_fresh_run_dir(run_dir)
-        if cfg.coco_root is None:
-            raise ValueError("--coco-root is required")
+        if cfg.coco_root is None and not cfg.data:
+            raise ValueError("--coco-root is required, or training sources with --data")
+        cfg = cfg.with_absolute_paths()
         from unetbg.model import resolve_device
 
         resolve_device(cfg.device)  # fails now, clearly, for --device cuda without a GPU

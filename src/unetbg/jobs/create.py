@@ -20,6 +20,7 @@ from unetbg.jobs.records import settle_remove_dir
 from unetbg.jobs.store import db_session
 from unetbg.jobs.views import CheckpointView
 from unetbg.settings import Settings, get_settings
+from unetbg.weights import DEFAULT_SPEC, default_checkpoint
 
 if TYPE_CHECKING:
     from unetbg.removal import OutputOptions
@@ -222,18 +223,23 @@ def output_options_from_params(stored: dict[str, Any]) -> OutputOptions:
 
 
 def resolve_checkpoint(spec: str, settings: Settings | None = None) -> str:
-    """Absolute path for ``best`` (registered, best val IoU), a registered id, or a path."""
+    """Absolute path for ``best``, ``default``, a registered id, or a path.
+
+    ``best`` is the registered best-model checkpoint with the highest val IoU, and the
+    shipped default model (:mod:`unetbg.weights`) while none is registered; ``default``
+    is always the shipped one. :func:`describe_checkpoint` says which was chosen.
+    """
     settings = settings or get_settings()
     spec = str(spec)
-    if spec == "best":
-        best = best_checkpoint(settings)
-        if best is None:
-            raise NoCheckpointError(
-                "no trained checkpoint is registered yet. Train one with "
-                "`unetbg submit-train --preset smoke --coco-root DIR` (or `unetbg train`), "
-                "or pass a checkpoint file with --checkpoint PATH"
-            )
-        path = best.path
+    if spec in ("best", DEFAULT_SPEC):
+        best = best_checkpoint(settings) if spec == "best" else None
+        if best is not None:
+            path = best.path
+        else:
+            shipped = default_checkpoint(settings)
+            if shipped is None:
+                raise NoCheckpointError(_no_checkpoint_message(spec, settings))
+            path = str(shipped)
     elif spec.isdigit() and not Path(spec).exists():
         with db_session(settings) as session:
             row = session.get(Checkpoint, int(spec))
@@ -248,6 +254,28 @@ def resolve_checkpoint(spec: str, settings: Settings | None = None) -> str:
     if not resolved.is_file():
         raise NoCheckpointError(f"checkpoint file not found: {resolved}")
     return str(resolved)
+
+
+def _no_checkpoint_message(spec: str, settings: Settings) -> str:
+    off = (settings.default_model or "").lower() == "none"
+    reason = (
+        "the default model is turned off (UNETBG_DEFAULT_MODEL=none)"
+        if off
+        else "this installation has no default model"
+    )
+    first = f"no trained checkpoint is registered yet and {reason}" if spec == "best" else reason
+    return (
+        f"{first}. Train one with `unetbg submit-train --preset smoke --coco-root DIR` "
+        "(or `unetbg train`), or pass a checkpoint file with --checkpoint PATH"
+    )
+
+
+def describe_checkpoint(path: str | os.PathLike, settings: Settings | None = None) -> str | None:
+    """A note for people when ``path`` is the default model (``None`` otherwise)."""
+    shipped = default_checkpoint(settings or get_settings())
+    if shipped is None or Path(path).resolve() != shipped.resolve():
+        return None
+    return f"using the default model {shipped} (see docs/model-card.md)"
 
 
 def best_checkpoint(settings: Settings | None = None) -> CheckpointView | None:

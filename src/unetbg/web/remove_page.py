@@ -113,6 +113,11 @@ def _checkpoint_picker() -> Path | None:
     if startup:
         choices[f"Startup checkpoint ({Path(startup).name})"] = startup
     choices.update(_registered_choices())
+    from unetbg.weights import default_checkpoint
+
+    shipped = default_checkpoint()
+    if shipped is not None:
+        choices[f"Default model ({shipped.name}, shipped with unetbg)"] = str(shipped)
     choices[_OTHER_FILE] = None
     label = st.selectbox("Checkpoint", list(choices), help=_CHECKPOINT_HELP)
     if label == _OTHER_FILE:
@@ -137,7 +142,8 @@ def _checkpoint_picker() -> Path | None:
 
 _CHECKPOINT_HELP = (
     "Default: the checkpoint given with `unetbg web --checkpoint` (or UNETBG_CHECKPOINT), "
-    "else the registered best (highest validation IoU)."
+    "else the registered best (highest validation IoU), else the default model that "
+    "ships with unetbg."
 )
 
 

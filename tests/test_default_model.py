@@ -1,0 +1,133 @@
+"""The model that ships in the package: its file, its card, and when it is used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from inference_fixtures import person_photo, tiny_checkpoint, write_photo
+from maskgen import make_mask_folder
+from unetbg import jobs
+from unetbg.cli import main
+from unetbg.inference import ModelInference
+from unetbg.weights import SHIPPED
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tiny(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory)
+
+
+@pytest.fixture
+def empty_registry(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNETBG_DATA_DIR", str(tmp_path / "data"))
+    for name in ("UNETBG_DATABASE_URL", "UNETBG_BROKER_URL", "UNETBG_CHECKPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_the_shipped_file_is_small_safe_half_precision_and_carries_its_card():
+    assert SHIPPED.is_file(), "src/unetbg/weights/person.pth must ship with the package"
+    assert SHIPPED.stat().st_size <= 50 * 2**20
+    checkpoint = torch.load(SHIPPED, weights_only=True)
+    weights = checkpoint["state_dict"]
+    convs = [v for k, v in weights.items() if k.endswith("weight") and v.ndim == 4]
+    assert convs and all(v.dtype == torch.float16 for v in convs)
+    assert all(v.dtype == torch.float32 for k, v in weights.items() if "running_" in k)
+    card = checkpoint["card"]
+    assert card["fp16_mask_agreement_iou"] >= 0.995 and card["agreement_images"] > 0
+    assert "unetbg train" in card["command"] and card["config"]["preset"] == "cpu"
+    for source in card["data"]:
+        assert len(source["train_manifest_sha256"]) == 64 and source["train_images"] > 0
+    assert checkpoint["model_config"]["encoder"] == "resnet34"
+    assert checkpoint["model_config"]["attention"] == "gate"
+
+
+def test_model_inference_without_a_checkpoint_uses_the_shipped_model(monkeypatch):
+    monkeypatch.delenv("UNETBG_DEFAULT_MODEL", raising=False)
+    model = ModelInference(device="cpu")
+    assert model.checkpoint_path == SHIPPED
+    cutout = model.remove_background(Image.fromarray(person_photo(96, 64)))
+    assert cutout.size == (96, 64) and cutout.mode == "RGBA"
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", "none")
+    with pytest.raises(ValueError, match="no checkpoint given and no default model"):
+        ModelInference(device="cpu")
+
+
+def test_best_prefers_a_registered_checkpoint_and_falls_back_to_the_default(
+    empty_registry, tiny, monkeypatch
+):
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", str(tiny))
+    assert jobs.resolve_checkpoint("best") == str(tiny.resolve())
+    assert jobs.resolve_checkpoint("default") == str(tiny.resolve())
+    assert "using the default model" in jobs.describe_checkpoint(tiny)
+
+    trained = empty_registry / "run" / "best_model.pth"
+    trained.parent.mkdir()
+    trained.write_bytes(tiny.read_bytes())
+    with jobs.db_session() as session:
+        jobs.register_checkpoint(session, None, trained, 3, {"iou": 0.5}, True)
+    assert jobs.resolve_checkpoint("best") == str(trained.resolve())
+    assert jobs.resolve_checkpoint("default") == str(tiny.resolve())
+    assert jobs.describe_checkpoint(trained) is None
+
+    monkeypatch.delenv("UNETBG_DEFAULT_MODEL")
+    assert jobs.resolve_checkpoint("default") == str(SHIPPED.resolve())
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", "none")
+    with pytest.raises(jobs.NoCheckpointError, match="default model is turned off"):
+        jobs.resolve_checkpoint("default")
+
+
+def test_remove_and_remove_dir_say_when_they_use_the_default(empty_registry, tiny, monkeypatch):
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", str(tiny))
+    photo = write_photo(empty_registry / "in" / "p.jpg", 48, 32)
+    runner = CliRunner()
+    one = runner.invoke(main, ["remove", str(photo), "-o", str(empty_registry / "o")])
+    assert one.exit_code == 0, one.output
+    assert "using the default model" in one.stderr
+    assert Image.open(empty_registry / "o" / "p.png").size == (48, 32)
+    folder = runner.invoke(
+        main, ["remove-dir", str(photo.parent), str(empty_registry / "d"), "--wait", "--json"]
+    )
+    assert folder.exit_code == 0, folder.output
+    assert "using the default model" in folder.stderr
+    assert (empty_registry / "d" / "p.png").is_file()
+    listed = runner.invoke(main, ["checkpoints", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [r["path"] for r in rows if r.get("default")] == [str(tiny.resolve())]
+
+
+def test_ship_writes_half_precision_with_its_card_and_refuses_disagreement(tmp_path):
+    from unetbg.training.config import resolve_config
+    from unetbg.training.fit import fit
+    from unetbg.training.shipping import ship
+
+    folder = make_mask_folder(tmp_path / "people", count=12)
+    cfg = resolve_config(
+        "smoke",
+        data=(f"masks:{folder}",),
+        samples_per_epoch=4,
+        epochs=1,
+        image_size=64,
+        val_limit=None,
+        final_evaluation=False,
+        device="cpu",
+    )
+    fit(cfg, tmp_path / "run")
+    photos = [person_photo(64, 48), person_photo(40, 60)]
+    card = ship(tmp_path / "run", tmp_path / "shipped.pth", photos, "unetbg train ...", 0.0)
+    shipped = torch.load(tmp_path / "shipped.pth", weights_only=True)
+    assert shipped["card"] == card and "train_state" not in shipped
+    assert card["data"][0]["train_images"] + card["data"][0]["val_images"] == 12
+    assert 0 <= card["fp16_mask_agreement_iou"] <= 1
+    with pytest.raises(ValueError, match="not shipped"):
+        ship(tmp_path / "run", tmp_path / "refused.pth", photos, "x", min_agreement=1.01)
+    assert not (tmp_path / "refused.pth").exists()
