@@ -8,12 +8,23 @@ Prints, from one run on one machine:
   GFLOP/s, in fp32 with contiguous (NCHW) and channels_last tensors, and on CUDA also
   with float16 autocast (AMP, channels_last).
 
+Next to them, the steps of the inference-time rewrite (``unetbg.model.fuse``): batch
+norm folded, concatenations split, upsampling + convolution as a transposed
+convolution (the default ``ModelInference`` runs the last one), each measured alone.
+
+``--backends torch,onnxruntime,openvino`` also runs each installed backend at the
+first size, batch 1, on real COCO val photos: its speed next to torch's, and its
+agreement with the unfused torch model (max |Δprob|, mask IoU at 0.5). ``--png``
+times PNG levels and WebP on cut-outs of those photos (ms and kB per image).
+
 FLOPs come from ``unetbg.model.count_flops`` (torch's FlopCounterMode: convolutions and
 matrix products, a multiply-add = 2 FLOPs). Each configuration is run ``--warmup``
 times, then timed ``--iters`` times; the fastest iteration is reported (the least
 disturbed by other work on the machine, as ``timeit`` recommends).
 
     python benchmarks/bench_inference.py --device cpu --sizes 256,384,512 --batches 1,8 --iters 3
+    python benchmarks/bench_inference.py --device cpu --sizes 384 --batches 1 --iters 10 \
+        --backends torch,onnxruntime,openvino --png
 """
 
 from __future__ import annotations
@@ -29,6 +40,11 @@ import torch
 from torch import nn
 
 from unetbg.model import ModelConfig, count_flops, count_parameters, create_model, resolve_device
+from unetbg.model.fuse import fuse_for_inference
+
+UNFUSED = "unetbg AttentionUNet"
+FUSED = "unetbg fused (default)"
+SMP = "smp Unet(resnet34)"
 
 
 def _sync(device: torch.device) -> None:
@@ -93,15 +109,21 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, dtype=torch.float16)
 
 
-def build_models() -> dict[str, nn.Module]:
-    """Our default model and SMP's plain U-Net with the same encoder, both random-init."""
-    models = {"unetbg AttentionUNet": create_model(ModelConfig())}
+def build_models(steps: bool = True) -> dict[str, nn.Module]:
+    """Our default model, its inference rewrites (``steps``: each one alone too) and SMP's
+    plain U-Net with the same encoder, all random-init (speed does not depend on it)."""
+    ours = create_model(ModelConfig()).eval()
+    models: dict[str, nn.Module] = {UNFUSED: ours}
+    if steps:
+        models["unetbg fold BN"] = fuse_for_inference(ours, split=False)
+        models["unetbg fold BN + split cat"] = fuse_for_inference(ours, transposed=False)
+    models[FUSED] = fuse_for_inference(ours)
     try:
         import segmentation_models_pytorch as smp
     except ImportError:
         print("segmentation_models_pytorch not installed (pip install unetbg[bench]): skipped")
     else:
-        models["smp Unet(resnet34)"] = smp.Unet("resnet34", encoder_weights=None)
+        models[SMP] = smp.Unet("resnet34", encoder_weights=None)
     return {name: m.eval() for name, m in models.items()}
 
 
@@ -156,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--backends", default="", help="e.g. torch,onnxruntime,openvino (CPU; first size)"
+    )
+    parser.add_argument("--checkpoint", default=None, help="for --backends (default: calibrated)")
+    parser.add_argument("--photos", type=int, default=24, help="COCO val photos for --backends")
+    parser.add_argument("--png", action="store_true", help="PNG level / WebP timing table")
+    parser.add_argument("--no-steps", action="store_true", help="skip the fusion steps")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
@@ -185,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         modes.append("amp channels_last")
     results = {}
-    for label, model in build_models().items():
+    for label, model in build_models(not args.no_steps).items():
         print(f"{label}: {count_parameters(model) / 1e6:.2f} M parameters")
         results[label] = run_model(model, device, sizes, batches, modes, args.warmup, args.iters)
         print()
@@ -200,7 +229,30 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['gflop_per_image']:.1f} | {r['images_per_s']:.2f} | {r['gflop_per_s']:.1f} | "
                 f"{100 * r['gflop_per_s'] / peak:.0f}% |"
             )
+    print_ratios(results)
+    if args.backends or args.png:
+        from bench_backends import run_backends
+
+        run_backends(args, sizes[0], device)
     return 0
+
+
+def print_ratios(results: dict[str, list[dict]]) -> None:
+    """Each unetbg variant's img/s over SMP's, same mode/size/batch (the issue's target:
+    fused ÷ SMP ≥ 1.0 at 384², batch 1, channels_last)."""
+    if SMP not in results:
+        return
+    smp = {(r["mode"], r["size"], r["batch"]): r["images_per_s"] for r in results[SMP]}
+    print("\n| model | mode | size | batch | img/s | ÷ SMP |\n|---|---|---:|---:|---:|---:|")
+    for label, rows in results.items():
+        if label == SMP:
+            continue
+        for r in rows:
+            ref = smp[(r["mode"], r["size"], r["batch"])]
+            print(
+                f"| {label} | {r['mode']} | {r['size']} | {r['batch']} | "
+                f"{r['images_per_s']:.2f} | {r['images_per_s'] / ref:.2f}× |"
+            )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_jobs.py [--images 200] [--image-size 128]
         [--chunk-size 16] [--modes inprocess,celery1,celery2] [--overhead-images 48]
+        [--device cpu]
 
 Everything is real: COCO val JPEGs (../shared/data/coco-mini, repeated to reach
 ``--images``), a checkpoint of the full-size model (random weights: throughput does
@@ -13,6 +14,11 @@ in-process mode is warmed the same way.
 Per-chunk overhead: the same images run once with chunks of 1 and once with
 ``--chunk-size``; (t_1 - t_N) / (chunks_1 - chunks_N) is what one extra task costs
 (broker round trip, claiming, settling, less batching).
+
+Network only: the same photos, read and letterboxed beforehand, through the same
+``ModelInference`` backend in batches of ``--batch-size`` (what the job's network
+stage does, nothing else). ``inprocess ÷ network`` is how close the whole
+``remove-dir`` job (planning, recording, reading, writing, bookkeeping) comes to it.
 
 Prints one JSON object (and a table on stderr).
 """
@@ -47,12 +53,14 @@ def make_inputs(folder: Path, count: int) -> None:
         shutil.copyfile(src, folder / f"{i:04d}_{src.name}")
 
 
-def run_job(inputs: Path, out: Path, checkpoint: Path, chunk_size: int, batch_size: int) -> dict:
+def run_job(
+    inputs: Path, out: Path, checkpoint: Path, chunk_size: int, batch_size: int, device: str
+) -> dict:
     from unetbg import jobs
 
     t0 = time.perf_counter()
     job_id = jobs.create_remove_dir_job(
-        inputs, out, str(checkpoint), chunk_size=chunk_size, batch_size=batch_size, device="cpu"
+        inputs, out, str(checkpoint), chunk_size=chunk_size, batch_size=batch_size, device=device
     )
     t_created = time.perf_counter()
     jobs.dispatch(job_id)
@@ -69,6 +77,38 @@ def run_job(inputs: Path, out: Path, checkpoint: Path, chunk_size: int, batch_si
         "plan_and_record_s": round(t_created - t0, 3),
         "images_per_s": round(n / wall, 2),
         "item_seconds_sum": round(busy, 2),
+    }
+
+
+def network_only(inputs: Path, checkpoint: Path, batch_size: int, device: str) -> dict:
+    """img/s of the network stage alone on the same photos (read and letterboxed first)."""
+    import torch
+
+    from unetbg.images import read_image
+    from unetbg.inference import ModelInference
+
+    handle = ModelInference(checkpoint, device=device, batch_size=batch_size)
+    prepared = [handle.prepare(read_image(p))[0] for p in sorted(inputs.iterdir())]
+    batches = [
+        torch.stack(prepared[i : i + batch_size]) for i in range(0, len(prepared), batch_size)
+    ]
+
+    def sync() -> None:
+        if handle.device.type == "cuda":
+            torch.cuda.synchronize(handle.device)
+
+    handle.backend(batches[0])  # warm-up
+    sync()
+    t0 = time.perf_counter()
+    for batch in batches:
+        handle.backend(batch)
+    sync()
+    wall = time.perf_counter() - t0
+    return {
+        "images": len(prepared),
+        "wall_s": round(wall, 2),
+        "images_per_s": round(len(prepared) / wall, 2),
+        "backend": handle.backend_name,
     }
 
 
@@ -126,6 +166,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--modes", default="inprocess,celery1,celery2")
+    parser.add_argument("--device", default="cpu", help="where the jobs run the model")
     parser.add_argument(
         "--overhead-images",
         type=int,
@@ -149,6 +190,7 @@ def main() -> None:
         "image_size": args.image_size,
         "chunk_size": args.chunk_size,
         "batch_size": args.batch_size,
+        "device": args.device,
         "cpus": os.cpu_count(),
         "load_avg_start": os.getloadavg()[0],
         "modes": {},
@@ -157,9 +199,19 @@ def main() -> None:
     redis = None
     try:
         if "inprocess" in modes:
-            run_job(warm, root / "warm-out-inproc", checkpoint, 1, args.batch_size)
+            run_job(warm, root / "warm-out-inproc", checkpoint, 1, args.batch_size, args.device)
             results["modes"]["inprocess"] = run_job(
-                inputs, root / "out-inproc", checkpoint, args.chunk_size, args.batch_size
+                inputs,
+                root / "out-inproc",
+                checkpoint,
+                args.chunk_size,
+                args.batch_size,
+                args.device,
+            )
+            net = network_only(inputs, checkpoint, args.batch_size, args.device)
+            results["network_only"] = net
+            results["inprocess_over_network"] = round(
+                results["modes"]["inprocess"]["images_per_s"] / net["images_per_s"], 3
             )
         celery_modes = [m for m in modes if m.startswith("celery")]
         if celery_modes:
@@ -188,16 +240,30 @@ def main() -> None:
                 concurrency = int(mode.removeprefix("celery"))
                 worker = Worker(env, concurrency, root / f"{mode}.log")
                 try:
-                    run_job(warm, root / f"warm-out-{mode}", checkpoint, 1, args.batch_size)
+                    run_job(
+                        warm, root / f"warm-out-{mode}", checkpoint, 1, args.batch_size, args.device
+                    )
                     results["modes"][mode] = run_job(
-                        inputs, root / f"out-{mode}", checkpoint, args.chunk_size, args.batch_size
+                        inputs,
+                        root / f"out-{mode}",
+                        checkpoint,
+                        args.chunk_size,
+                        args.batch_size,
+                        args.device,
                     )
                     if mode == "celery1" and args.overhead_images:
                         sub = root / "overhead-in"
                         make_inputs(sub, args.overhead_images)
-                        one = run_job(sub, root / "oh-1", checkpoint, 1, args.batch_size)
+                        one = run_job(
+                            sub, root / "oh-1", checkpoint, 1, args.batch_size, args.device
+                        )
                         big = run_job(
-                            sub, root / "oh-n", checkpoint, args.chunk_size, args.batch_size
+                            sub,
+                            root / "oh-n",
+                            checkpoint,
+                            args.chunk_size,
+                            args.batch_size,
+                            args.device,
                         )
                         extra = one["chunks"] - big["chunks"]
                         results["chunk_overhead"] = {
@@ -216,11 +282,16 @@ def main() -> None:
             redis.wait()
         results["load_avg_end"] = os.getloadavg()[0]
         shutil.rmtree(root, ignore_errors=True)
-    for mode, r in results["modes"].items():
+    rows = dict(results["modes"])
+    if "network_only" in results:
+        rows["network"] = results["network_only"]
+    for mode, r in rows.items():
         print(
             f"{mode:10s} {r['images']} images in {r['wall_s']:.1f}s = {r['images_per_s']:.2f} img/s",
             file=sys.stderr,
         )
+    if "inprocess_over_network" in results:
+        print(f"inprocess ÷ network: {results['inprocess_over_network']:.2f}", file=sys.stderr)
     print(json.dumps(results, indent=2))
 
 

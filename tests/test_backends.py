@@ -73,3 +73,30 @@ def test_unknown_or_missing_backend_is_explained(checkpoint: Path, monkeypatch) 
     monkeypatch.setitem(BACKENDS, "onnxruntime", "no_such_module_for_unetbg")
     with pytest.raises(BackendUnavailable, match=r"pip install 'unetbg\[onnxruntime\]'"):
         ModelInference(checkpoint, device="cpu", backend="onnxruntime")
+
+
+def test_remove_cli_backend_and_png_level(tmp_path: Path, checkpoint: Path, coco_mini) -> None:
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from unetbg.cli import main
+
+    photo = sorted((coco_mini / "val2017").glob("*.jpg"))[0]
+    runs = {}
+    for name, extra in (("torch", []), ("onnxruntime", ["--png-level", "9"])):
+        if name != "torch" and importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed (pip install 'unetbg[{name}]')")
+        out = tmp_path / name
+        args = ["remove", str(photo), "-o", str(out), "--checkpoint", str(checkpoint)]
+        result = CliRunner().invoke(main, [*args, "--device", "cpu", "--backend", name, *extra])
+        assert result.exit_code == 0, result.output
+        runs[name] = Path(result.stdout.strip())
+    assert "network run by onnxruntime" in result.stderr
+    with Image.open(runs["torch"]) as a, Image.open(runs["onnxruntime"]) as b:
+        alpha_a = np.asarray(a)[..., 3].astype(int)
+        alpha_b = np.asarray(b)[..., 3].astype(int)
+    assert np.abs(alpha_a - alpha_b).max() <= 1  # probabilities agree to 1e-3
+    # Level 9 compresses the same pixels harder than the default level 1.
+    assert runs["onnxruntime"].stat().st_size < runs["torch"].stat().st_size
+    bad = CliRunner().invoke(main, ["remove", str(photo), "-o", str(tmp_path), "--png-level", "10"])
+    assert bad.exit_code == 2

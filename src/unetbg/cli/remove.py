@@ -38,6 +38,20 @@ from unetbg.settings import CHECKPOINT_ENV
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @batch_size_option
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnxruntime", "openvino"]),
+    default="torch",
+    show_default=True,
+    help="What runs the network: torch, or (CPU) onnxruntime / openvino from the extras "
+    "unetbg[onnxruntime] / unetbg[openvino]. See docs/performance.md.",
+)
+@click.option(
+    "--png-level",
+    type=click.IntRange(0, 9),
+    default=None,
+    help="PNG zlib level (default 1: fast; 9: ~10 % smaller files, ~10x slower to write).",
+)
 def remove(
     images: tuple[Path, ...],
     output_dir: Path,
@@ -50,6 +64,8 @@ def remove(
     device: str,
     overwrite: bool,
     batch_size: int,
+    backend: str,
+    png_level: int | None,
 ) -> None:
     """Remove the background around the people in IMAGE... .
 
@@ -74,6 +90,8 @@ def remove(
 
     kind = resolve_kind(kind, color, background)
     fields = {"kind": kind, "threshold": threshold, "format": output_format}
+    if png_level is not None:
+        fields["png_level"] = png_level
     if color is not None:
         fields["color"] = color
     if background is not None:
@@ -86,6 +104,7 @@ def remove(
     checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
 
     # torch is imported only now, after the arguments are known to be usable.
+    from unetbg.backends import BackendUnavailable
     from unetbg.inference import ModelInference
     from unetbg.model import CheckpointError, resolve_device
 
@@ -96,7 +115,9 @@ def remove(
     except RuntimeError as exc:  # a device this machine does not have
         raise click.ClickException(str(exc)) from None
     try:
-        model = ModelInference(checkpoint, device=device, batch_size=batch_size)
+        model = ModelInference(checkpoint, device=device, batch_size=batch_size, backend=backend)
+    except BackendUnavailable as exc:
+        raise click.UsageError(str(exc)) from None
     except (CheckpointError, RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # any other way a bad file can break torch.load: no traceback
@@ -108,6 +129,8 @@ def remove(
         f"image size {model.preprocessing.image_size})",
         err=True,
     )
+    if backend != "torch":
+        click.echo(f"network run by {backend}", err=True)
 
     def report(item: PlannedItem, result: ItemResult) -> None:
         if result.ok:

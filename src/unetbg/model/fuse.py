@@ -7,12 +7,19 @@ neither is the checkpoint format) in which
   and bias (encoder stem and blocks, downsample branches, decoder convolutions, the
   attention gates' projections): one pass over memory instead of two;
 * the ReLU after a folded convolution runs in place on its output;
-* the concatenation ``cat([upsampled x, gated skip])`` in front of each decoder block's
-  first convolution is kept, but its channel count is padded with zero channels (and the
-  convolution's weights with zero columns) up to a multiple of ``align`` where that is
-  cheap: the last block concatenates 16 + 3 = 19 or 32 + 3 = 35 channels, which oneDNN
-  runs on a slow path; 40 is a fast one. Zero channels times zero weights add exactly
-  nothing.
+* each decoder block's ``conv(cat([upsample(x), skip]))`` becomes
+  ``conv_x(upsample(x)) + conv_skip(skip)`` (the weights split along their input
+  channels): no channels-last concatenation (a strided copy of both inputs, ~7 % of
+  the forward pass on the CPU), and the last block's 3-channel image skip gets its own
+  small convolution instead of forcing 32 + 3 = 35 input channels, a slow path in
+  oneDNN. (Padding 35 to 40 channels with zeros was measured too: slower, because the
+  padded concatenation costs more than it saves.)
+* ``conv_x(upsample(x))``, a 3×3 convolution of a nearest-upsampled map, runs as one
+  stride-2 4×4 transposed convolution on the coarse map
+  (:func:`upsample_conv_as_transposed`): 16 instead of 36 multiply-adds per input
+  pixel, and the upsampled map is never made.
+
+Measured step by step in docs/performance.md.
 
 The result is a plain ``nn.Module`` with the same ``forward(x) -> {"mask": logits}``
 contract (the reconstruction head is dropped: inference never uses it). Outputs agree
@@ -175,16 +182,19 @@ class FusedDecoderBlock(nn.Module):
     on the coarse grid (:func:`upsample_conv_as_transposed`).
     """
 
-    def __init__(self, block: nn.Module, x_channels: int, split: bool = True) -> None:
+    def __init__(
+        self, block: nn.Module, x_channels: int, split: bool = True, transposed: bool = True
+    ) -> None:
         super().__init__()
         attention = block.attention.attention
         self.gate = FusedGate(attention) if isinstance(attention, AttentionGate) else None
         conv1 = fold_bn(block.conv1[0], block.conv1[1])
         self.split = split
         if split:
-            conv_x, self.conv1_skip = split_input_channels(conv1, x_channels)
-            self.conv1_x = conv_x  # for the (unused in practice) odd-size fallback
-            self.conv1_up = upsample_conv_as_transposed(conv_x)
+            self.conv1_x, self.conv1_skip = split_input_channels(conv1, x_channels)
+            # conv1_x stays for skips that are not exactly twice x's size (never, as the
+            # input is padded to a multiple of 32) and for transposed=False.
+            self.conv1_up = upsample_conv_as_transposed(self.conv1_x) if transposed else None
         else:
             self.conv1 = conv1
         self.conv2 = fold_bn(block.conv2[0], block.conv2[1])
@@ -196,7 +206,7 @@ class FusedDecoderBlock(nn.Module):
         if not self.split:
             x = F.interpolate(x, size=size, mode="nearest")
             y = self.conv1(torch.cat([x, skip], dim=1))
-        elif size[0] == 2 * x.shape[-2] and size[1] == 2 * x.shape[-1]:
+        elif self.conv1_up is not None and size == (2 * x.shape[-2], 2 * x.shape[-1]):
             y = self.conv1_up(x).add_(self.conv1_skip(skip))
         else:
             x = F.interpolate(x, size=size, mode="nearest")
@@ -207,14 +217,14 @@ class FusedDecoderBlock(nn.Module):
 class FusedAttentionUNet(nn.Module):
     """What :func:`fuse_for_inference` returns; ``forward(x) -> {"mask": logits}``."""
 
-    def __init__(self, model: AttentionUNet, split: bool = True) -> None:
+    def __init__(self, model: AttentionUNet, split: bool = True, transposed: bool = True) -> None:
         super().__init__()
         self.output_stride = model.encoder.output_stride
         self.encoder = FusedEncoder(model.encoder)
         # What each block receives from below: the deepest feature, then each block's output.
         x_channels = [model.encoder.out_channels[-1], *model.config.decoder_channels[:-1]]
         self.blocks = nn.ModuleList(
-            FusedDecoderBlock(b, c, split)
+            FusedDecoderBlock(b, c, split, transposed)
             for b, c in zip(model.decoder.blocks, x_channels, strict=True)
         )
         self.mask_head = copy.deepcopy(model.mask_head)
@@ -235,16 +245,19 @@ class FusedAttentionUNet(nn.Module):
 
 
 @torch.no_grad()
-def fuse_for_inference(model: AttentionUNet, split: bool = True) -> FusedAttentionUNet:
+def fuse_for_inference(
+    model: AttentionUNet, split: bool = True, transposed: bool = True
+) -> FusedAttentionUNet:
     """A folded copy of ``model`` for inference (``model`` itself is left unchanged).
 
     ``model``'s batch norms must hold trained running statistics (as after loading a
-    checkpoint); the copy is in eval mode on ``model``'s device. ``split=False`` keeps
-    the decoder's concatenations (for measuring each step alone).
+    checkpoint); the copy is in eval mode on ``model``'s device. For measuring each
+    step alone: ``split=False`` keeps the decoder's concatenations (folding only),
+    ``transposed=False`` splits them but keeps upsampling + 3×3 convolution.
     """
     if not isinstance(model, AttentionUNet):
         raise TypeError(f"expected an AttentionUNet, got {type(model).__name__}")
-    fused = FusedAttentionUNet(model, split).eval()
+    fused = FusedAttentionUNet(model, split, transposed).eval()
     for parameter in fused.parameters():
         parameter.requires_grad_(False)
     return fused

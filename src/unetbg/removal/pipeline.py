@@ -32,6 +32,8 @@ after the other: the same functions, so the same bytes (the reference in the tes
 from __future__ import annotations
 
 import collections
+import contextlib
+import os
 import queue
 import threading
 import time
@@ -107,7 +109,9 @@ class MaskPredictor(Protocol):
 class PipelineLimits:
     """Threads and queue depths (in images) of :func:`process_images`.
 
-    ``read_ahead`` / ``write_behind`` default to twice the handle's batch size.
+    ``read_ahead`` / ``write_behind`` default to twice the handle's batch size;
+    ``read_ahead`` is raised to one batch if set lower (the network's batches would
+    shrink otherwise).
     ``serial=True``: everything in the calling thread, one image after the other.
     """
 
@@ -116,6 +120,11 @@ class PipelineLimits:
     read_ahead: int | None = None
     write_behind: int | None = None
     serial: bool = False
+    #: Added to the niceness of the reader, writer and reporter threads (Linux: per
+    #: thread). The network's threads then keep the cores while they compute, and the
+    #: helpers run in the gaps (OpenMP barriers, waits for the GPU): a helper that
+    #: preempts one of the network's threads stalls all of them at the next barrier.
+    helper_nice: int = 10
 
     def __post_init__(self) -> None:
         for name in ("readers", "writers", "read_ahead", "write_behind"):
@@ -143,6 +152,15 @@ class PipelineStats:
         with self._lock:
             self._held += count
             self.peak_held = max(self.peak_held, self._held)
+
+
+def _lower_priority(nice: int) -> None:
+    """Make the calling thread ``nice`` steps nicer (Linux: niceness is per thread)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
 
 
 class _InlineExecutor(Executor):
@@ -176,9 +194,9 @@ class _Reporter:
     written and their ``on_result`` never called.
     """
 
-    def __init__(self, items, options, results, on_result, stats, limit, serial) -> None:
+    def __init__(self, items, options, results, on_result, stats, limit, serial, nice) -> None:
         self.items, self.options, self.results = items, options, results
-        self.on_result, self.stats, self.serial = on_result, stats, serial
+        self.on_result, self.stats, self.serial, self.nice = on_result, stats, serial, nice
         self.error: BaseException | None = None
         self.stop = threading.Event()
         self.room = threading.Semaphore(limit)
@@ -210,6 +228,7 @@ class _Reporter:
             self.thread.join()
 
     def _run(self) -> None:
+        _lower_priority(self.nice)
         while (ticket := self.queue.get()) is not None:
             self._settle(ticket)
 
@@ -320,17 +339,25 @@ def process_images(
     limits = limits or PipelineLimits()
     stats = stats if stats is not None else PipelineStats()
     batch_size = max(1, int(getattr(model_handle, "batch_size", 8)))
-    read_ahead = limits.read_ahead or 2 * batch_size
+    # Fewer images read ahead than a batch would shrink every batch: at least one batch.
+    read_ahead = max(limits.read_ahead or 2 * batch_size, batch_size)
     write_behind = limits.write_behind or 2 * batch_size
     stats.bound = read_ahead + batch_size + write_behind
     results: list[ItemResult | None] = [None] * len(items)
-    reporter = _Reporter(items, options, results, on_result, stats, write_behind, limits.serial)
+    reporter = _Reporter(
+        items, options, results, on_result, stats, write_behind, limits.serial, limits.helper_nice
+    )
     if limits.serial:
         readers: Executor = _InlineExecutor()
         writers: Executor = _InlineExecutor()
     else:
-        readers = ThreadPoolExecutor(limits.readers, thread_name_prefix="unetbg-read")
-        writers = ThreadPoolExecutor(limits.writers, thread_name_prefix="unetbg-write")
+        nice = (limits.helper_nice,)
+        readers = ThreadPoolExecutor(
+            limits.readers, "unetbg-read", initializer=_lower_priority, initargs=nice
+        )
+        writers = ThreadPoolExecutor(
+            limits.writers, "unetbg-write", initializer=_lower_priority, initargs=nice
+        )
     todo = collections.deque()
     for index, item in enumerate(items):
         if item.skip_reason is not None:
