@@ -98,7 +98,7 @@ class ModelInference:
         t0 = time.perf_counter()
         self.model, self.checkpoint = load_model(self.checkpoint_path, device=self.device)
         self.preprocessing = Preprocessing.from_dict(self.checkpoint["preprocessing"])
-        self.limits = limits
+        self.limits = limits or default_limits(self.device)
         self.set_backend(backend, fuse)
         log.info(
             "loaded %s (epoch %s, image_size %d) on %s in %.1fs",
@@ -260,6 +260,16 @@ class ModelInference:
             summary.seconds,
         )
         return summary
+
+
+def default_limits(device: torch.device) -> PipelineLimits:
+    """Pipeline threads for ``device``: on the CPU one reader and two writers at lower
+    priority (the network needs the cores); on a GPU enough readers and writers on
+    the CPU cores to keep the device busy, at normal priority."""
+    if device.type != "cuda":
+        return PipelineLimits()
+    cpus = os.cpu_count() or 4
+    return PipelineLimits(readers=max(2, cpus // 4), writers=max(2, cpus // 2), helper_nice=0)
 
 
 def _check_rgb(image: object) -> np.ndarray:

@@ -324,7 +324,8 @@ def process_images(
     result)`` is called as each item finishes (progress, printing; skipped items
     first), from one thread at a time; an exception it raises stops the run and is
     raised here, after the items already reported (see the module docstring).
-    ``limits`` sets the threads and queue depths (:class:`PipelineLimits`), ``stats``
+    ``limits`` sets the threads and queue depths (:class:`PipelineLimits`; default:
+    the handle's ``limits`` attribute if it has one), ``stats``
     receives what the run held and timed. A bad ``options.background``, or items
     planned for another format than ``options.format``, raise before anything is
     processed.
@@ -336,7 +337,7 @@ def process_images(
             "plan with the same output format"
         )
     background = load_background(options)
-    limits = limits or PipelineLimits()
+    limits = limits or getattr(model_handle, "limits", None) or PipelineLimits()
     stats = stats if stats is not None else PipelineStats()
     batch_size = max(1, int(getattr(model_handle, "batch_size", 8)))
     # Fewer images read ahead than a batch would shrink every batch: at least one batch.
