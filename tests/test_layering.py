@@ -95,23 +95,9 @@ ALLOWED: dict[str, set[str]] = {
         "inference",
         "weights",
     },
-    "cli": {
-        "jobs",
-        "db",
-        "settings",
-        "workers",
-        "durable",
-        "model",
-        "data",
-        "training",
-        "images",
-        "removal",
-        "inference",
-        "preflight",
-        "web",
-        "weights",
-        "(root)",
-    },
+    # The entry point: anything (imported inside each command), checked by the runtime
+    # guard above that `unetbg --help` imports no torch.
+    "cli": {"*"},
     "(root)": {"inference"},
 }
 #: Modules of training that the job service may import (pure Python, to validate configs).
@@ -225,7 +211,8 @@ def test_import_directions():
     for module, targets in _graph().items():
         for target in targets:
             a, b = _unit(module), _unit(target)
-            if a != b and b not in ALLOWED.get(a, set()):
+            allowed = ALLOWED.get(a, set())
+            if a != b and b not in allowed and "*" not in allowed:
                 wrong.append(f"{module} -> {target}")
             if a == "jobs" and b == "training" and target not in JOBS_MAY_USE_FROM_TRAINING:
                 wrong.append(f"{module} -> {target} (only training.config)")
