@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader, Subset
 from unetbg.data import CocoPersonDataset, CocoPersons, EvalPreset, PersonFilter
 from unetbg.model import CompositeLoss, ModelConfig, SegmentationMeter, create_model
 from unetbg.training.engine import RunningMetrics, evaluate, train_one_epoch
-from unetbg.training.fit import lr_lambda, rng_state, set_rng_state
 from unetbg.training.loaders import EpochSampler
+from unetbg.training.run import lr_lambda, rng_state, set_rng_state
 
 SIZE = 64  # overfitting test: small enough for ~15 s on two free cores
 
