@@ -32,6 +32,14 @@ def test_db_imports_no_torch():
     assert "torch" not in loaded
 
 
+def test_job_service_imports_no_celery_or_torch():
+    # Reading jobs (`unetbg status`, the web dashboard) loads neither; dispatch imports the
+    # Celery app only when it sends or runs tasks.
+    loaded = _modules_after("import unetbg.jobs")
+    for banned in ("celery", "torch", "unetbg.tasks", "unetbg.cli", "unetbg.web"):
+        assert banned not in loaded, f"unetbg.jobs pulled in {banned}"
+
+
 def test_cli_help_imports_no_torch():
     code = (
         "from click.testing import CliRunner\n"
