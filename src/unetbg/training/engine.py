@@ -21,6 +21,13 @@ from unetbg.training.ema import ModelEma
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """Mixed precision's type: float16 on CUDA (with a GradScaler), bfloat16 on the CPU,
+    where it has float32's range (no scaler needed) and runs ~1.8x faster than float32 on
+    CPUs with AVX512-BF16 or AMX (docs/model-card.md); elsewhere it is emulated, slowly."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
 @dataclass
 class RunningMetrics:
     """Loss means and micro IoU/Dice/pixel accuracy over the steps of one epoch so far.
@@ -130,7 +137,7 @@ def train_one_epoch(
             return EpochOutcome(step, True, running)
         image, target, ignore, raw = _to_device(batch, device, channels_last)
 
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
             outputs = model(image)
             loss, parts = criterion(outputs, target, ignore=ignore, image=raw)
         if not torch.isfinite(loss):
@@ -190,7 +197,7 @@ def evaluate(
         if should_stop is not None and should_stop():
             return None
         image, target, ignore, raw = _to_device(batch, device, channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
             outputs = model(image)
             loss, _ = criterion(outputs, target, ignore=ignore, image=raw)
         loss_sum += float(loss)

@@ -35,7 +35,13 @@ from unetbg.model import (
 )
 from unetbg.training.config import TrainConfig
 from unetbg.training.ema import ModelEma
-from unetbg.training.engine import EpochOutcome, RunningMetrics, evaluate, train_one_epoch
+from unetbg.training.engine import (
+    EpochOutcome,
+    RunningMetrics,
+    amp_dtype,
+    evaluate,
+    train_one_epoch,
+)
 from unetbg.training.evaluation import evaluate_checkpoint
 from unetbg.training.history import plot_history, write_history
 from unetbg.training.loaders import build_data
@@ -160,7 +166,10 @@ class TrainingRun:
             self.optimizer,
             lr_lambda(self.steps_per_epoch * cfg.epochs, cfg.warmup_fraction, cfg.min_lr_ratio),
         )
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp)
+        # Loss scaling guards float16's narrow range; bfloat16 (the CPU's) needs none.
+        self.scaler = torch.amp.GradScaler(
+            device.type, enabled=bool(cfg.amp) and amp_dtype(device) == torch.float16
+        )
 
         self._write_config(resuming)  # once data and model are known to build
         self.state = RunState()
