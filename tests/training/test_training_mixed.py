@@ -9,8 +9,8 @@ import torch
 from click.testing import CliRunner
 
 from maskgen import make_mask_folder
-from unetbg.data.folders import MaskFolder
 from unetbg.cli import main
+from unetbg.data.folders import MaskFolder
 from unetbg.training.config import resolve_config
 from unetbg.training.evaluation import evaluate_checkpoint
 from unetbg.training.fit import fit
