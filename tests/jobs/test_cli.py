@@ -116,8 +116,9 @@ def test_submit_train_and_evaluate_run_in_process(embedded_env, coco_mini):
         "--wait",
     )
     assert train.exit_code == 0, train.output
-    job_id, payload = train.stdout.split("\n", 1)
-    job = json.loads(payload)
+    job = json.loads(train.stdout)  # one JSON document; the id went to stderr
+    job_id = job["id"]
+    assert train.stderr.splitlines()[0] == job_id
     assert job["state"] == "succeeded" and job["result"]["epochs_completed"] == 1
     assert job["params"]["run_dir"] == str(embedded_env / "runs" / job_id)
     status = json.loads(run("status", job_id, "--json").stdout)
@@ -139,7 +140,7 @@ def test_submit_train_and_evaluate_run_in_process(embedded_env, coco_mini):
         "--wait",
     )
     assert evaluate.exit_code == 0, evaluate.output
-    figures = json.loads(evaluate.stdout.split("\n", 1)[1])
+    figures = json.loads(evaluate.stdout)
     assert figures["state"] == "succeeded"
     assert figures["params"]["checkpoint"] == best[0]["path"]
     assert figures["result"]["images"] == 2 and 0 <= figures["result"]["iou"] <= 1

@@ -133,13 +133,26 @@ def report(job, as_json: bool) -> None:
             )
 
 
+#: The ``--json`` option of the submitting commands.
+JSON_HELP = (
+    "Print the job as one JSON document on stdout: the final job (with --wait, or "
+    "without a broker), else the job as queued. The id and notes go to stderr."
+)
+
+
 def submit_and_follow(job_id: str, wait: bool, as_json: bool) -> None:
-    """Print the job id, start it, and (embedded, or with ``--wait``) follow it to the end."""
+    """Print the job id, start it, and (embedded, or with ``--wait``) follow it to the end.
+
+    With ``as_json`` stdout holds exactly one JSON document (the job), and the id goes
+    to stderr with the other notes.
+    """
     from unetbg import jobs
 
-    click.echo(job_id)
+    click.echo(job_id, err=as_json)
     runner = service_errors(lambda: jobs.start_job(job_id))
     if runner is None and not wait:
+        if as_json:
+            click.echo(json.dumps(jobs.get_job(job_id).to_dict(), indent=2))
         return
     if runner is not None and not wait:
         click.echo("no broker configured: running the job in this process", err=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._follow import submit_and_follow
+from unetbg.cli._follow import JSON_HELP, submit_and_follow
 from unetbg.cli._options import batch_size_option, output_option_flags, resolve_kind
 from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verified_checkpoint
 
@@ -43,7 +43,7 @@ from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verifi
     show_default=True,
     help="Where the workers run the model: auto, cpu, cuda or cuda:N.",
 )
-@click.option("--json", "as_json", is_flag=True, help="With --wait: print the final job as JSON.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def remove_dir(
     input_dir,
     output_dir,

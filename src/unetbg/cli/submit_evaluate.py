@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._follow import submit_and_follow
+from unetbg.cli._follow import JSON_HELP, submit_and_follow
 from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verified_checkpoint
 
 
@@ -30,7 +30,7 @@ from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verifi
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option("--wait", is_flag=True, help="Follow the job until it ends and print the figures.")
-@click.option("--json", "as_json", is_flag=True, help="With --wait: print the final job as JSON.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def submit_evaluate(checkpoint, coco_root, split, threshold, limit, device, wait, as_json) -> None:
     """Submit an evaluation of CHECKPOINT ('best', a registered id or a path) at the
     images' original resolution; prints the job id."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._follow import submit_and_follow
+from unetbg.cli._follow import JSON_HELP, submit_and_follow
 from unetbg.cli._service import EXIT_HELP, service_errors
 from unetbg.cli._train_options import field_options, field_overrides
 from unetbg.training.config import PRESETS
@@ -22,7 +22,7 @@ from unetbg.training.config import PRESETS
 )
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N on the worker.")
 @click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it ends.")
-@click.option("--json", "as_json", is_flag=True, help="With --wait: print the final job as JSON.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @field_options
 def submit_train(preset, coco_root, device, wait, as_json, **fields) -> None:
     """Submit a training job and print its id.

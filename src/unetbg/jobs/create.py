@@ -47,10 +47,12 @@ def create_train_job(
         raise JobError(str(exc)) from None
     if not cfg.coco_root:
         raise JobError("training needs a COCO root: pass --coco-root DIR (or coco_root=DIR)")
-    coco_root = Path(cfg.coco_root).expanduser().resolve()
+    coco_root = absolute(cfg.coco_root)
     if not (coco_root / "annotations").is_dir():
         raise JobError(f"{cfg.coco_root} is not a COCO root (no annotations/ folder in it)")
     config = cfg.to_dict() | {"coco_root": str(coco_root)}
+    if cfg.encoder_weights not in (None, "imagenet", "none"):  # a local file
+        config["encoder_weights"] = str(absolute(cfg.encoder_weights))
     with db_session(settings) as session:
         job = Job(kind="train", state="queued", progress_total=cfg.epochs)
         session.add(job)
@@ -59,7 +61,7 @@ def create_train_job(
             "preset": preset,
             "overrides": dict(overrides or {}),
             "config": config,
-            "run_dir": str(settings.runs_dir / job.id),
+            "run_dir": str(absolute(settings.runs_dir) / job.id),
         }
         return job.id
 
@@ -76,7 +78,7 @@ def create_evaluate_job(
     """Record a job that scores ``checkpoint`` (``best``, a registered id or a path)."""
     settings = settings or get_settings()
     path = resolve_checkpoint(checkpoint, settings)
-    root = Path(coco_root).expanduser().resolve()
+    root = absolute(coco_root)
     if not (root / "annotations").is_dir():
         raise JobError(f"{coco_root} is not a COCO root (no annotations/ folder in it)")
     if not 0 < threshold < 1:
@@ -135,7 +137,10 @@ def create_remove_dir_job(
     if batch_size < 1:
         raise JobError(f"batch size must be >= 1, got {batch_size}")
     checkpoint_path = resolve_checkpoint(checkpoint, settings)
-    background_path = str(Path(background).expanduser().resolve()) if background else None
+    # Resolved once, here: the items' paths derive from these and cross to the workers,
+    # whose working directory is not the submitter's.
+    input_dir, output_dir = absolute(input_dir), absolute(output_dir)
+    background_path = str(absolute(background)) if background else None
     try:
         parsed = OutputOptions(
             kind=kind,
@@ -167,8 +172,8 @@ def create_remove_dir_job(
             state="queued",
             progress_total=len(todo),
             params={
-                "input_dir": str(Path(input_dir).expanduser().resolve()),
-                "output_dir": str(Path(output_dir).expanduser().resolve()),
+                "input_dir": str(input_dir),
+                "output_dir": str(output_dir),
                 "checkpoint": checkpoint_path,
                 "options": options,
                 "chunk_size": chunk_size,
@@ -197,6 +202,12 @@ def create_remove_dir_job(
         if not todo:
             settle_remove_dir(session, job)
         return job.id
+
+
+def absolute(path: str | os.PathLike) -> Path:
+    """``path`` made absolute and resolved (``~`` expanded), as every path a job records
+    must be: the workers that read it run in other folders, or on other machines."""
+    return Path(path).expanduser().resolve()
 
 
 def output_options_to_params(options: OutputOptions) -> dict[str, Any]:
@@ -250,7 +261,7 @@ def resolve_checkpoint(spec: str, settings: Settings | None = None) -> str:
             path = row.path
     else:
         path = spec
-    resolved = Path(path).expanduser().resolve()
+    resolved = absolute(path)
     if not resolved.is_file():
         raise NoCheckpointError(f"checkpoint file not found: {resolved}")
     return str(resolved)
