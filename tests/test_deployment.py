@@ -92,7 +92,7 @@ def test_flower_refuses_to_start_without_basic_auth(compose: dict, tmp_path: Pat
     # Compose turns "$$" into "$" before the shell sees it.
     script = command[2].replace("$$", "$")
     stub = tmp_path / "unetbg"
-    stub.write_text('#!/bin/sh\necho "flower started with $UNETBG_FLOWER_BASIC_AUTH"\n')
+    stub.write_text('#!/bin/sh\necho "flower started with $UNETBG_FLOWER_BASIC_AUTH: $*"\n')
     stub.chmod(0o755)
     base = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
 
@@ -115,7 +115,33 @@ def test_flower_refuses_to_start_without_basic_auth(compose: dict, tmp_path: Pat
         timeout=30,
     )
     assert started.returncode == 0, started.stderr
-    assert started.stdout.strip() == "flower started with a:b"
+    assert started.stdout.strip().startswith("flower started with a:b: ")
+
+
+def test_flower_listens_on_all_interfaces_inside_its_container(compose: dict, tmp_path: Path):
+    """The published port reaches Flower only if it listens beyond the container's own
+    loopback; the host side stays on 127.0.0.1. Runs the compose start line with a stub
+    `unetbg` that records its arguments."""
+    flower = compose["services"]["flower"]
+    script = flower["command"][2].replace("$$", "$")
+    stub = tmp_path / "unetbg"
+    stub.write_text('#!/bin/sh\necho "$@"\n')
+    stub.chmod(0o755)
+    done = subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "UNETBG_FLOWER_BASIC_AUTH": "a:b"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    args = done.stdout.split()
+    assert args[0] == "flower"
+    assert args[args.index("--address") + 1] == "0.0.0.0"
+    (published,) = flower["ports"]
+    assert published.startswith("${UNETBG_FLOWER_BIND:-127.0.0.1}:")
+    container_port = published.rsplit(":", 1)[1]
+    assert args[args.index("--port") + 1] == container_port
 
 
 def test_dockerfile_pins_torch_and_drops_root():
