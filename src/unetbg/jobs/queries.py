@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from unetbg.db.models import JOB_KINDS, JOB_STATES, Checkpoint, EpochMetric, Job, JobItem
 from unetbg.jobs.errors import JobError
 from unetbg.jobs.liveness import mark_lost_jobs
-from unetbg.jobs.records import item_counts
+from unetbg.jobs.records import PROCESSED_ITEM_STATES, item_counts
 from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView, aware
 from unetbg.settings import Settings, get_settings
@@ -28,7 +28,7 @@ def job_view(session: Session, job: Job) -> JobView:
     # item counts are always current, so progress is taken from them.
     counts = item_counts(session, job.id)
     view = JobView.of(job, counts)
-    done = sum(counts.get(state, 0) for state in ("succeeded", "failed", "cancelled"))
+    done = sum(counts.get(state, 0) for state in PROCESSED_ITEM_STATES)
     return dataclasses.replace(view, progress_done=done)
 
 

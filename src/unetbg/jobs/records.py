@@ -31,6 +31,9 @@ from unetbg.settings import Settings, get_settings
 
 #: Item states a chunk task (re)claims: ``running`` ones belong to a worker that died.
 OPEN_ITEM_STATES = ("pending", "running")
+#: Item states that count as progress: images processed. Cancelled and skipped images
+#: were not, so a job cancelled at 41 of 159 images shows 41/159 and its rate uses 41.
+PROCESSED_ITEM_STATES = ("succeeded", "failed")
 
 
 def item_counts(session: Session, job_id: str) -> dict[str, int]:
@@ -59,7 +62,7 @@ def settle_remove_dir(session: Session, job: Job) -> None:
     """
     session.flush()
     counts = Counter(item_counts(session, job.id))
-    job.progress_done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+    job.progress_done = sum(counts[state] for state in PROCESSED_ITEM_STATES)
     if counts["pending"] + counts["running"]:
         return
     summary = {state: counts[state] for state in ITEM_STATES if state not in OPEN_ITEM_STATES}
