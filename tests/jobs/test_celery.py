@@ -76,8 +76,9 @@ def test_cli_remove_dir_wait_and_status(broker_env, coco_mini, tmp_path, checkpo
         timeout=180,
     )
     assert done.returncode == 0, done.stderr + broker_env.log_tail()
-    job_id, payload = done.stdout.split("\n", 1)
-    assert json.loads(payload)["state"] == "succeeded"
+    payload = json.loads(done.stdout)  # one JSON document; the id went to stderr
+    job_id = payload["id"]
+    assert payload["state"] == "succeeded"
     # stderr is a pipe: plain progress lines (no tqdm bar), with their throughput.
     assert "\r" not in done.stderr and "img/s" in done.stderr
 
@@ -140,6 +141,12 @@ def test_cancel_running_training_keeps_last_checkpoint(broker_env, coco_mini):
     last = [c for c in jobs.list_checkpoints(job_id) if c.path.endswith("last_model.pth")]
     assert last and Path(last[0].path).is_file()
     assert last[0].sha256 == file_sha256(last[0].path)
+    # Flower (task events) shows the cancelled run as failed, not as a success.
+    wait_until(
+        lambda: f"{job_id}-train] raised expected: JobCancelled" in broker_env.log_tail(400),
+        30,
+        "the worker to log the task's JobCancelled outcome",
+    )
 
 
 @pytest.mark.fault
@@ -211,6 +218,31 @@ def test_flower_shows_worker_and_job_tasks(broker_env, photos, tmp_path, checkpo
         for task in tasks.values():
             assert task["name"] == "unetbg.remove_chunk"
             assert f"job={job_id}" in task["args"]
+
+        # A chunk with a failed image is FAILURE in Flower (its "Failed" filter), the
+        # others SUCCESS; neither is retried nor redelivered.
+        (photos / "broken.png").write_bytes(b"not a png")
+        partial = jobs.create_remove_dir_job(photos, tmp_path / "out2", str(checkpoint))
+        jobs.dispatch(partial)
+        assert _wait(broker_env, partial).state == "partial"
+        (bad,) = [i for i in jobs.list_items(partial) if i.state == "failed"]
+
+        def partial_tasks():
+            tasks = _get(f"{base}/api/tasks", auth)
+            mine = {k: v for k, v in tasks.items() if k.startswith(partial)}
+            done = all(t["state"] in ("SUCCESS", "FAILURE") for t in mine.values())
+            return mine if len(mine) == 3 and done else None
+
+        tasks = wait_until(partial_tasks, 60, "Flower to list the partial job's chunk tasks")
+        states = {k: t["state"] for k, t in tasks.items()}
+        assert states[f"{partial}-chunk{bad.chunk:04d}"] == "FAILURE", states
+        assert sorted(states.values()) == ["FAILURE", "SUCCESS", "SUCCESS"], states
+        failed = tasks[f"{partial}-chunk{bad.chunk:04d}"]
+        assert "ImagesFailed" in failed["exception"] and "1 of 2 images" in failed["exception"]
+        assert failed["retries"] == 0
+        assert f"{partial}-chunk{bad.chunk:04d}] raised expected: ImagesFailed" in (
+            broker_env.log_tail(400)
+        )
     finally:
         stop_process(flower)
 

@@ -66,8 +66,30 @@ class Deferred(JobError):
     """
 
 
+class JobOutcome(Exception):
+    """Raised by a task *after* it recorded its job's outcome, when that outcome is not a
+    success, so that Flower (which sees only task events) shows the task as FAILURE with
+    this exception: its "Failed" filter then lists our failures and cancels.
+
+    Listed in :attr:`JobTask.throws` (logged in one line, no traceback); never retried
+    (no autoretry), and the message is acknowledged (``task_acks_on_failure_or_timeout``),
+    so it is not redelivered. :meth:`JobTask.on_failure` records nothing more.
+    """
+
+
+class JobCancelled(JobOutcome):
+    """The job was cancelled (or failed meanwhile) and this task stopped or did not run."""
+
+
+class ImagesFailed(JobOutcome):
+    """Some images of this chunk failed; each one's reason is on its item."""
+
+
 class JobTask(Task):
     """Base for tasks whose first argument is a job id."""
+
+    #: Outcomes recorded on the job before being raised (see :class:`JobOutcome`).
+    throws = (JobOutcome,)
 
     #: Seconds between heartbeats; a fraction of ``heartbeat_timeout`` (at least 1 s).
     heartbeat_divisor = 10
@@ -100,6 +122,16 @@ class JobTask(Task):
         """Whether ``unetbg cancel`` was asked for this job."""
         with self.session() as session:
             return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    def raise_if_cancelled(self, job_id: str) -> None:
+        """Raise :class:`JobCancelled` when this task did not run because its job was
+        cancelled (or failed meanwhile): Flower then shows it as such, not as a success."""
+        with self.session() as session:
+            row = session.execute(
+                select(Job.cancel_requested, Job.state).where(Job.id == job_id)
+            ).first()
+        if row is not None and row.cancel_requested:
+            raise JobCancelled(f"job {job_id} is {row.state} (cancel requested); not run")
 
     def stop_reason(self, job_id: str) -> str | None:
         """Why this run must stop now: ``"cancelled"``, ``"taken over"`` (another worker
@@ -225,6 +257,8 @@ class JobTask(Task):
         message = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, Deferred):  # the live worker owns the job: record nothing
             self.log.warning("not run here: %s", exc)
+            return
+        if isinstance(exc, JobOutcome):  # recorded already, raised only for Flower
             return
         # Celery calls this after __call__ has returned: name the job in the log again.
         token = _current_job.set(job_id)

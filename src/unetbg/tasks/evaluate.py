@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from unetbg.jobs import end_job, jsonable
-from unetbg.tasks.base import CancelFlag, JobTask
+from unetbg.tasks.base import CancelFlag, JobCancelled, JobTask
 
 
 @shared_task(bind=True, base=JobTask, name="unetbg.evaluate_job")
@@ -13,6 +13,7 @@ def evaluate_job(self: JobTask, job_id: str) -> dict:
     """Run ``evaluate_checkpoint`` with the job's params; the figures become ``Job.result``."""
     job = self.claim_job(job_id)
     if job is None:
+        self.raise_if_cancelled(job_id)
         return {"job": job_id, "ran": False}
     from unetbg.training.evaluation import EvaluationStopped, evaluate_checkpoint
 
@@ -35,6 +36,8 @@ def evaluate_job(self: JobTask, job_id: str) -> dict:
             if row is not None:  # cancelled (not taken over): the job ends here
                 end_job(row, "cancelled")
         self.log.info("evaluation %s: %s", stop.reason, exc)
+        if stop.reason == "cancelled":
+            raise JobCancelled(f"job {job_id}: evaluation cancelled") from None
         return {"job": job_id, "ran": True, "status": stop.reason}
     with self.session() as session:
         row = self.owned_job(session, job_id)

@@ -29,7 +29,7 @@ from unetbg.jobs import (
     worker_alive,
     worker_identity,
 )
-from unetbg.tasks.base import JobTask
+from unetbg.tasks.base import ImagesFailed, JobCancelled, JobTask
 
 #: Loaded models of this worker process, keyed by checkpoint file version and device.
 #: Filled on the first chunk (never at fork time: CUDA must start in the child).
@@ -201,6 +201,7 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
     """Process the chunk's open items in model batches; returns counts."""
     claim = self.claim_items(job_id, item_ids)
     if claim is None:
+        self.raise_if_cancelled(job_id)
         return {"job": job_id, "processed": 0}
     if not claim.rows:  # a live attempt holds every open image: check again later
         self._defer(", ".join(sorted(claim.holders)), self.settings)
@@ -224,8 +225,7 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
         reason = f"device {device!r} is not usable on worker {worker_identity()}: {exc}"
         fail_job(job_id, reason, settings)
         self.close_items(job_id, claimed_ids, "failed", "not processed: the job failed (device)")
-        self.log.error("%s", reason)
-        return {"job": job_id, "processed": 0}
+        raise ImagesFailed(f"job {job_id}: {reason}") from None
     options = output_options_from_params(params["options"])
     handle = model_for(
         params["checkpoint"], device, params.get("batch_size", 4), settings.max_image_pixels
@@ -254,11 +254,13 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
         if cancel:
             raise _Cancelled
 
+    cancelled = False
     try:
         process_images(handle, planned, options, on_result, settings.max_image_pixels)
     except _Cancelled:
         self.log.info("cancel requested: stopping after %d image(s)", sum(counts.values()))
         self.close_items(job_id, claimed_ids, "cancelled", "job cancelled")
+        cancelled = True
     except _TakenOver:
         # Another attempt judged this one dead and holds the images now: leave them.
         self.log.warning("images taken over by another attempt: stopping here")
@@ -267,4 +269,12 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
     self.log.info("chunk done: %(succeeded)d succeeded, %(failed)d failed", counts)
     if claim.holders:  # images of this chunk a live attempt held: see them done later
         self._defer(", ".join(sorted(claim.holders)), settings)
+    # Recorded above; raised so that Flower shows this chunk as failed (JobOutcome).
+    if counts["failed"]:
+        raise ImagesFailed(
+            f"job {job_id}: {counts['failed']} of {len(claimed_ids)} images of this chunk "
+            f"failed (`unetbg status {job_id} --items failed`)"
+        )
+    if cancelled:
+        raise JobCancelled(f"job {job_id}: cancelled after {sum(counts.values())} image(s)")
     return {"job": job_id, "processed": sum(counts.values()), **counts}

@@ -14,7 +14,7 @@ from sqlalchemy import update
 
 from unetbg.db.models import Checkpoint, Job, utcnow
 from unetbg.jobs import end_job, jsonable, register_checkpoint, upsert_epoch_metrics
-from unetbg.tasks.base import CancelFlag, JobTask
+from unetbg.tasks.base import CancelFlag, JobCancelled, JobTask
 
 
 @shared_task(bind=True, base=JobTask, name="unetbg.train_job")
@@ -22,6 +22,7 @@ def train_job(self: JobTask, job_id: str) -> dict:
     """Train the job's config into its run folder; returns a small summary."""
     job = self.claim_job(job_id)
     if job is None:
+        self.raise_if_cancelled(job_id)
         return {"job": job_id, "ran": False}
     # Heavy imports here, in the worker child, never in the parent before the fork.
     from unetbg.training.config import TrainConfig
@@ -79,4 +80,8 @@ def train_job(self: JobTask, job_id: str) -> dict:
         row.progress_done = result.epochs_completed
         end_job(row, "cancelled" if result.status == "cancelled" else "succeeded")
     self.log.info("training %s after %d epochs", result.status, result.epochs_completed)
+    if result.status == "cancelled":
+        raise JobCancelled(
+            f"job {job_id}: training cancelled after {result.epochs_completed} epochs"
+        )
     return {"job": job_id, "ran": True, "status": result.status}
