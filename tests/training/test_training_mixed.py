@@ -75,6 +75,8 @@ def test_mixed_run_reports_each_source_and_resumes_exactly(folders, tmp_path):
     assert cancelled.status == "cancelled"
     resumed = fit(_mixed(folders), tmp_path / "cut", resume=True)
     assert resumed.status == "completed"
+    # The same config read back from config.json (lists for tuples) is no change.
+    assert "changed config" not in (tmp_path / "cut" / "train.log").read_text()
     for name in ("last_model.pth", "best_model.pth"):
         want = torch.load(tmp_path / "ref" / name, weights_only=True)["state_dict"]
         got = torch.load(tmp_path / "cut" / name, weights_only=True)["state_dict"]

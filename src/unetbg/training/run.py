@@ -336,7 +336,7 @@ class TrainingRun:
 
     def _write_config(self, resuming: bool) -> None:
         path = self.run_dir / "config.json"
-        config = self.cfg.to_dict()
+        config = json.loads(json.dumps(self.cfg.to_dict()))  # as saved: tuples are lists
         if resuming and path.is_file():
             before = json.loads(path.read_text())
             changed = {k: (before.get(k), v) for k, v in config.items() if before.get(k) != v}
