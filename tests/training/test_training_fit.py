@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from stopping import StopAfter
 from unetbg.cli import main
 from unetbg.training.config import resolve_config
 from unetbg.training.fit import fit
@@ -115,17 +116,6 @@ def test_smoke_preset_writes_every_artifact_and_evaluate_agrees(coco_mini, tmp_p
     )
     with Image.open(photo) as original, Image.open(tmp_path / "cutout.png") as written:
         assert written.mode == "RGBA" and written.size == original.size == cutout.size
-
-
-class StopAfter:
-    """``should_stop`` that says yes from its ``n``-th question on (steps and val batches)."""
-
-    def __init__(self, n: int) -> None:
-        self.n, self.calls = n, 0
-
-    def __call__(self) -> bool:
-        self.calls += 1
-        return self.calls >= self.n
 
 
 @pytest.fixture(scope="module")

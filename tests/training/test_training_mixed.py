@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from maskgen import make_mask_folder
+from stopping import StopAfter
 from unetbg.cli import main
 from unetbg.data.folders import MaskFolder
 from unetbg.training.config import resolve_config
@@ -41,15 +42,6 @@ def _mixed(folders, **overrides):
         device="cpu",
     )
     return resolve_config("smoke", **(values | overrides))
-
-
-class StopAfter:
-    def __init__(self, n: int) -> None:
-        self.n, self.calls = n, 0
-
-    def __call__(self) -> bool:
-        self.calls += 1
-        return self.calls >= self.n
 
 
 def test_mixed_run_reports_each_source_and_resumes_exactly(folders, tmp_path):
