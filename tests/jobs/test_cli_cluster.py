@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from service_fixtures import SMOKE_TRAINING, VENV_BIN, copy_photos
+from service_fixtures import (
+    SMOKE_TRAINING,
+    VENV_BIN,
+    copy_photos,
+    make_cluster,
+    stop_process,
+    use_cluster,
+    wait_until,
+)
 
 pytestmark = pytest.mark.services
 
@@ -80,3 +88,42 @@ def test_json_is_one_document_with_a_broker(cluster, coco_mini, tmp_path, checkp
             assert job["state"] in wanted, (name, job)
             if name == "remove-dir":  # the second run finds every output there
                 break
+
+
+def test_two_default_workers_on_one_host_are_two_nodes(redis_server, tmp_path, monkeypatch):
+    """`unetbg worker` twice with the same options: two node names, both answering."""
+    from unetbg.workers.app import get_app
+
+    # A broker database of its own: only these two workers answer the ping.
+    own_broker = redis_server.url.rsplit("/", 1)[0] + "/7"
+    cluster = make_cluster(tmp_path, redis_server, UNETBG_BROKER_URL=own_broker)
+    use_cluster(cluster, monkeypatch)
+    procs, logs = [], []
+    try:
+        for n in range(2):
+            logs.append(tmp_path / f"worker{n}.log")
+            with open(logs[-1], "wb") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [str(VENV_BIN / "unetbg"), "worker", "--queues", "infer"],
+                        cwd=tmp_path,
+                        env=cluster.cli_env(OMP_NUM_THREADS="1"),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+        for log in logs:
+            wait_until(lambda log=log: b" ready." in log.read_bytes(), 120, f"{log.name} ready")
+
+        def two_nodes():
+            replies = get_app().control.ping(timeout=2.0)
+            return sorted(name for reply in replies for name in reply) if len(replies) >= 2 else []
+
+        names = wait_until(two_nodes, 60, "both workers to answer a ping")
+        assert len(names) == 2 and names[0] != names[1], names
+        for proc in procs:  # unetbg-<queues>-<pid>@<host>: the pid is the worker's own
+            assert any(name.startswith(f"unetbg-infer-{proc.pid}@") for name in names), names
+    finally:
+        for proc in procs:
+            stop_process(proc)

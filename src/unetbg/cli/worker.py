@@ -45,7 +45,11 @@ from unetbg.cli._service import RequestError
     show_default=True,
 )
 @click.option(
-    "--hostname", "-n", default=None, help="Node name (default: unetbg-<queues>[-gpuN]@<host>)."
+    "--hostname",
+    "-n",
+    "--name",
+    default=None,
+    help="Node name, unique per worker (default: unetbg-<queues>[-gpuN]-<pid>@<host>).",
 )
 def worker(
     queues: str, gpu: int | None, concurrency: int, loglevel: str, hostname: str | None
@@ -72,10 +76,7 @@ def worker(
     if gpu is not None:
         # Must be in the environment before any process of the worker imports torch.
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    name = (
-        hostname
-        or f"unetbg-{'-'.join(chosen)}{'' if gpu is None else f'-gpu{gpu}'}@{socket.gethostname()}"
-    )
+    name = hostname or default_node_name(chosen, gpu)
     argv = celery_argv(
         "worker",
         "-Q",
@@ -90,3 +91,11 @@ def worker(
         name,
     )
     os.execve(sys.executable, argv, env)
+
+
+def default_node_name(queues: list[str], gpu: int | None) -> str:
+    """``unetbg-<queues>[-gpuN]-<pid>@<host>``: unique per worker process, so two workers
+    started alike on one host are two nodes in Flower and ``celery inspect``. The pid is
+    the worker's own (``os.execve`` keeps it)."""
+    gpu_part = "" if gpu is None else f"-gpu{gpu}"
+    return f"unetbg-{'-'.join(queues)}{gpu_part}-{os.getpid()}@{socket.gethostname()}"
