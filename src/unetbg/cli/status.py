@@ -22,7 +22,7 @@ from unetbg.cli._service import EXIT_HELP, exit_code, service_errors
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(job_id: str, items: str | None, as_json: bool) -> None:
-    """Show one job (a unique prefix of its id is enough)."""
+    """Show one job (any unique prefix of its id, 2 characters or more, is enough)."""
     from unetbg import jobs
 
     def load():

@@ -28,20 +28,38 @@ def db_session(settings: Settings | None = None) -> Iterator[Session]:
         yield session
 
 
+#: The shortest job id prefix accepted (as with git hashes, any unique prefix at least
+#: this long names its job).
+MIN_PREFIX = 2
+
+
 def find_job(session: Session, job_id: str, for_update: bool = False) -> Job:
-    """The job row for ``job_id`` or a unique prefix of it; raises :class:`JobNotFound`."""
+    """The job row for ``job_id`` or a unique prefix of it (at least :data:`MIN_PREFIX`
+    characters); raises :class:`JobNotFound` saying whether the prefix is unknown, too
+    short or ambiguous (naming the jobs it matches)."""
     job_id = (job_id or "").strip()
     query = select(Job).where(Job.id == job_id)
     if for_update:
         query = query.with_for_update()
     job = session.scalars(query).first()
-    if job is None and len(job_id) >= 4:
-        # A unique prefix is enough, as with git hashes.
-        matches = session.scalars(select(Job).where(Job.id.startswith(job_id)).limit(2)).all()
-        if len(matches) == 1:
-            job = matches[0]
-        elif len(matches) > 1:
-            raise JobNotFound(f"job id prefix {job_id!r} is ambiguous; give more characters")
-    if job is None:
+    if job is not None:
+        return job
+    if len(job_id) < MIN_PREFIX:
+        raise JobNotFound(
+            f"job id {job_id!r} is too short: give at least {MIN_PREFIX} characters of it "
+            "(see `unetbg jobs`)"
+        )
+    matches = session.scalars(
+        select(Job.id).where(Job.id.startswith(job_id, autoescape=True)).order_by(Job.id).limit(6)
+    ).all()
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
+        raise JobNotFound(
+            f"job id prefix {job_id!r} is ambiguous: it matches {shown}; give more characters"
+        )
+    if not matches:
         raise JobNotFound(f"no job {job_id!r} (see `unetbg jobs`)")
-    return job
+    query = select(Job).where(Job.id == matches[0])
+    if for_update:
+        query = query.with_for_update()
+    return session.scalars(query).one()
