@@ -29,3 +29,25 @@ def test_progress_after_cancel_counts_processed_images(embedded_env, photos, tmp
     assert status.exit_code == 1
     assert "2/5 images" in status.stdout, status.stdout
     assert json.loads(run("status", job_id, "--json").stdout)["progress_done"] == 2
+
+
+def test_job_id_prefixes(embedded_env):
+    from unetbg.db.models import Job
+
+    with jobs.db_session() as session:
+        for job_id in ("f992f1a6bb9e", "a1b2c3d4e5f6", "a1b9c3d4e5f6"):
+            session.add(Job(id=job_id, kind="evaluate", state="succeeded", progress_total=1))
+    assert json.loads(run("status", "f9", "--json").stdout)["id"] == "f992f1a6bb9e"
+    assert run("status", "f9").exit_code == 0
+    assert jobs.get_job("a1b2").id == "a1b2c3d4e5f6"
+
+    ambiguous = run("status", "a1")
+    assert ambiguous.exit_code == 2
+    assert "'a1' is ambiguous: it matches a1b2c3d4e5f6, a1b9c3d4e5f6" in ambiguous.stderr
+    short = run("cancel", "f")
+    assert short.exit_code == 2 and "'f' is too short: give at least 2" in short.stderr
+    unknown = run("status", "0000")
+    assert unknown.exit_code == 2 and "no job '0000'" in unknown.stderr
+    # Characters LIKE treats specially match nothing, literally.
+    assert "no job 'a_'" in run("status", "a_").stderr
+    assert "no job 'a%'" in run("status", "a%").stderr
