@@ -127,3 +127,32 @@ def test_two_default_workers_on_one_host_are_two_nodes(redis_server, tmp_path, m
     finally:
         for proc in procs:
             stop_process(proc)
+
+
+def test_exit_statuses_with_a_broker(cluster, coco_mini, tmp_path, checkpoint):
+    copy_photos(coco_mini, tmp_path / "in", 2, offset=36)
+    (tmp_path / "in" / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    usage = [
+        ("status", "nosuchjob"),
+        ("cancel", "nosuchjob"),
+        ("remove-dir", "missing", "out", "--checkpoint", checkpoint),
+        ("remove-dir", "in", "out", "--checkpoint", "junk.pth"),
+        ("submit-evaluate", "junk.pth", "--coco-root", coco_mini),
+        ("remove", "missing.jpg", "-o", "out", "--checkpoint", checkpoint),
+        ("worker", "--queues", "gpu"),
+    ]
+    for args in usage:
+        done = unetbg(cluster, tmp_path, *args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+    partial = unetbg(
+        cluster, tmp_path, "remove-dir", "in", "out", "--checkpoint", checkpoint, "--wait"
+    )
+    assert partial.returncode == 1, partial.stderr + cluster.log_tail()
+    job_id = partial.stdout.strip()
+    assert unetbg(cluster, tmp_path, "status", job_id).returncode == 1
+    again = unetbg(cluster, tmp_path, "remove-dir", "in", "out", "--checkpoint", checkpoint)
+    assert again.returncode == 0  # queued, not followed: nothing has gone wrong yet

@@ -51,3 +51,76 @@ def test_job_id_prefixes(embedded_env):
     # Characters LIKE treats specially match nothing, literally.
     assert "no job 'a_'" in run("status", "a_").stderr
     assert "no job 'a%'" in run("status", "a%").stderr
+
+
+NO_GPU = not __import__("torch").cuda.is_available()
+
+
+def _usage_errors(tmp, photos, checkpoint, coco):
+    """(command line, words of its message): one usage error per command, exit status 2."""
+    junk = tmp / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    photo = next(photos.glob("*.jpg"))
+    smoke = ("--preset", "smoke", "--coco-root", coco)
+    cases = [
+        (("remove", tmp / "missing.jpg", "-o", tmp / "o", "--checkpoint", checkpoint), "no such file"),
+        (("remove", photo, "-o", tmp / "o", "--checkpoint", junk), "junk.pth"),
+        (("remove-dir", tmp / "missing", tmp / "o", "--checkpoint", checkpoint), "does not exist"),
+        (("remove-dir", photos, tmp / "o", "--checkpoint", junk), "refusing checkpoint"),
+        (("evaluate", junk, "--coco-root", coco, "--limit", 1), "refusing checkpoint"),
+        (("evaluate", checkpoint, "--coco-root", tmp / "missing"), "does not exist"),
+        (("train", *smoke, "--epochs", 0, "--output-dir", tmp / "run"), "epochs must be >= 1"),
+        (("train", "--preset", "smoke", "--coco-root", photos, "--output-dir", tmp / "run"), "--coco-root"),
+        (("submit-train", *smoke, "--epochs", 0), "epochs must be >= 1"),
+        (("submit-evaluate", junk, "--coco-root", coco), "refusing checkpoint"),
+        (("status", "nosuchjob"), "no job"),
+        (("cancel", "nosuchjob"), "no job"),
+        (("jobs", "--state", "bogus"), "bogus"),
+        (("checkpoints", "--job", "nosuchjob"), "no job"),
+        (("worker",), "UNETBG_BROKER_URL"),
+        (("flower",), "UNETBG_BROKER_URL"),
+        (("db", "bogus"), "No such command"),
+        (("config", "--bogus"), "No such option"),
+        (("web", "--port", 0), "--port"),
+        (("coco", "quick", "--split", "test"), "--split"),
+        (("masks", "check"), "Missing argument"),
+    ]  # fmt: skip
+    if NO_GPU:  # a device this machine lacks, where this process would use it
+        cases += [
+            (("remove", photo, "-o", tmp / "o", "--checkpoint", checkpoint, "--device", "cuda"), "no CUDA GPU"),
+            (("remove-dir", photos, tmp / "o", "--checkpoint", checkpoint, "--device", "cuda"), "no CUDA GPU"),
+            (("evaluate", checkpoint, "--coco-root", coco, "--device", "cuda"), "no CUDA GPU"),
+            (("submit-evaluate", checkpoint, "--coco-root", coco, "--device", "cuda"), "no CUDA GPU"),
+            (("train", *smoke, "--device", "cuda", "--output-dir", tmp / "run"), "no CUDA GPU"),
+        ]  # fmt: skip
+    return cases
+
+
+def test_every_command_exits_2_on_a_usage_error_and_starts_nothing(
+    embedded_env, photos, tmp_path, checkpoint, coco_mini
+):
+    from unetbg.cli import COMMANDS
+
+    cases = _usage_errors(tmp_path, photos, checkpoint, coco_mini)
+    assert {args[0] for args, _ in cases} == set(COMMANDS)  # every command has its case
+    for args, words in cases:
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert words in result.output, (args, result.output)
+        assert "Traceback" not in result.output and "model on" not in result.output, args
+    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
+    assert jobs.list_jobs() == []  # nothing was recorded
+    assert run("jobs").exit_code == 0 and run("checkpoints").exit_code == 0
+
+
+def test_outcomes_exit_0_or_1(embedded_env, photos, tmp_path, checkpoint):
+    good = run("remove-dir", photos, tmp_path / "out", "--checkpoint", checkpoint)
+    assert good.exit_code == 0, good.output
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    partial = run("remove-dir", photos, tmp_path / "out", "--checkpoint", checkpoint)
+    assert partial.exit_code == 1, partial.output
+    job_id = partial.stdout.splitlines()[0]
+    assert run("status", job_id).exit_code == 1  # failed: its one image failed
+    assert run("cancel", job_id).exit_code == 0  # nothing to cancel is not an error
+    bad = run("remove", photos / "broken.jpg", "-o", tmp_path / "one", "--checkpoint", checkpoint)
+    assert bad.exit_code == 1 and "broken.jpg" in bad.stderr

@@ -126,7 +126,7 @@ def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(coco_mini, tmp_path):
     bogus = tmp_path / "model.pth"
     bogus.write_bytes(b"not a checkpoint")
     result = _invoke(["evaluate", str(bogus), "--coco-root", str(coco_mini), "--device", "cpu"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error: nothing is loaded or scored
     assert "Error:" in result.output and "Traceback" not in result.output
 
 

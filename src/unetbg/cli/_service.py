@@ -80,12 +80,13 @@ def verified_checkpoint(spec: str) -> str:
     return path
 
 
-def usable_device(device: str) -> str:
-    """Refuse ``device`` now (exit status 2, nothing recorded) when it cannot work.
+def usable_device(device: str, here: bool = False) -> str:
+    """Refuse ``device`` now (exit status 2, nothing recorded or loaded) when it cannot work.
 
-    A malformed name always; a device this machine lacks (``cuda`` without a GPU) only
-    in embedded mode, where this process runs the job: with a broker, the workers'
-    hardware decides, and a worker that cannot use it fails the job once, saying so.
+    A malformed name always; a device this machine lacks (``cuda`` without a GPU) when
+    this process runs the model: ``here`` (``remove``, ``evaluate``) or in embedded mode.
+    With a broker, the workers' hardware decides, and a worker that cannot use it fails
+    the job once, saying so.
     """
     # torch is imported only here, when a command really needs the device checked.
     from unetbg.model import resolve_device
@@ -96,6 +97,8 @@ def usable_device(device: str) -> str:
     except ValueError as exc:
         raise RequestError(str(exc)) from None
     except RuntimeError as exc:
+        if here:
+            raise RequestError(str(exc)) from None
         if get_settings().embedded:
             raise RequestError(f"{exc} (no broker: this process would run the job)") from None
     return device

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._service import checkpoint_path
+from unetbg.cli._service import RequestError, checkpoint_path, usable_device
 
 _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
 
 
-@click.command()
+@click.command(
+    epilog="\b\nExit status: 0 scored, 1 the evaluation failed, 2 usage error (bad option, "
+    "missing folder, no such checkpoint or one that cannot be loaded, a device this machine "
+    "lacks): nothing is loaded then."
+)
 @click.argument("checkpoint", default="best", required=False)
 @click.option(
     "--coco-root",
@@ -75,6 +79,7 @@ def evaluate(
     if coco_root is None and not data:
         raise click.UsageError("give --coco-root or at least one --data source")
     checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
+    usable_device(device, here=True)  # exit status 2 for cuda without a GPU
     from unetbg.data import CocoError
     from unetbg.data.folders import MaskFolderError
     from unetbg.model import CheckpointError
@@ -101,7 +106,9 @@ def evaluate(
         raise click.BadParameter(str(exc), param_hint="'--coco-root'") from None
     except MaskFolderError as exc:
         raise click.BadParameter(str(exc), param_hint="'--data'") from None
-    except (CheckpointError, ValueError, RuntimeError) as exc:
+    except CheckpointError as exc:  # the file named is not a usable checkpoint
+        raise RequestError(f"refusing checkpoint {exc}") from None
+    except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -86,7 +86,11 @@ class _CheckpointRegistry:
             )
 
 
-@click.command()
+@click.command(
+    epilog="\b\nExit status: 0 the run ended (finished, or stopped early), 1 it failed, "
+    "2 usage error (bad option, missing or unusable folder, a device this machine "
+    "lacks, encoder weights unavailable): nothing is trained then."
+)
 @click.option(
     "--preset",
     type=click.Choice(list(PRESETS)),
@@ -95,7 +99,7 @@ class _CheckpointRegistry:
 )
 @click.option(
     "--coco-root",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
     help="COCO 2017 folder (annotations/, train2017/, val2017/).",
 )
@@ -180,6 +184,8 @@ def train(preset, coco_root, data, device, resume_dir, output_dir, **fields) -> 
     except (CocoError, EncoderWeightsError, CheckpointError) as exc:
         if fresh:
             _forget_failed_start(run_dir, existed)
+        if isinstance(exc, CocoError):  # not a usable COCO folder: fails before any step
+            raise click.BadParameter(str(exc), param_hint="'--coco-root'") from exc
         if isinstance(exc, EncoderWeightsError) and cfg.encoder_weights == "imagenet":
             cause = exc.__cause__ or exc
             raise _WeightsUnavailable(
