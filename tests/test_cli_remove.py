@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -22,8 +23,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_checkpoint(tmp_path_factory)
 
 
-def _run(*args: object, env: dict[str, str] | None = None):
-    return CliRunner().invoke(main, ["remove", *map(str, args)], env=env)
+def _run(*args: object, env: dict[str, str] | None = None, input: bytes | None = None):
+    return CliRunner().invoke(main, ["remove", *map(str, args)], env=env, input=input)
 
 
 def _digest(paths: list[Path]) -> list[str]:
@@ -85,14 +86,17 @@ def test_failures_and_refusals(tmp_path: Path, checkpoint: Path) -> None:
     (tmp_path / "bad.jpg").write_text("not an image")
     common = ["--checkpoint", checkpoint, "--device", "cpu"]
 
-    result = _run(
-        good, tmp_path / "bad.jpg", tmp_path / "missing.png", "-o", tmp_path / "o", *common
-    )
+    result = _run(good, tmp_path / "bad.jpg", "-o", tmp_path / "o", *common)
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [str((tmp_path / "o" / "good.png").resolve())]
     assert "bad.jpg: not a recognised image format" in result.stderr
-    assert "missing.png: file not found" in result.stderr
-    assert "1 written, 2 not written" in result.stderr
+    assert "1 written, 1 not written" in result.stderr
+
+    # A missing input is a usage error: refused before the model loads, nothing written.
+    missing = _run(good, tmp_path / "missing.png", "-o", tmp_path / "m", *common)
+    assert missing.exit_code == 2, missing.output
+    assert f"no such file: {tmp_path / 'missing.png'}" in missing.stderr
+    assert "model on" not in missing.stderr and not (tmp_path / "m").exists()
 
     # Writing onto an input is refused before anything runs.
     before = good.read_bytes()
@@ -119,14 +123,15 @@ def test_failures_and_refusals(tmp_path: Path, checkpoint: Path) -> None:
     assert f"checkpoint file not found: {tmp_path / 'nope.pth'}" in missing_ckpt.stderr
     (tmp_path / "junk.pth").write_bytes(b"this is not a checkpoint")
     junk = _run(good, "-o", tmp_path / "u", "--checkpoint", tmp_path / "junk.pth")
-    assert junk.exit_code == 1 and "junk.pth" in junk.stderr
+    assert junk.exit_code == 2 and "junk.pth" in junk.stderr  # as remove-dir refuses it
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu(tmp_path: Path, checkpoint: Path) -> None:
     good = write_photo(tmp_path / "good.png", 30, 20)
     result = _run(good, "-o", tmp_path / "o", "--checkpoint", checkpoint, "--device", "cuda")
-    assert result.exit_code == 1 and "no CUDA GPU" in result.stderr
+    assert result.exit_code == 2 and "no CUDA GPU" in result.stderr  # as remove-dir
+    assert "model on" not in result.stderr and not (tmp_path / "o").exists()
 
 
 def test_installed_entry_point(tmp_path: Path, checkpoint: Path) -> None:
@@ -260,7 +265,7 @@ def test_remove_and_remove_dir_share_the_batch_size_default() -> None:
     [
         ("mps", 2, "unsupported device 'mps'"),
         ("cuda:x", 2, "invalid device 'cuda:x'"),
-        ("cuda:7", 1, "cuda:7"),  # well-formed: refused by the machine, not by the parser
+        ("cuda:7", 2, "cuda:7"),  # well-formed, but this machine lacks it: a usage error too
     ],
 )
 def test_device_takes_free_text_checked_by_resolve_device(
@@ -294,3 +299,31 @@ def test_remove_and_remove_dir_share_the_output_options() -> None:
 
     shared = options("remove")
     assert len(shared) == 5 and shared == options("remove-dir")
+
+
+def test_stdin_to_stdout_as_rembg_users_pipe_it(tmp_path: Path, checkpoint: Path) -> None:
+    """`unetbg remove - -o -`: one image in on stdin, its cut-out out on stdout, through
+    the installed executable and real pipes; notes stay on stderr."""
+    src = write_photo(tmp_path / "p.jpg", 40, 28)
+    exe = Path(sys.executable).with_name("unetbg")
+    args = [str(exe), "remove", "-", "-o", "-", "--checkpoint", str(checkpoint), "--device", "cpu"]
+    done = subprocess.run(
+        args, input=src.read_bytes(), capture_output=True, cwd=tmp_path, timeout=300
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    with Image.open(io.BytesIO(done.stdout)) as im:
+        assert im.format == "PNG" and im.mode == "RGBA" and im.size == (40, 28)
+    assert b"model on cpu" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.jpg"]  # no folder named '-'
+
+    # stdin into a folder, a file onto stdout; a bad image fails (1), naming stdin.
+    into = _run("-", "-o", tmp_path / "out", "--checkpoint", checkpoint, input=src.read_bytes())
+    assert into.exit_code == 0, into.output
+    assert into.stdout.strip() == str((tmp_path / "out" / "stdin.png").resolve())
+    webp = _run(src, "-o", "-", "--checkpoint", checkpoint, "--format", "webp", "--kind", "mask")
+    assert webp.exit_code == 0 and webp.stdout_bytes[:4] == b"RIFF", webp.output
+    bad = _run("-", "-o", "-", "--checkpoint", checkpoint, input=b"not an image")
+    assert bad.exit_code == 1 and "- (stdin): not a recognised image format" in bad.stderr
+    assert bad.stdout_bytes == b""
+    two = _run("-", src, "-o", "-", "--checkpoint", checkpoint)
+    assert two.exit_code == 2 and "take exactly one image" in two.stderr

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
 from unetbg.cli._options import batch_size_option, output_option_flags, resolve_kind
-from unetbg.cli._service import checkpoint_path
+from unetbg.cli._service import RequestError, checkpoint_path, usable_device
+from unetbg.removal import SKIP_EXISTS
 from unetbg.settings import CHECKPOINT_ENV
+
+#: ``-`` as IMAGE reads stdin, as ``-o`` writes stdout (one image), as rembg does.
+STDIO = "-"
 
 
 @click.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(allow_dash=True, path_type=Path))
 @click.option(
     "-o",
     "--output-dir",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the outputs (created if missing); not the folder of an input.",
+    type=click.Path(file_okay=False, allow_dash=True, path_type=Path),
+    help="Folder for the outputs (created if missing); not the folder of an input. "
+    "'-': write the one output to stdout.",
 )
 @click.option(
     "--checkpoint",
@@ -52,9 +58,53 @@ from unetbg.settings import CHECKPOINT_ENV
     default=None,
     help="PNG zlib level (default 1: fast; 9: ~10 % smaller files, ~10x slower to write).",
 )
-def remove(
-    images: tuple[Path, ...],
+def remove(images: tuple[Path, ...], output_dir: Path, **options) -> None:
+    """Remove the background around the people in IMAGE... .
+
+    Each output is written to OUTPUT_DIR as <name>.<format> and its path printed
+    (inputs sharing a name get <name>.<suffix>.<format>, see docs). Never writes
+    over an input, nor into an input's folder. The model and device used are
+    reported on stderr. An output that already exists is skipped (kept) unless
+    --overwrite, so the same command run again does only what is missing.
+
+    As rembg users pipe it, `-` reads one image from stdin and `-o -` writes the one
+    output to stdout: `unetbg remove - -o - < in.jpg > out.png`.
+
+    Exit status: 0 every image written (or skipped: its output exists), 1 an image
+    failed, 2 usage error (bad option, missing input file, no such checkpoint, a
+    checkpoint that cannot be loaded, a device this machine lacks) - then nothing
+    is loaded or written.
+    """
+    to_stdout = str(output_dir) == STDIO
+    if (to_stdout or any(str(p) == STDIO for p in images)) and len(images) != 1:
+        raise click.UsageError("'-' (stdin) and '-o -' (stdout) take exactly one image")
+    if to_stdout and sys.stdout.isatty():
+        raise click.UsageError("refusing to write an image to a terminal: redirect stdout")
+    missing = [str(p) for p in images if str(p) != STDIO and not p.exists()]
+    if missing:  # before anything loads, like every other usage error
+        raise click.UsageError(f"no such file: {', '.join(missing)}")
+    with tempfile.TemporaryDirectory(prefix="unetbg-remove-") as scratch:
+        sources, names = list(images), {}
+        if str(images[0]) == STDIO:
+            sources[0] = Path(scratch) / "stdin"  # read by its content, as every named file
+            sources[0].write_bytes(sys.stdin.buffer.read())
+            names[str(sources[0])] = "- (stdin)"
+        out = Path(scratch) / "out" if to_stdout else output_dir
+        results = _remove(sources, out, names, to_stdout, **options)
+        if to_stdout and results[0].ok:
+            sys.stdout.buffer.write(Path(results[0].output).read_bytes())
+            sys.stdout.buffer.flush()
+    bad = sum(not r.ok and r.error != SKIP_EXISTS for r in results)
+    if bad:
+        sys.exit(1)
+
+
+def _remove(
+    images: list[Path],
     output_dir: Path,
+    names: dict[str, str],
+    to_stdout: bool,
+    *,
     checkpoint: str,
     kind: str | None,
     threshold: float | None,
@@ -66,20 +116,11 @@ def remove(
     batch_size: int,
     backend: str,
     png_level: int | None,
-) -> None:
-    """Remove the background around the people in IMAGE... .
-
-    Each output is written to OUTPUT_DIR as <name>.<format> and its path printed
-    (inputs sharing a name get <name>.<suffix>.<format>, see docs). Never writes
-    over an input, nor into an input's folder. The model and device used are
-    reported on stderr. An output that already exists is skipped (kept) unless
-    --overwrite, so the same command run again does only what is missing. Exits with
-    0 when every image was written or skipped because its output exists, 1 if any
-    failed, 2 on a usage error (bad option, no such checkpoint).
-    """
+):
+    """Plan, load, process; report each image on stdout/stderr. Returns the results.
+    ``names`` shows some sources under another name (stdin's scratch file)."""
     from unetbg.images import ImageError
     from unetbg.removal import (
-        SKIP_EXISTS,
         ItemResult,
         OutputOptions,
         PlanError,
@@ -102,26 +143,23 @@ def remove(
     except (PlanError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
+    usable_device(device, here=True)  # exit status 2 for cuda without a GPU
 
     # torch is imported only now, after the arguments are known to be usable.
     from unetbg.backends import BackendUnavailable
     from unetbg.inference import ModelInference
-    from unetbg.model import CheckpointError, resolve_device
+    from unetbg.model import CheckpointError
 
-    try:
-        resolve_device(device)
-    except ValueError as exc:  # not a device name at all
-        raise click.BadParameter(str(exc), param_hint="'--device'") from None
-    except RuntimeError as exc:  # a device this machine does not have
-        raise click.ClickException(str(exc)) from None
     try:
         model = ModelInference(checkpoint, device=device, batch_size=batch_size, backend=backend)
     except BackendUnavailable as exc:
         raise click.UsageError(str(exc)) from None
-    except (CheckpointError, RuntimeError, ValueError) as exc:
+    except CheckpointError as exc:  # the file named is not a usable checkpoint
+        raise RequestError(f"refusing checkpoint {exc}") from None
+    except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # any other way a bad file can break torch.load: no traceback
-        raise click.ClickException(
+        raise RequestError(
             f"{checkpoint}: cannot load checkpoint: {type(exc).__name__}: {exc}"
         ) from None
     click.echo(
@@ -133,13 +171,15 @@ def remove(
         click.echo(f"network run by {backend}", err=True)
 
     def report(item: PlannedItem, result: ItemResult) -> None:
+        source = names.get(str(item.source), item.source)
         if result.ok:
-            click.echo(str(result.output))
+            if not to_stdout:
+                click.echo(str(result.output))
         elif result.error == SKIP_EXISTS and result.output is not None:
-            click.echo(f"skipped: {item.source}: {result.output} {SKIP_EXISTS}", err=True)
+            click.echo(f"skipped: {source}: {result.output} {SKIP_EXISTS}", err=True)
         else:
             label = "skipped" if result.skipped else "error"
-            click.echo(f"{label}: {item.source}: {result.error}", err=True)
+            click.echo(f"{label}: {source}: {result.error}", err=True)
 
     try:
         results = process_images(model, items, options, on_result=report)
@@ -154,5 +194,4 @@ def remove(
         if bad:
             summary.append(f"{bad} not written")
         click.echo(", ".join(summary), err=True)
-    if bad:
-        sys.exit(1)
+    return results
