@@ -1,0 +1,43 @@
+"""``unetbg evaluate`` as a user reads it: columns in words, and a warning on stderr when
+the model does worse than calling every pixel a person (issue 11, item 14)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from service_fixtures import embedded_env, make_checkpoint  # noqa: F401  (a fixture)
+from unetbg.cli import main
+
+
+@pytest.fixture(scope="module")
+def random_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """A real checkpoint of a randomly initialised model: it finds nobody."""
+    return make_checkpoint(tmp_path_factory.mktemp("random") / "model.pth")
+
+
+def _evaluate(checkpoint, coco_mini, *extra: str):
+    args = ["evaluate", str(checkpoint), "--coco-root", str(coco_mini), "--limit", "4"]
+    return CliRunner().invoke(main, [*args, "--device", "cpu", *extra])
+
+
+@pytest.mark.usefixtures("embedded_env")
+def test_a_useless_model_is_flagged_and_columns_are_words(random_checkpoint, coco_mini):
+    result = _evaluate(random_checkpoint, coco_mini)
+    assert result.exit_code == 0, result.output
+    warning = "warning: the model scores below the all-person baseline (overall)"
+    assert warning in result.stderr and warning not in result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[1].split() == ["pooled", "per", "image", "baseline", "per", "image"]
+    assert [line[:16].strip() for line in lines[2:5]] == ["IoU", "Dice", "pixel accuracy"]
+    assert "baseline: every pixel called person" in result.stdout
+    assert "all-fg" not in result.stdout
+
+    # --json: one document on stdout; the warning still on stderr.
+    as_json = _evaluate(random_checkpoint, coco_mini, "--json")
+    assert as_json.exit_code == 0, as_json.output
+    figures = json.loads(as_json.stdout)
+    assert figures["iou"] < figures["baseline"]["iou"]
+    assert warning in as_json.stderr
