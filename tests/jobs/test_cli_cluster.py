@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,69 @@ def test_exit_statuses_with_a_broker(cluster, coco_mini, tmp_path, checkpoint):
     assert unetbg(cluster, tmp_path, "status", job_id).returncode == 1
     again = unetbg(cluster, tmp_path, "remove-dir", "in", "out", "--checkpoint", checkpoint)
     assert again.returncode == 0  # queued, not followed: nothing has gone wrong yet
+
+
+def test_a_queue_nobody_consumes_is_named(cluster, redis_server, coco_mini, tmp_path, checkpoint):
+    """No worker on the job's broker: after a few seconds `status` and `--wait` say which
+    queue nobody consumes and how to start a worker for it."""
+    from unetbg.workers.app import queue_consumers
+
+    # The module's worker consumes both queues of its broker.
+    assert queue_consumers("infer", _settings(cluster.env)) == [
+        f"{cluster.workers[0].name}@" + _host()
+    ]
+    lonely = make_cluster(
+        tmp_path / "lonely",
+        redis_server,
+        UNETBG_BROKER_URL=redis_server.url.rsplit("/", 1)[0] + "/8",
+    )
+    copy_photos(coco_mini, tmp_path / "in", 1, offset=39)
+    submitted = unetbg(lonely, tmp_path, "remove-dir", "in", "out", "--checkpoint", checkpoint)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    hint = "no worker consumes the 'infer' queue"
+    assert hint not in unetbg(lonely, tmp_path, "status", job_id).stderr  # just queued
+    time.sleep(5)
+    status = unetbg(lonely, tmp_path, "status", job_id, "--json")
+    assert status.returncode == 0, status.stderr
+    assert hint in status.stderr and "`unetbg worker --queues infer`" in status.stderr
+    assert json.loads(status.stdout)["hints"][0].startswith(hint)
+
+    evaluate = subprocess.Popen(
+        [
+            str(VENV_BIN / "unetbg"),
+            "submit-evaluate",
+            str(checkpoint),
+            "--coco-root",
+            str(coco_mini),
+            "--wait",
+        ],
+        cwd=tmp_path,
+        env=lonely.cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("'train' queue" in line for line in lines):
+            lines.append(evaluate.stderr.readline())
+        text = "".join(lines)
+        assert "note: no worker consumes the 'train' queue" in text, text
+        assert "`unetbg worker --queues train`" in text
+    finally:
+        stop_process(evaluate)
+
+
+def _settings(env: dict[str, str]):
+    from unetbg.settings import get_settings
+
+    return get_settings(env)
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()

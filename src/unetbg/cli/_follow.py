@@ -24,6 +24,8 @@ class _WaitDisplay:
     """
 
     EVERY_S = 10.0
+    #: Seconds between two questions to the workers while a job stays queued.
+    HINT_EVERY_S = 30.0
 
     def __init__(self, job) -> None:
         from tqdm import tqdm
@@ -42,9 +44,12 @@ class _WaitDisplay:
         self.done = 0
         self.started, self.first_done = time.monotonic(), job.progress_done
         self.line_state, self.line_done, self.line_at = None, job.progress_done, self.started
+        self.hinted: set[str] = set()
+        self.hint_at = float("-inf")
 
     def update(self, view) -> None:
         """Show the snapshot ``view`` (called on every poll)."""
+        self._hints(view)
         if self.bar.total != view.progress_total and view.progress_total:
             self.bar.total = view.progress_total
         if view.progress_done > self.done:
@@ -53,6 +58,22 @@ class _WaitDisplay:
         self.bar.set_postfix_str(view.state, refresh=True)
         if not self.tty:
             self._line(view)
+
+    def _hints(self, view) -> None:
+        """While the job is queued, say once why it may wait (no worker for its queue);
+        the workers are asked at most every :data:`HINT_EVERY_S` seconds."""
+        from unetbg import jobs
+
+        now = time.monotonic()
+        if view.state != "queued" or now - self.hint_at < self.HINT_EVERY_S:
+            return
+        hints = jobs.waiting_hints(view)
+        if hints or now - self.started >= jobs.QUEUE_HINT_AFTER_S:
+            self.hint_at = now
+        for hint in hints:
+            if hint not in self.hinted:
+                self.hinted.add(hint)
+                self.bar.write(f"note: {hint}", file=sys.stderr)
 
     def _line(self, view) -> None:
         now = time.monotonic()

@@ -36,8 +36,12 @@ def status(job_id: str, items: str | None, as_json: bool) -> None:
         return job, listed, epochs, checkpoints
 
     job, listed, epochs, checkpoints = service_errors(load)
+    hints = jobs.waiting_hints(job)
+    for hint in hints:  # on stderr: stdout stays the record (and one JSON document)
+        click.echo(f"note: {hint}", err=True)
     if as_json:
         out = job.to_dict()
+        out["hints"] = hints
         if items:
             out["item_list"] = [i.to_dict() for i in listed]
         if job.kind == "train":

@@ -16,7 +16,8 @@ The modules, each importing only those listed before it:
 * ``liveness``: worker identity, heartbeats, lost jobs;
 * ``queries``: one job, lists, waiting for a job to end;
 * ``create``: recording new jobs, resolving a checkpoint;
-* ``dispatch``: starting (embedded or on workers) and cancelling jobs.
+* ``dispatch``: starting (embedded or on workers) and cancelling jobs;
+* ``hints``: why a queued job may be waiting (no worker consumes its queue).
 
 It never imports ``unetbg.tasks``, ``unetbg.cli`` or ``unetbg.web``; tasks are found
 by name on the Celery app.
@@ -44,6 +45,7 @@ from unetbg.jobs.dispatch import (
     wait_for_run,
 )
 from unetbg.jobs.errors import JobError, JobNotFound, NoCheckpointError
+from unetbg.jobs.hints import QUEUE_HINT_AFTER_S, waiting_hints
 from unetbg.jobs.liveness import (
     LOST_PREFIX,
     claimant_fresh,
@@ -75,6 +77,7 @@ from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView
 
 __all__ = [
     "LOST_PREFIX",
+    "QUEUE_HINT_AFTER_S",
     "OPEN_ITEM_STATES",
     "CheckpointView",
     "EmbeddedRunner",
@@ -115,6 +118,7 @@ __all__ = [
     "upsert_epoch_metrics",
     "wait_for_job",
     "wait_for_run",
+    "waiting_hints",
     "worker_alive",
     "worker_identity",
 ]

@@ -113,6 +113,25 @@ def get_app(settings: Settings | None = None) -> Celery:
     return _other_apps[wanted]
 
 
+def queue_consumers(
+    queue: str, settings: Settings | None = None, timeout: float = 1.0
+) -> list[str]:
+    """Node names of the workers consuming ``queue`` now (Celery's inspect
+    ``active_queues``, answered by every live worker within ``timeout`` seconds)."""
+    replies = get_app(settings).control.inspect(timeout=timeout).active_queues() or {}
+    return sorted(
+        node
+        for node, queues in replies.items()
+        if any(q.get("name") == queue for q in queues or ())
+    )
+
+
+def queue_for(kind: str) -> str:
+    """The queue a job of ``kind`` (``train``, ``evaluate``, ``remove_dir``) waits in."""
+    task = {"train": TRAIN_TASK, "evaluate": EVALUATE_TASK}.get(kind, REMOVE_CHUNK_TASK)
+    return TASK_ROUTES[task]["queue"]
+
+
 @worker_process_init.connect
 def _forget_parent_connections(**_kwargs) -> None:
     """Drop DB connections inherited over fork; load nothing else here.
