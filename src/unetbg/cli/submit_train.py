@@ -17,14 +17,20 @@ from unetbg.training.config import PRESETS
 @click.option(
     "--coco-root",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
+    default=None,
     help="COCO 2017 folder, as the workers see it (shared storage).",
+)
+@click.option(
+    "--data",
+    multiple=True,
+    metavar="KIND:PATH[:WEIGHT]",
+    help="Training source, repeatable (see `unetbg train --help`); replaces the preset's.",
 )
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N on the worker.")
 @click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it ends.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @field_options
-def submit_train(preset, coco_root, device, wait, as_json, **fields) -> None:
+def submit_train(preset, coco_root, data, device, wait, as_json, **fields) -> None:
     """Submit a training job and print its id.
 
     Every TrainConfig field can be overridden (same options as `unetbg train`).
@@ -34,7 +40,10 @@ def submit_train(preset, coco_root, device, wait, as_json, **fields) -> None:
     from unetbg import jobs
 
     overrides = field_overrides(fields)
-    overrides["coco_root"] = str(coco_root)
+    if coco_root is not None:
+        overrides["coco_root"] = str(coco_root)
+    if data:
+        overrides["data"] = tuple(data)
     if device is not None:
         overrides["device"] = device
     job_id = service_errors(lambda: jobs.create_train_job(preset, overrides))

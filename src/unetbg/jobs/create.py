@@ -45,12 +45,20 @@ def create_train_job(
         cfg = resolve_config(preset, **(overrides or {}))
     except ValueError as exc:
         raise JobError(str(exc)) from None
-    if not cfg.coco_root:
-        raise JobError("training needs a COCO root: pass --coco-root DIR (or coco_root=DIR)")
-    coco_root = absolute(cfg.coco_root)
-    if not (coco_root / "annotations").is_dir():
-        raise JobError(f"{cfg.coco_root} is not a COCO root (no annotations/ folder in it)")
-    config = cfg.to_dict() | {"coco_root": str(coco_root)}
+    if not cfg.coco_root and not cfg.data:
+        raise JobError(
+            "training needs data: a COCO root (--coco-root DIR) or sources "
+            "(--data KIND:PATH[:WEIGHT])"
+        )
+    # Resolved once, here: the worker's working folder is not the submitter's.
+    cfg = cfg.with_absolute_paths()
+    for source in cfg.sources():
+        needed = "annotations" if source.kind == "coco" else "images"
+        if not (Path(source.path) / needed).is_dir():
+            raise JobError(
+                f"{source.path} is not a {source.kind} folder (no {needed}/ folder in it)"
+            )
+    config = cfg.to_dict()
     if cfg.encoder_weights not in (None, "imagenet", "none"):  # a local file
         config["encoder_weights"] = str(absolute(cfg.encoder_weights))
     with db_session(settings) as session:
