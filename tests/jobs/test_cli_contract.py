@@ -77,6 +77,7 @@ def _usage_errors(tmp, photos, checkpoint, coco):
         (("cancel", "nosuchjob"), "no job"),
         (("jobs", "--state", "bogus"), "bogus"),
         (("checkpoints", "--job", "nosuchjob"), "no job"),
+        (("runs", "prune", "--keep", -1), "--keep"),
         (("worker",), "UNETBG_BROKER_URL"),
         (("flower",), "UNETBG_BROKER_URL"),
         (("db", "bogus"), "No such command"),

@@ -33,6 +33,17 @@ def duration(seconds: float | None) -> str | None:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def size_text(size: int | None) -> str:
+    """Bytes for people: ``297.1 MiB``; ``missing`` for a file that is gone."""
+    if size is None:
+        return "missing"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
 def fmt(value: Any, digits: int = 4) -> Any:
     """A float with ``digits`` decimals; anything else as it is."""
     return f"{value:.{digits}f}" if isinstance(value, float) else value
@@ -115,7 +126,7 @@ def result_lines(job) -> list[str]:
 def checkpoint_table(rows) -> str:
     """The registered checkpoints ``rows`` as a table."""
     return table(
-        ("ID", "JOB", "EPOCH", "VAL IOU", "BEST", "CREATED", "SHA256", "PATH"),
+        ("ID", "JOB", "EPOCH", "VAL IOU", "BEST", "SIZE", "CREATED", "SHA256", "PATH"),
         [
             (
                 c.id,
@@ -123,6 +134,7 @@ def checkpoint_table(rows) -> str:
                 c.epoch,
                 fmt(c.val_iou),
                 "yes" if c.is_best else "",
+                size_text(c.bytes),
                 when(c.created_at),
                 c.sha256[:12],
                 c.path,

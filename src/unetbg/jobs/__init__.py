@@ -17,7 +17,8 @@ The modules, each importing only those listed before it:
 * ``queries``: one job, lists, waiting for a job to end;
 * ``create``: recording new jobs, resolving a checkpoint;
 * ``dispatch``: starting (embedded or on workers) and cancelling jobs;
-* ``hints``: why a queued job may be waiting (no worker consumes its queue).
+* ``hints``: why a queued job may be waiting (no worker consumes its queue);
+* ``runs``: training run folders, their sizes, and pruning them.
 
 It never imports ``unetbg.tasks``, ``unetbg.cli`` or ``unetbg.web``; tasks are found
 by name on the Celery app.
@@ -72,6 +73,7 @@ from unetbg.jobs.records import (
     settle_remove_dir,
     upsert_epoch_metrics,
 )
+from unetbg.jobs.runs import PrunePlan, RunView, list_runs, plan_prune, prune_runs
 from unetbg.jobs.store import db_session
 from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView
 
@@ -87,6 +89,8 @@ __all__ = [
     "JobNotFound",
     "JobView",
     "NoCheckpointError",
+    "PrunePlan",
+    "RunView",
     "best_checkpoint",
     "cancel_job",
     "claimant_fresh",
@@ -105,9 +109,12 @@ __all__ = [
     "list_epoch_metrics",
     "list_items",
     "list_jobs",
+    "list_runs",
     "mark_lost_jobs",
     "output_options_from_params",
     "output_options_to_params",
+    "plan_prune",
+    "prune_runs",
     "register_checkpoint",
     "describe_checkpoint",
     "resolve_checkpoint",

@@ -6,6 +6,7 @@ read them has closed, with ``to_dict()`` for JSON.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -124,10 +125,19 @@ class CheckpointView:
         value = (self.metrics or {}).get("iou")
         return float(value) if isinstance(value, int | float) else None
 
+    @property
+    def bytes(self) -> int | None:
+        """The file's size on disk now (``None`` when it is gone)."""
+        try:
+            return os.stat(self.path).st_size
+        except OSError:
+            return None
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["created_at"] = iso(self.created_at)
         out["val_iou"] = self.val_iou
+        out["bytes"] = self.bytes
         return out
 
 
