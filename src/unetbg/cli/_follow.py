@@ -44,6 +44,7 @@ class _WaitDisplay:
         self.done = 0
         self.started, self.first_done = time.monotonic(), job.progress_done
         self.line_state, self.line_done, self.line_at = None, job.progress_done, self.started
+        self.line_step: str | None = None
         self.hinted: set[str] = set()
         self.hint_at = float("-inf")
 
@@ -55,7 +56,8 @@ class _WaitDisplay:
         if view.progress_done > self.done:
             self.bar.update(view.progress_done - self.done)
             self.done = view.progress_done
-        self.bar.set_postfix_str(view.state, refresh=True)
+        postfix = view.state + (f", {view.step_text}" if view.step_text else "")
+        self.bar.set_postfix_str(postfix, refresh=True)
         if not self.tty:
             self._line(view)
 
@@ -79,18 +81,22 @@ class _WaitDisplay:
         now = time.monotonic()
         moved = view.progress_done - self.line_done
         step = max(1, (view.progress_total or 0) // 10)
+        stepped = view.step_text is not None and view.step_text != self.line_step
         if not (
             view.state != self.line_state
             or moved >= step
-            or (moved > 0 and now - self.line_at >= self.EVERY_S)
+            or ((moved > 0 or stepped) and now - self.line_at >= self.EVERY_S)
         ):
             return
         text = f"{view.id}: {view.state} {view.progress_done}/{view.progress_total} {self.unit}"
         elapsed, gained = now - self.started, view.progress_done - self.first_done
         if gained > 0 and elapsed > 0:
             text += f", {gained / elapsed:.2f} {self.unit}/s"
+        if view.step_text:
+            text += f" ({view.step_text})"
         click.echo(text, err=True)
         self.line_state, self.line_done, self.line_at = view.state, view.progress_done, now
+        self.line_step = view.step_text
 
     def close(self) -> None:
         """End the bar (a no-op without a terminal)."""

@@ -66,6 +66,8 @@ def describe(job) -> str:
         ),
         ("progress", progress_text(job)),
     ]
+    if job.step_text:  # a training job inside its epoch
+        rows.append(("step", job.step_text))
     if job.items:
         rows.append(("items", ", ".join(f"{n} {s}" for s, n in sorted(job.items.items()))))
     rows += [

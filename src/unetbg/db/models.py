@@ -53,6 +53,9 @@ class Job(Base):
     #: Items (remove-dir) or steps/epochs (train) done and in total.
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
+    #: A running training job's position inside its epoch (epoch, step/steps, loss,
+    #: images/s, ETA), written by its worker at a bounded rate.
+    step_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     #: Result figures of a finished job (evaluation metrics, final training metrics).
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

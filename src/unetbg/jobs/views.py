@@ -47,6 +47,8 @@ class JobView:
     finished_at: datetime | None
     heartbeat_at: datetime | None
     items: dict[str, int] = field(default_factory=dict)
+    #: A training job's position in its epoch (see :func:`step_text`), while it runs.
+    step_progress: dict[str, Any] | None = None
 
     @property
     def final(self) -> bool:
@@ -89,7 +91,34 @@ class JobView:
             finished_at=aware(job.finished_at),
             heartbeat_at=aware(job.heartbeat_at),
             items=items or {},
+            step_progress=job.step_progress,
         )
+
+    @property
+    def step_text(self) -> str | None:
+        """``epoch 2/3, step 40/100, loss 0.4120, 12.3 img/s, ETA 3m20s`` while a training
+        job runs; ``None`` otherwise."""
+        return None if self.final else step_text(self.step_progress)
+
+
+def step_text(progress: dict[str, Any] | None) -> str | None:
+    """The ``step_progress`` a training task records, for people (``None`` if empty)."""
+    if not progress:
+        return None
+    parts = [
+        f"epoch {progress['epoch']}/{progress['epochs']}",
+        f"step {progress['step']}/{progress['steps']}",
+    ]
+    if progress.get("loss") is not None:
+        parts.append(f"loss {progress['loss']:.4f}")
+    if progress.get("images_per_s"):
+        parts.append(f"{progress['images_per_s']:.1f} img/s")
+    if progress.get("eta_s") is not None:
+        minutes, seconds = divmod(round(progress["eta_s"]), 60)
+        hours, minutes = divmod(minutes, 60)
+        eta = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+        parts.append(f"ETA {eta} (training steps)")
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ is kept in ``last_model.pth``); a redelivered message resumes from there.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from celery import shared_task
@@ -15,6 +16,46 @@ from sqlalchemy import update
 from unetbg.db.models import Checkpoint, Job, utcnow
 from unetbg.jobs import end_job, jsonable, register_checkpoint, upsert_epoch_metrics
 from unetbg.tasks.base import CancelFlag, JobCancelled, JobTask
+
+#: Seconds between two writes of a training job's step progress.
+STEP_RECORD_S = 2.0
+
+
+class StepRecorder:
+    """``on_step`` for ``fit``: the job's ``step_progress`` (epoch, step/steps, running
+    loss, images/s, ETA of the training steps left), written at most every ``every_s``
+    seconds and at each epoch's last step, so a long epoch is never silent and a fast one
+    never floods the database."""
+
+    def __init__(self, task: JobTask, job_id: str, epochs: int, batch_size: int,
+                 every_s: float = STEP_RECORD_S) -> None:  # fmt: skip
+        self.task, self.job_id, self.epochs, self.batch_size = task, job_id, epochs, batch_size
+        self.every_s = every_s
+        self.first: tuple[float, int] | None = None  # (time, global step) of the first call
+        self.written = float("-inf")
+
+    def __call__(self, epoch: int, step: int, steps: int, figures: dict) -> None:
+        now, done = time.monotonic(), (epoch - 1) * steps + step
+        if self.first is None:
+            self.first = (now, done - 1)  # this call's own step took place just before
+        if now - self.written < self.every_s and step < steps:
+            return
+        self.written = now
+        elapsed, stepped = now - self.first[0], done - self.first[1]
+        rate = stepped / elapsed if elapsed > 0 else None
+        progress = {
+            "epoch": epoch,
+            "epochs": self.epochs,
+            "step": step,
+            "steps": steps,
+            "loss": figures.get("loss"),
+            "images_per_s": round(rate * self.batch_size, 2) if rate else None,
+            "eta_s": round((self.epochs * steps - done) / rate, 1) if rate else None,
+        }
+        with self.task.session() as session:
+            session.execute(
+                update(Job).where(Job.id == self.job_id).values(step_progress=jsonable(progress))
+            )
 
 
 @shared_task(bind=True, base=JobTask, name="unetbg.train_job")
@@ -61,6 +102,7 @@ def train_job(self: JobTask, job_id: str) -> dict:
             on_checkpoint=on_checkpoint,
             should_stop=stop,
             resume=True,
+            on_step=StepRecorder(self, job_id, cfg.epochs, cfg.batch_size),
         )
     summary = {
         "status": result.status,

@@ -27,7 +27,15 @@ from typing import Any
 
 from unetbg.model import resolve_device
 from unetbg.training.config import TrainConfig
-from unetbg.training.run import BEST, LAST, Hooks, OnCheckpoint, OnEpochEnd, TrainingRun
+from unetbg.training.run import (
+    BEST,
+    LAST,
+    Hooks,
+    OnCheckpoint,
+    OnEpochEnd,
+    OnStep,
+    TrainingRun,
+)
 
 
 @dataclass
@@ -86,6 +94,7 @@ def fit(
     on_checkpoint: OnCheckpoint | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
+    on_step: OnStep | None = None,
 ) -> FitResult:
     """Train ``cfg`` into ``run_dir``; see the module doc for the files written.
 
@@ -95,6 +104,8 @@ def fit(
     returns True the position is saved in ``last_model.pth`` and the result is ``cancelled``;
     ``resume=True`` then continues from there as if never interrupted. Without
     ``resume`` a ``run_dir`` that already holds a model is refused (``ValueError``).
+    ``on_step(epoch, step, steps_per_epoch, running_figures)`` hears every training step
+    (the caller bounds how often it records anything).
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -105,7 +116,7 @@ def fit(
     cfg = cfg.with_absolute_paths().for_device(device.type)
     with _log_to(run_dir / "train.log"):
         run = TrainingRun(
-            cfg, run_dir, device, Hooks(on_epoch_end, on_checkpoint, should_stop), resume
+            cfg, run_dir, device, Hooks(on_epoch_end, on_checkpoint, should_stop, on_step), resume
         )
         status = _train(run)
         evaluation = run.final_evaluation() if status != "cancelled" else None

@@ -53,6 +53,8 @@ BEST, LAST = "best_model.pth", "last_model.pth"
 
 OnEpochEnd = Callable[[int, dict[str, float], dict[str, float], float], None]
 OnCheckpoint = Callable[[Path, int, dict[str, float], bool], None]
+#: ``on_step(epoch, step, steps_per_epoch, running_figures)`` after every training step.
+OnStep = Callable[[int, int, int, dict[str, float]], None]
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Hooks:
     on_epoch_end: OnEpochEnd | None = None
     on_checkpoint: OnCheckpoint | None = None
     should_stop: Callable[[], bool] | None = None
+    on_step: OnStep | None = None
 
 
 def model_config_of(cfg: TrainConfig) -> ModelConfig:
@@ -204,6 +207,14 @@ class TrainingRun:
             else RunningMetrics(cfg.threshold)
         )
         with StepProgress(epoch, cfg.epochs, self.steps_per_epoch, state.step, log) as bar:
+            progress = bar
+            if self.hooks.on_step is not None:
+                on_step = self.hooks.on_step
+
+                def progress(step: int, total: int, figures: dict[str, float]) -> None:
+                    bar(step, total, figures)
+                    on_step(epoch, step, total, figures)
+
             outcome = train_one_epoch(
                 self.model,
                 self.data.train_loader,
@@ -220,7 +231,7 @@ class TrainingRun:
                 grad_clip=cfg.grad_clip,
                 threshold=cfg.threshold,
                 should_stop=self.hooks.should_stop,
-                progress=bar,
+                progress=progress,
                 ema=self.ema,
             )
         state.step, state.running = outcome.steps_done, outcome.running.state_dict()

@@ -66,6 +66,8 @@ def _job_section(job, settings) -> None:
     cols[1].metric("Progress", f"{job.progress_done}/{job.progress_total}")
     cols[2].metric("Attempts", job.attempts)
     cols[3].metric("Worker", job.worker_host or "-")
+    if job.step_text:  # a training job inside its epoch
+        st.caption(f"Now: {job.step_text}")
     if job.state == "running" and not jobs.heartbeat_fresh(job, settings):
         st.warning(
             f"No heartbeat within {settings.heartbeat_timeout} s: its worker may be lost "

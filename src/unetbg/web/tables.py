@@ -27,7 +27,8 @@ def jobs_table(jobs: Sequence[JobView]) -> pd.DataFrame:
                 "id": job.id,
                 "kind": job.kind,
                 "state": job.state,
-                "progress": f"{job.progress_done}/{job.progress_total}",
+                "progress": f"{job.progress_done}/{job.progress_total}"
+                + (f" ({job.step_text})" if job.step_text else ""),
                 "created": job.created_at,
                 "started": job.started_at,
                 "finished": job.finished_at,
