@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_jobs.py [--images 200] [--image-size 128]
         [--chunk-size 16] [--modes inprocess,celery1,celery2] [--overhead-images 48]
-        [--device cpu]
+        [--device cpu] [--rounds 1]
 
 Everything is real: COCO val JPEGs (../shared/data/coco-mini, repeated to reach
 ``--images``), a checkpoint of the full-size model (random weights: throughput does
@@ -168,6 +168,9 @@ def main() -> None:
     parser.add_argument("--modes", default="inprocess,celery1,celery2")
     parser.add_argument("--device", default="cpu", help="where the jobs run the model")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="in-process: job / network turns (best kept)"
+    )
+    parser.add_argument(
         "--overhead-images",
         type=int,
         default=48,
@@ -200,18 +203,33 @@ def main() -> None:
     try:
         if "inprocess" in modes:
             run_job(warm, root / "warm-out-inproc", checkpoint, 1, args.batch_size, args.device)
-            results["modes"]["inprocess"] = run_job(
-                inputs,
-                root / "out-inproc",
-                checkpoint,
-                args.chunk_size,
-                args.batch_size,
-                args.device,
-            )
-            net = network_only(inputs, checkpoint, args.batch_size, args.device)
-            results["network_only"] = net
+            # The job and the network alone take turns, each keeping its best round:
+            # other work on the machine then cannot favour one side of the ratio.
+            for r in range(args.rounds):
+                job = run_job(
+                    inputs,
+                    root / f"out-inproc-{r}",
+                    checkpoint,
+                    args.chunk_size,
+                    args.batch_size,
+                    args.device,
+                )
+                net = network_only(inputs, checkpoint, args.batch_size, args.device)
+                print(
+                    f"round {r + 1}: job {job['images_per_s']} img/s, "
+                    f"network {net['images_per_s']} img/s",
+                    file=sys.stderr,
+                )
+                best = results["modes"].get("inprocess")
+                if best is None or job["images_per_s"] > best["images_per_s"]:
+                    results["modes"]["inprocess"] = job
+                best = results.get("network_only")
+                if best is None or net["images_per_s"] > best["images_per_s"]:
+                    results["network_only"] = net
             results["inprocess_over_network"] = round(
-                results["modes"]["inprocess"]["images_per_s"] / net["images_per_s"], 3
+                results["modes"]["inprocess"]["images_per_s"]
+                / results["network_only"]["images_per_s"],
+                3,
             )
         celery_modes = [m for m in modes if m.startswith("celery")]
         if celery_modes:

@@ -58,9 +58,10 @@ class ModelInference:
     (CPU; extras ``unetbg[onnxruntime]``, ``unetbg[openvino]``), see
     :mod:`unetbg.backends`. ``fuse`` (default on): run the model with batch norms
     folded and decoder concatenations split (:mod:`unetbg.model.fuse`; same outputs
-    to float rounding, ~15 % faster on the CPU). ``limits``: threads and queue depths
-    of the folder loop (:class:`unetbg.removal.PipelineLimits`). A bad checkpoint
-    raises :class:`unetbg.model.CheckpointError`. Without ``checkpoint_path`` the default
+    to float rounding, ~40 % faster on the CPU, docs/performance.md). ``limits``:
+    threads and queue depths of the folder loop (:class:`unetbg.removal.PipelineLimits`;
+    default :func:`default_limits`). A bad checkpoint raises
+    :class:`unetbg.model.CheckpointError`. Without ``checkpoint_path`` the default
     model that ships with unetbg is used (:mod:`unetbg.weights`); the job database is
     not consulted here (``unetbg.jobs.resolve_checkpoint("best")`` does that).
     """
