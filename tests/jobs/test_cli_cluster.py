@@ -223,3 +223,39 @@ def _host() -> str:
     import socket
 
     return socket.gethostname()
+
+
+def test_lost_messages_are_flagged_and_retried(tmp_path, coco_mini, checkpoint, monkeypatch):
+    """A Redis restarted without persistence loses the queued chunks: the job stays
+    queued, `status` flags its images unclaimed past the visibility window, and
+    `unetbg retry` sends them again to a worker."""
+    from service_fixtures import start_redis
+    from unetbg import jobs
+
+    (tmp_path / "redis-data").mkdir()
+    redis = start_redis(tmp_path / "redis-data")
+    lossy = make_cluster(tmp_path, redis, UNETBG_VISIBILITY_TIMEOUT="8")
+    use_cluster(lossy, monkeypatch)
+    try:
+        copy_photos(coco_mini, tmp_path / "in", 3, offset=42)
+        job_id = jobs.create_remove_dir_job(tmp_path / "in", tmp_path / "out", str(checkpoint))
+        assert len(jobs.dispatch(job_id)) == 2  # two chunks queued, no worker yet
+        redis.restart()  # no appendonly: the queued messages are gone
+        lossy.start_worker()
+        time.sleep(3)
+        assert jobs.get_job(job_id).state == "queued"  # nobody will ever run it
+
+        def flagged():
+            done = unetbg(lossy, tmp_path, "status", job_id)
+            return "visibility window" in done.stderr and done
+
+        status = wait_until(flagged, 60, "status to flag the unclaimed images", interval=1)
+        assert "3 image(s) of job" in status.stderr and f"`unetbg retry {job_id}`" in status.stderr
+        retried = unetbg(lossy, tmp_path, "retry", job_id, "--wait", "--json")
+        assert retried.returncode == 0, retried.stderr + lossy.log_tail()
+        assert json.loads(retried.stdout)["items"] == {"succeeded": 3}
+        assert len(list((tmp_path / "out").rglob("*.png"))) == 3
+        assert "visibility window" not in unetbg(lossy, tmp_path, "status", job_id).stderr
+    finally:
+        lossy.stop_worker()
+        redis.stop()

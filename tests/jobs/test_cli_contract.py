@@ -75,6 +75,7 @@ def _usage_errors(tmp, photos, checkpoint, coco):
         (("submit-evaluate", junk, "--coco-root", coco), "refusing checkpoint"),
         (("status", "nosuchjob"), "no job"),
         (("cancel", "nosuchjob"), "no job"),
+        (("retry", "nosuchjob"), "no job"),
         (("jobs", "--state", "bogus"), "bogus"),
         (("checkpoints", "--job", "nosuchjob"), "no job"),
         (("runs", "prune", "--keep", -1), "--keep"),
@@ -125,3 +126,22 @@ def test_outcomes_exit_0_or_1(embedded_env, photos, tmp_path, checkpoint):
     assert run("cancel", job_id).exit_code == 0  # nothing to cancel is not an error
     bad = run("remove", photos / "broken.jpg", "-o", tmp_path / "one", "--checkpoint", checkpoint)
     assert bad.exit_code == 1 and "broken.jpg" in bad.stderr
+
+
+def test_retry_redoes_failed_images(embedded_env, photos, tmp_path, checkpoint):
+    import shutil
+
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    first = run("remove-dir", photos, tmp_path / "out", "--checkpoint", checkpoint)
+    assert first.exit_code == 1, first.output
+    job_id = first.stdout.splitlines()[0]
+    assert jobs.get_job(job_id).state == "partial"
+    shutil.copyfile(next(photos.glob("*.jpg")), photos / "broken.jpg")  # fixed
+
+    retried = run("retry", job_id[:5], "--json")
+    assert retried.exit_code == 0, retried.output
+    job = json.loads(retried.stdout)
+    assert job["id"] == job_id and job["state"] == "succeeded", job
+    assert job["items"] == {"succeeded": 6} and (tmp_path / "out" / "broken.png").is_file()
+    again = run("retry", job_id)
+    assert again.exit_code == 2 and "succeeded: nothing to retry" in again.stderr

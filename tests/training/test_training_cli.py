@@ -133,7 +133,7 @@ def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(coco_mini, tmp_path):
 def test_train_registers_its_checkpoints_and_never_reuses_a_run_folder(
     coco_mini, tmp_path, monkeypatch
 ):
-    from unetbg.jobs import list_checkpoints, resolve_checkpoint
+    from unetbg.jobs import list_checkpoints, list_jobs, resolve_checkpoint
     from unetbg.settings import get_settings
     from unetbg.training import resolve_config
     from unetbg.training.fit import fit
@@ -145,12 +145,13 @@ def test_train_registers_its_checkpoints_and_never_reuses_a_run_folder(
     first = _invoke(args)
     assert first.exit_code == 0, first.output
 
-    # Registered like a submitted job's, so `remove-dir --checkpoint best` finds it.
+    # Registered like a submitted job's (the run is a job), so `--checkpoint best` finds it.
     settings = get_settings()
     rows = list_checkpoints(settings=settings)
+    (job,) = list_jobs(settings=settings)
     assert sorted((Path(c.path).name, c.is_best, c.job_id, c.epoch) for c in rows) == [
-        ("best_model.pth", True, None, 1),
-        ("last_model.pth", False, None, 1),
+        ("best_model.pth", True, job.id, 1),
+        ("last_model.pth", False, job.id, 1),
     ]
     assert resolve_checkpoint("best", settings) == str((run / "best_model.pth").resolve())
 

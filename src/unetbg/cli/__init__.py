@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status:status", "Show one job and its items."),
     "jobs": ("list_jobs:list_jobs", "List recent jobs."),
     "cancel": ("cancel:cancel", "Cancel a queued or running job."),
+    "retry": ("retry:retry", "Send a job's unfinished or failed work again."),
     "checkpoints": ("checkpoints:checkpoints", "List registered checkpoints and their sizes."),
     "runs": ("runs:runs", "List training run folders; prune them to free disk space."),
     "worker": ("worker:worker", "Start a Celery worker."),

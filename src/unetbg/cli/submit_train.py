@@ -27,10 +27,19 @@ from unetbg.training.config import PRESETS
     help="Training source, repeatable (see `unetbg train --help`); replaces the preset's.",
 )
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N on the worker.")
+@click.option(
+    "--resume",
+    "resume",
+    metavar="RUN_OR_JOB",
+    default=None,
+    help="Continue a stopped (cancelled, lost, failed or finished) run from its "
+    "last_model.pth as a job: a training job's id, or a run folder. The options given "
+    "change its saved config (e.g. --epochs); --preset, --coco-root and --data do not apply.",
+)
 @click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it ends.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @field_options
-def submit_train(preset, coco_root, data, device, wait, as_json, **fields) -> None:
+def submit_train(preset, coco_root, data, device, resume, wait, as_json, **fields) -> None:
     """Submit a training job and print its id.
 
     Every TrainConfig field can be overridden (same options as `unetbg train`).
@@ -46,5 +55,12 @@ def submit_train(preset, coco_root, data, device, wait, as_json, **fields) -> No
         overrides["data"] = tuple(data)
     if device is not None:
         overrides["device"] = device
-    job_id = service_errors(lambda: jobs.create_train_job(preset, overrides))
+    if resume is not None:
+        if coco_root is not None or data:
+            raise click.UsageError(
+                "--resume continues a run with its own data: drop --coco-root/--data"
+            )
+        job_id = service_errors(lambda: jobs.resume_train_job(resume, overrides))
+    else:
+        job_id = service_errors(lambda: jobs.create_train_job(preset, overrides))
     submit_and_follow(job_id, wait, as_json)

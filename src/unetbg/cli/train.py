@@ -11,8 +11,10 @@ import json
 import logging
 import shutil
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import click
 
@@ -60,30 +62,76 @@ def _forget_failed_start(run_dir: Path, existed: set[str] | None) -> None:
             (run_dir / name).unlink(missing_ok=True)
 
 
-class _CheckpointRegistry:
-    """``on_checkpoint`` for a foreground run: register best/last in the job database
-    (no job), so ``--checkpoint best`` and ``unetbg checkpoints`` see them like a
-    submitted run's. A database that cannot be reached costs a warning, not the run."""
+def _record(cfg, run_dir: Path) -> str | None:
+    """Record this foreground run as a training job (``None``, with a warning, when the
+    job database cannot be used: the run goes on unrecorded)."""
+    from unetbg.jobs import record_train_run
 
-    def __init__(self) -> None:
-        self.failed = False
+    try:
+        return record_train_run(cfg, run_dir)
+    except Exception as exc:
+        logging.getLogger("unetbg").warning(
+            "this run is not recorded as a job and its checkpoints are not registered "
+            "(%s: %s); pass the file with --checkpoint PATH",
+            type(exc).__name__,
+            exc,
+        )
+        return None
 
-    def __call__(self, path: Path, epoch: int, metrics: dict, is_best: bool) -> None:
-        if self.failed:
-            return
-        from unetbg.jobs import db_session, register_checkpoint
 
+class _TaskThread(threading.Thread):
+    """Runs the training job's Celery task here (``Task.apply``, as embedded mode does,
+    whatever the broker), so a foreground run makes the records a worker's run makes."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(name=f"job-{job_id}", daemon=True)
+        self.job_id, self.result = job_id, None
+
+    def run(self) -> None:
+        from unetbg.workers.app import TRAIN_TASK, get_app
+
+        app = get_app()
+        app.loader.import_default_modules()
+        task = app.tasks[TRAIN_TASK]
+        self.result = task.apply(args=[self.job_id], task_id=f"{self.job_id}-train")
+
+
+def _run(cfg, run_dir: Path, job_id: str | None, fresh: bool) -> SimpleNamespace:
+    """Train, as the job ``job_id`` when there is one; Ctrl-C cancels (cooperatively: the
+    run keeps its position in last_model.pth). Returns the run's summary."""
+    if job_id is None:
+        from unetbg.training.fit import fit
+
+        result = fit(cfg, run_dir, resume=not fresh)
+        return SimpleNamespace(**{k: getattr(result, k) for k in _SUMMARY})
+    from unetbg import jobs
+    from unetbg.tasks.base import JobOutcome
+
+    runner = _TaskThread(job_id)
+    runner.start()
+    while runner.is_alive():
         try:
-            with db_session() as session:
-                register_checkpoint(session, None, path, epoch, metrics, is_best)
-        except Exception as exc:
-            self.failed = True
-            logging.getLogger("unetbg").warning(
-                "checkpoints of this run are not registered (%s: %s); "
-                "pass the file with --checkpoint PATH",
-                type(exc).__name__,
-                exc,
-            )
+            runner.join(0.5)
+        except KeyboardInterrupt:
+            click.echo(f"\ncancelling job {job_id} at its next step …", err=True)
+            jobs.cancel_job(job_id)
+    outcome = runner.result
+    if outcome.failed() and not isinstance(outcome.result, JobOutcome):
+        raise outcome.result
+    summary = jobs.get_job(job_id).result or {}
+    return SimpleNamespace(**{k: summary.get(k) for k in _SUMMARY})
+
+
+#: What a run's summary holds (``train_job``'s result, ``FitResult``'s fields).
+_SUMMARY = (
+    "status",
+    "epochs_completed",
+    "best_epoch",
+    "best_metrics",
+    "best_checkpoint",
+    "evaluation",
+    "seconds",
+)
 
 
 @click.command(
@@ -135,7 +183,10 @@ def train(preset, coco_root, data, device, resume_dir, output_dir, **fields) -> 
     """Train the model in the foreground; prints the run folder and the final figures.
 
     Values come from the preset (default: balanced), then from the options given here.
-    The checkpoints are registered like a submitted run's (`unetbg checkpoints`).
+    The run is recorded as a training job (`unetbg jobs`, `unetbg status JOB`, the web
+    page's curves) and its checkpoints are registered with it, as a submitted run's;
+    it runs in this process whatever the broker. Ctrl-C stops it at its next step,
+    keeping its position for --resume.
     """
     from unetbg.training.config import TrainConfig, resolve_config
 
@@ -173,17 +224,21 @@ def train(preset, coco_root, data, device, resume_dir, output_dir, **fields) -> 
 
     from unetbg.data import CocoError
     from unetbg.model import CheckpointError, EncoderWeightsError
-    from unetbg.training.fit import fit
 
     _setup_logging()
     click.echo(f"run folder: {run_dir}")
     fresh = resume_dir is None
     existed = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else None
+    job_id = _record(cfg, run_dir)
     try:
-        result = fit(cfg, run_dir, on_checkpoint=_CheckpointRegistry(), resume=not fresh)
+        result = _run(cfg, run_dir, job_id, fresh)
     except (CocoError, EncoderWeightsError, CheckpointError) as exc:
         if fresh:
             _forget_failed_start(run_dir, existed)
+            if job_id is not None:  # nothing ran: as if never started
+                from unetbg.jobs import forget_train_run
+
+                forget_train_run(job_id)
         if isinstance(exc, CocoError):  # not a usable COCO folder: fails before any step
             raise click.BadParameter(str(exc), param_hint="'--coco-root'") from exc
         if isinstance(exc, EncoderWeightsError) and cfg.encoder_weights == "imagenet":
@@ -212,3 +267,8 @@ def train(preset, coco_root, data, device, resume_dir, output_dir, **fields) -> 
             f"pixel accuracy {b['pixel_accuracy']:.4f})"
         )
     click.echo(f"best checkpoint: {result.best_checkpoint}")
+    if job_id is not None:
+        click.echo(f"job: {job_id} (`unetbg status {job_id}`)")
+    if result.status == "cancelled":
+        click.echo(f"continue it with `unetbg train --resume {run_dir}`", err=True)
+        sys.exit(1)

@@ -7,23 +7,29 @@ transaction and returns its id once committed; :func:`unetbg.jobs.dispatch` star
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from unetbg.db.models import Checkpoint, Job, JobItem
 from unetbg.durable import remove_stale_temporaries
 from unetbg.jobs.errors import JobError, NoCheckpointError
+from unetbg.jobs.liveness import heartbeat_fresh
 from unetbg.jobs.queries import list_checkpoints
-from unetbg.jobs.records import settle_remove_dir
-from unetbg.jobs.store import db_session
+from unetbg.jobs.records import reopen_job, settle_remove_dir
+from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.views import CheckpointView
 from unetbg.settings import Settings, get_settings
 from unetbg.weights import DEFAULT_SPEC, default_checkpoint
 
 if TYPE_CHECKING:
     from unetbg.removal import OutputOptions
+    from unetbg.training.config import TrainConfig
 
 
 def create_train_job(
@@ -58,9 +64,7 @@ def create_train_job(
             raise JobError(
                 f"{source.path} is not a {source.kind} folder (no {needed}/ folder in it)"
             )
-    config = cfg.to_dict()
-    if cfg.encoder_weights not in (None, "imagenet", "none"):  # a local file
-        config["encoder_weights"] = str(absolute(cfg.encoder_weights))
+    config = _config_params(cfg)
     with db_session(settings) as session:
         job = Job(kind="train", state="queued", progress_total=cfg.epochs)
         session.add(job)
@@ -72,6 +76,112 @@ def create_train_job(
             "run_dir": str(absolute(settings.runs_dir) / job.id),
         }
         return job.id
+
+
+def _config_params(cfg: TrainConfig) -> dict[str, Any]:
+    """``cfg`` as a job stores it: every path absolute (it crosses into workers)."""
+    config = cfg.with_absolute_paths().to_dict()
+    if cfg.encoder_weights not in (None, "imagenet", "none"):  # a local file
+        config["encoder_weights"] = str(absolute(cfg.encoder_weights))
+    return config
+
+
+def record_train_run(
+    cfg: TrainConfig, run_dir: str | os.PathLike, settings: Settings | None = None
+) -> str:
+    """Record a training run this process is about to run in the foreground (``unetbg
+    train``) as a job of kind train, so it is listed, its epochs and checkpoints belong
+    to it and the web page draws its curves. A run folder that already belongs to a
+    training job (``--resume``) continues that job; returns the job's id."""
+    settings = settings or get_settings()
+    run_dir, config = absolute(run_dir), _config_params(cfg)
+    with db_session(settings) as session:
+        job = _train_job_of(session, run_dir)
+        if job is not None:
+            _reopen(job, settings)
+            job.params = dict(job.params) | {"config": config}
+            job.progress_total = config["epochs"]
+            return job.id
+        job = Job(kind="train", state="queued", progress_total=config["epochs"])
+        session.add(job)
+        session.flush()
+        job.params = {
+            "preset": config.get("preset"),
+            "config": config,
+            "run_dir": str(run_dir),
+            "foreground": True,
+        }
+        return job.id
+
+
+def resume_train_job(
+    run_or_job: str, overrides: dict[str, Any] | None = None, settings: Settings | None = None
+) -> str:
+    """Make a stopped training run a queued job again, to continue from its
+    ``last_model.pth`` (``submit-train --resume``): ``run_or_job`` is a training job's id
+    (or prefix) or a run folder. The job that ran there is reopened (its epochs and
+    checkpoints stay its own); a folder no job knows (an older foreground run) gets a new
+    job with the folder's ``config.json``. ``overrides`` change that config (as
+    ``train --resume`` does, e.g. more epochs). Raises :class:`JobError` when there is
+    nothing to continue, or the job is still queued or running."""
+    from unetbg.training.config import TrainConfig
+
+    settings = settings or get_settings()
+    folder = Path(run_or_job).expanduser()
+    with db_session(settings) as session:
+        if folder.is_dir():
+            run_dir, job = absolute(folder), _train_job_of(session, absolute(folder))
+        else:
+            job = find_job(session, run_or_job)
+            if job.kind != "train":
+                raise JobError(f"job {job.id} is a {job.kind} job, not a training run")
+            run_dir = Path(job.params["run_dir"])
+        if not (run_dir / "last_model.pth").is_file():
+            raise JobError(f"{run_dir} holds no last_model.pth to continue from")
+        try:
+            saved = (
+                job.params["config"] if job else json.loads((run_dir / "config.json").read_text())
+            )
+            cfg = TrainConfig.from_dict(dict(saved) | dict(overrides or {}))
+        except (OSError, ValueError, TypeError) as exc:
+            raise JobError(f"cannot continue {run_dir}: {exc}") from None
+        config = _config_params(cfg)
+        if job is None:
+            job = Job(kind="train", state="queued")
+            session.add(job)
+            session.flush()
+            job.params = {"preset": cfg.preset, "run_dir": str(run_dir)}
+        else:
+            _reopen(job, settings)
+        job.params = dict(job.params) | {"config": config}
+        job.progress_total = cfg.epochs
+        return job.id
+
+
+def forget_train_run(job_id: str, settings: Settings | None = None) -> None:
+    """Delete the record of a foreground run that failed before its first step (a usage
+    error, such as a folder that is not a COCO root): as if it had never been started."""
+    with db_session(settings or get_settings()) as session:
+        job = find_job(session, job_id)
+        if job.kind == "train" and (job.params or {}).get("foreground") and not job.attempts > 1:
+            session.delete(job)
+
+
+def _train_job_of(session: Session, run_dir: Path) -> Job | None:
+    """The newest training job whose run folder is ``run_dir``, if any."""
+    rows = session.scalars(
+        select(Job).where(Job.kind == "train").order_by(Job.created_at.desc())
+    ).all()
+    return next((j for j in rows if (j.params or {}).get("run_dir") == str(run_dir)), None)
+
+
+def _reopen(job: Job, settings: Settings) -> None:
+    """Queue a stopped training job again (its record kept); refuse a live one."""
+    if job.state == "queued" or (job.state == "running" and heartbeat_fresh(job, settings)):
+        raise JobError(
+            f"job {job.id} is {job.state}: nothing to continue (`unetbg cancel {job.id}` first)"
+        )
+    reopen_job(job)
 
 
 def create_evaluate_job(

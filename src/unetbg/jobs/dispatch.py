@@ -27,7 +27,13 @@ from unetbg.db.models import FINAL_JOB_STATES, Job, JobItem, utcnow
 from unetbg.jobs.errors import JobError
 from unetbg.jobs.liveness import heartbeat_fresh
 from unetbg.jobs.queries import get_job, job_view, wait_for_job
-from unetbg.jobs.records import OPEN_ITEM_STATES, end_job, fail_job, settle_remove_dir
+from unetbg.jobs.records import (
+    OPEN_ITEM_STATES,
+    end_job,
+    fail_job,
+    reopen_job,
+    settle_remove_dir,
+)
 from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.views import JobView
 from unetbg.settings import Settings, get_settings, mask_url
@@ -201,6 +207,42 @@ def wait_for_run(
             item_states=("pending", "running"),
         )
         return get_job(job_id)
+
+
+# ---------------------------------------------------------------------------------------
+# Retry
+
+
+def retry_job(job_id: str, settings: Settings | None = None) -> str:
+    """Make a job's unfinished work ready to be sent again (``unetbg retry``); returns the
+    job's id, to :func:`dispatch` (or :func:`start_job`) next.
+
+    For messages lost on the way (a Redis restarted without persistence) and for work that
+    ended badly. A remove-dir job's failed and cancelled images become pending again and
+    every chunk with open images is then sent again (a chunk claims only images nobody live
+    holds, so a message that was not lost after all does no harm). A training or
+    evaluation job still ``queued`` is sent again (a duplicate of a live run is deferred);
+    one that stopped is reopened, and a training run resumes from its ``last_model.pth``.
+    A succeeded job has nothing to retry (:class:`JobError`).
+    """
+    settings = settings or get_settings()
+    with db_session(settings) as session:
+        job = find_job(session, job_id, for_update=True)
+        if job.state == "succeeded":
+            raise JobError(f"job {job.id} succeeded: nothing to retry")
+        if job.kind == "remove_dir":
+            again = session.execute(
+                update(JobItem)
+                .where(JobItem.job_id == job.id, JobItem.state.in_(("failed", "cancelled")))
+                .values(state="pending", error=None, claimed_by=None, updated_at=utcnow())
+            ).rowcount
+            if job.state in FINAL_JOB_STATES and again:
+                reopen_job(job)
+        elif job.state in FINAL_JOB_STATES or (
+            job.state == "running" and not heartbeat_fresh(job, settings)
+        ):
+            reopen_job(job)  # its worker is gone: the next attempt takes over
+        return job.id
 
 
 # ---------------------------------------------------------------------------------------

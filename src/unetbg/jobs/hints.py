@@ -1,15 +1,24 @@
 """Why a job may be waiting: notes for ``unetbg status`` and ``--wait``.
 
-Only in broker mode, and only for a job still ``queued``: after
-:data:`QUEUE_HINT_AFTER_S` seconds, whether any worker consumes its queue (Celery's
-inspect ``active_queues``), naming the queue and the command that starts a worker for it.
+Only in broker mode, and only for a job not yet final:
+
+* its images (or, for a whole-job task never started, the job) have waited unclaimed
+  for longer than the visibility window (``UNETBG_VISIBILITY_TIMEOUT``): their queued
+  messages are probably lost, e.g. to a Redis restarted without persistence, and
+  ``unetbg retry JOB`` sends them again;
+* after :data:`QUEUE_HINT_AFTER_S` seconds still ``queued``: whether any worker consumes
+  its queue (Celery's inspect ``active_queues``), naming the queue and the command that
+  starts a worker for it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from unetbg.db.models import utcnow
+from sqlalchemy import func, select
+
+from unetbg.db.models import JobItem, utcnow
+from unetbg.jobs.store import db_session
 from unetbg.jobs.views import JobView
 from unetbg.settings import Settings, get_settings
 
@@ -20,13 +29,43 @@ QUEUE_HINT_AFTER_S = 5.0
 def waiting_hints(
     job: JobView, settings: Settings | None = None, now: datetime | None = None
 ) -> list[str]:
-    """Notes on why ``job`` is still queued (empty when nothing looks wrong)."""
+    """Notes on why ``job`` is still waiting (empty when nothing looks wrong)."""
     settings = settings or get_settings()
-    if settings.embedded or job.state != "queued":
+    if settings.embedded or job.final:
         return []
-    waited = ((now or utcnow()) - job.created_at).total_seconds()
-    if waited < QUEUE_HINT_AFTER_S:
+    now = now or utcnow()
+    hints = _unclaimed(job, settings, now)
+    if job.state == "queued" and (now - job.created_at).total_seconds() >= QUEUE_HINT_AFTER_S:
+        hints += _no_consumer(job, settings)
+    return hints
+
+
+def _unclaimed(job: JobView, settings: Settings, now: datetime) -> list[str]:
+    window = settings.visibility_timeout
+    since = now - timedelta(seconds=window)
+    if job.kind == "remove_dir":
+        with db_session(settings) as session:
+            waiting = session.scalar(
+                select(func.count()).where(
+                    JobItem.job_id == job.id,
+                    JobItem.state == "pending",
+                    JobItem.updated_at < since,
+                )
+            )
+        what = f"{waiting} image(s) of job {job.id} have" if waiting else None
+    else:  # a whole-job task: only a job never started tells (a reopened one is newer)
+        fresh = job.state == "queued" and job.attempts == 0 and job.created_at < since
+        what = f"job {job.id} has" if fresh else None
+    if what is None:
         return []
+    return [
+        f"{what} waited unclaimed for longer than the visibility window ({window} s, "
+        "UNETBG_VISIBILITY_TIMEOUT): the queued messages are probably lost (a Redis "
+        f"restarted without persistence?); send them again with `unetbg retry {job.id}`"
+    ]
+
+
+def _no_consumer(job: JobView, settings: Settings) -> list[str]:
     # Here, not at the top: reading jobs needs no Celery.
     from unetbg.workers.app import queue_consumers, queue_for
 

@@ -53,6 +53,13 @@ def end_job(job: Job, state: str, error: str | None = None) -> None:
         job.error = error
 
 
+def reopen_job(job: Job) -> None:
+    """Queue a job that ended, or whose worker is gone, again, keeping its record (items,
+    epochs, checkpoints, attempts): the next attempt claims it afresh."""
+    job.state, job.error, job.finished_at, job.result = "queued", None, None, None
+    job.cancel_requested, job.worker_host = False, None
+
+
 def settle_remove_dir(session: Session, job: Job) -> None:
     """Refresh a remove-dir job's progress; make it final once every item is.
 
