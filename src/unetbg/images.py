@@ -13,8 +13,13 @@ Files are identified by their content, never by their extension (a PNG named
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
+import re
+import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -43,10 +48,111 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 class ImageError(ValueError):
     """An image could not be read; ``reason`` is a short, specific explanation."""
 
+    #: The reason without its bracketed detail, when the detail is the decoder's.
+    detail: str | None = None
+
     def __init__(self, reason: str, path: str | os.PathLike | None = None):
         self.reason = reason
         self.path = None if path is None else str(path)
         super().__init__(reason if path is None else f"{path}: {reason}")
+
+
+# ---------------------------------------------------------------------------------------
+# What the decoders say about one image
+#
+# libtiff reports through process-wide handlers that print to stderr ("tempfile.tif:
+# Fax4Decode: Bad code word"), and Pillow warns through `warnings`; neither names the
+# file. Both are caught here, per thread, while one image is read: a failed image gets
+# the decoder's own words in its reason, a good one logs them (INFO) with its name, and
+# stderr stays quiet.
+
+_decoding = threading.local()
+_hooks_lock = threading.Lock()
+_hooks: list = []  # the installed ctypes callbacks, kept alive for the process
+
+
+def _note(text: str) -> bool:
+    """Record ``text`` for the image this thread is reading; False when none is."""
+    messages = getattr(_decoding, "messages", None)
+    if messages is None:
+        return False
+    text = text.strip().rstrip(".")
+    if text and text not in messages:
+        messages.append(text)
+    return True
+
+
+def _route_pillow_warnings() -> None:
+    """Pillow's warnings go to :func:`_note` while an image is read (else as before).
+    Done at import, so that ``warnings.catch_warnings`` blocks entered later keep it."""
+    show = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if not ("PIL" in Path(filename).parts and _note(str(message))):
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+    # Each image's warnings, not only the first of a kind; our pixel limit is the guard,
+    # so Pillow's bomb warning is noise.
+    warnings.filterwarnings("always", module=r"PIL\.")
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+_route_pillow_warnings()
+
+
+def _install_hooks() -> None:
+    """Route libtiff's messages to :func:`_note` (once, on the first image read)."""
+    with _hooks_lock:
+        if not _hooks:
+            _hooks.append(None)  # tried (libtiff's handlers may not be installable)
+            _install_libtiff_handlers()
+
+
+def _install_libtiff_handlers() -> None:
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"):
+        return  # va_list is passed as a pointer there; elsewhere libtiff keeps stderr
+    from PIL import _imaging  # noqa: F401  (loads the libtiff Pillow uses)
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libtiff" in line.rsplit("/", 1)[-1]}
+        (path,) = paths or (None,)
+        if path is None:
+            return
+        libtiff, libc = ctypes.CDLL(path), ctypes.CDLL(None)
+    except (OSError, ValueError):
+        return
+    vsnprintf = libc.vsnprintf
+    vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+    handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
+
+    def handler(module, fmt, args) -> None:
+        text = ctypes.create_string_buffer(1024)
+        vsnprintf(text, len(text), fmt, args)
+        message = text.value.decode(errors="replace")
+        if not _note(message):
+            log.warning("libtiff: %s", message)
+
+    callback = handler_type(handler)
+    for name in ("TIFFSetErrorHandler", "TIFFSetWarningHandler"):
+        setter = getattr(libtiff, name)
+        setter.argtypes, setter.restype = [handler_type], ctypes.c_void_p
+        setter(callback)
+    _hooks.append(callback)
+
+
+class _Messages:
+    """``with _Messages() as said:`` collects what the decoders say in this thread."""
+
+    def __enter__(self) -> list[str]:
+        _install_hooks()
+        self.outer = getattr(_decoding, "messages", None)
+        _decoding.messages = []
+        return _decoding.messages
+
+    def __exit__(self, *exc) -> None:
+        _decoding.messages = self.outer
 
 
 def default_max_pixels() -> int:
@@ -88,6 +194,19 @@ def read_image(source: str | os.PathLike | BinaryIO, max_pixels: int | None = No
 
 
 def _read_stream(fh: BinaryIO, limit: int, path: Path | None) -> np.ndarray:
+    with _Messages() as said:
+        try:
+            image = _decode(fh, limit, path, said)
+        except ImageError as exc:
+            if said and exc.detail is not None:  # the decoder's words, not its error code
+                raise ImageError(f"{exc.detail} ({'; '.join(said[:3])})", path) from None
+            raise
+    if said:
+        log.info("%s: decoded with warnings: %s", path or "image", "; ".join(said))
+    return image
+
+
+def _decode(fh: BinaryIO, limit: int, path: Path | None, said: list[str]) -> np.ndarray:
     head = fh.read(16)
     if not head:
         raise ImageError("empty file (0 bytes)", path)
@@ -104,14 +223,16 @@ def _read_stream(fh: BinaryIO, limit: int, path: Path | None) -> np.ndarray:
             try:
                 im.verify()
             except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-                raise ImageError(f"corrupt PNG ({_short(exc)})", path) from None
+                raise _decode_error(exc, kind, path) from None
         fh.seek(0)
     with _open(fh, limit, kind, path) as im:
         try:
             # Decode now: a truncated or corrupt file fails here, not half-decoded.
             im.load()
+        except Image.DecompressionBombError as exc:  # sizes known only now (ICNS)
+            raise _too_many(exc, limit, path) from None
         except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
-            raise ImageError(_decode_reason(exc, im.format or kind), path) from None
+            raise _decode_error(exc, im.format or kind, path) from None
         try:
             return to_rgb_array(im)
         except ImageError as exc:
@@ -119,28 +240,25 @@ def _read_stream(fh: BinaryIO, limit: int, path: Path | None) -> np.ndarray:
 
 
 def _open(fh: BinaryIO, limit: int, kind: str | None, path: Path | None) -> Image.Image:
+    # Pillow refuses on its own above 2 × Image.MAX_IMAGE_PIXELS: never below our limit,
+    # so that raising UNETBG_MAX_IMAGE_PIXELS is all it takes to allow larger images.
+    if Image.MAX_IMAGE_PIXELS is not None and limit > 2 * Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit // 2 + 1
     try:
-        with warnings.catch_warnings():
-            # Our own limit below is the guard; Pillow's warning would only be noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(fh)
+        im = Image.open(fh)
     except Image.DecompressionBombError as exc:
-        # Pillow refuses on its own above 2 × Image.MAX_IMAGE_PIXELS.
-        raise ImageError(f"too many pixels: {exc}", path) from None
+        raise _too_many(exc, limit, path) from None
     except UnidentifiedImageError:
         if kind is None:
             raise ImageError("not a recognised image format", path) from None
         raise ImageError(f"corrupt {kind} (header cannot be parsed)", path) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(_decode_reason(exc, kind), path) from None
+        raise _decode_error(exc, kind, path) from None
     width, height = im.size
     if width * height > limit:
         im.close()
-        raise ImageError(
-            f"too many pixels: {width}×{height} = {width * height:,} exceeds the limit of "
-            f"{limit:,} (decompression-bomb guard; raise UNETBG_MAX_IMAGE_PIXELS to allow)",
-            path,
-        )
+        size = f"{width}×{height} = {width * height:,}"
+        raise ImageError(_too_many_text(size, width * height, limit), path)
     if width == 0 or height == 0:
         im.close()
         raise ImageError(f"image has no pixels ({width}×{height})", path)
@@ -152,12 +270,32 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _decode_reason(exc: BaseException, fmt: str | None) -> str:
-    text = str(exc)
-    name = fmt or "image"
-    if "truncated" in text.lower() or isinstance(exc, EOFError):
-        return f"truncated {name} file ({_short(exc)})"
-    return f"corrupt {name} data ({_short(exc)})"
+def _too_many_text(size: str, pixels: int | None, limit: int) -> str:
+    allow = f"UNETBG_MAX_IMAGE_PIXELS={pixels}" if pixels else "a larger UNETBG_MAX_IMAGE_PIXELS"
+    return (
+        f"too many pixels: {size} exceeds the limit of {limit:,} (decompression-bomb "
+        f"guard, UNETBG_MAX_IMAGE_PIXELS; to allow this image set {allow})"
+    )
+
+
+def _too_many(exc: Image.DecompressionBombError, limit: int, path: Path | None) -> ImageError:
+    """Pillow's own refusal, in our words and with our limit (its text cites its own)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = int(found[1]) if found else None
+    return ImageError(_too_many_text(f"{pixels:,}" if pixels else "it", pixels, limit), path)
+
+
+def _decode_error(exc: BaseException, fmt: str | None, path: Path | None) -> ImageError:
+    """A decoder's failure as one wording per cause: ``truncated PNG file`` wherever the
+    data ends early (Pillow says "Truncated File Read", "image file is truncated", …),
+    else ``corrupt PNG data``; the detail in brackets. ``detail`` keeps the first part,
+    for :func:`_read_stream` to put the decoder's own messages in the brackets."""
+    text, name = str(exc), fmt or "image"
+    truncated = "truncated" in text.lower() or isinstance(exc, EOFError)
+    detail = f"truncated {name} file" if truncated else f"corrupt {name} data"
+    error = ImageError(f"{detail} ({_short(exc)})", path)
+    error.detail = detail
+    return error
 
 
 def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
