@@ -145,3 +145,32 @@ def test_retry_redoes_failed_images(embedded_env, photos, tmp_path, checkpoint):
     assert job["items"] == {"succeeded": 6} and (tmp_path / "out" / "broken.png").is_file()
     again = run("retry", job_id)
     assert again.exit_code == 2 and "succeeded: nothing to retry" in again.stderr
+
+
+def test_unclaimed_images_are_flagged_only_while_the_job_does_not_move(
+    embedded_env, photos, tmp_path, checkpoint
+):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from unetbg.db.models import Job, JobItem, utcnow
+    from unetbg.settings import get_settings
+
+    job_id = jobs.create_remove_dir_job(photos, tmp_path / "out", str(checkpoint), chunk_size=2)
+    # As a worker would see it: a broker (never called here) and a one-minute window.
+    env = {"UNETBG_DATA_DIR": str(embedded_env), "UNETBG_VISIBILITY_TIMEOUT": "60"}
+    settings = get_settings(env | {"UNETBG_BROKER_URL": "redis://127.0.0.1:1/0"})
+    long_ago = utcnow() - timedelta(minutes=5)
+    with jobs.db_session() as session:
+        session.get(Job, job_id).state = "running"  # a chunk ran; the other messages are lost
+        session.execute(update(JobItem).values(updated_at=long_ago))
+    (hint,) = jobs.waiting_hints(jobs.get_job(job_id), settings)
+    assert hint.startswith(f"5 image(s) of job {job_id} have waited unclaimed")
+    assert f"`unetbg retry {job_id}`" in hint
+
+    with jobs.db_session() as session:  # one image just finished: the job moves
+        item = session.query(JobItem).filter_by(job_id=job_id).first()
+        item.state, item.updated_at = "succeeded", utcnow()
+    assert jobs.waiting_hints(jobs.get_job(job_id), settings) == []
+    assert jobs.waiting_hints(jobs.get_job(job_id)) == []  # embedded: never

@@ -2,10 +2,10 @@
 
 Only in broker mode, and only for a job not yet final:
 
-* its images (or, for a whole-job task never started, the job) have waited unclaimed
-  for longer than the visibility window (``UNETBG_VISIBILITY_TIMEOUT``): their queued
-  messages are probably lost, e.g. to a Redis restarted without persistence, and
-  ``unetbg retry JOB`` sends them again;
+* its images (or, for a whole-job task never started, the job) have waited unclaimed,
+  with nothing of the job moving, for longer than the visibility window
+  (``UNETBG_VISIBILITY_TIMEOUT``): their queued messages are probably lost, e.g. to a
+  Redis restarted without persistence, and ``unetbg retry JOB`` sends them again;
 * after :data:`QUEUE_HINT_AFTER_S` seconds still ``queued``: whether any worker consumes
   its queue (Celery's inspect ``active_queues``), naming the queue and the command that
   starts a worker for it.
@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from unetbg.db.models import JobItem, utcnow
 from unetbg.jobs.store import db_session
-from unetbg.jobs.views import JobView
+from unetbg.jobs.views import JobView, aware
 from unetbg.settings import Settings, get_settings
 
 #: A job queued for less long than this is not worth a broadcast to the workers.
@@ -44,15 +44,17 @@ def _unclaimed(job: JobView, settings: Settings, now: datetime) -> list[str]:
     window = settings.visibility_timeout
     since = now - timedelta(seconds=window)
     if job.kind == "remove_dir":
+        # Only while nothing of the job moves: in a long job on busy workers, the last
+        # chunks may well wait longer than the window behind the others.
         with db_session(settings) as session:
-            waiting = session.scalar(
-                select(func.count()).where(
-                    JobItem.job_id == job.id,
-                    JobItem.state == "pending",
-                    JobItem.updated_at < since,
-                )
-            )
-        what = f"{waiting} image(s) of job {job.id} have" if waiting else None
+            latest, waiting = session.execute(
+                select(
+                    func.max(JobItem.updated_at),
+                    func.count().filter(JobItem.state == "pending"),
+                ).where(JobItem.job_id == job.id)
+            ).one()
+        stale = latest is not None and aware(latest) < since
+        what = f"{waiting} image(s) of job {job.id} have" if waiting and stale else None
     else:  # a whole-job task: only a job never started tells (a reopened one is newer)
         fresh = job.state == "queued" and job.attempts == 0 and job.created_at < since
         what = f"job {job.id} has" if fresh else None
