@@ -65,10 +65,13 @@ def _forget_failed_start(run_dir: Path, existed: set[str] | None) -> None:
 def _record(cfg, run_dir: Path) -> str | None:
     """Record this foreground run as a training job (``None``, with a warning, when the
     job database cannot be used: the run goes on unrecorded)."""
-    from unetbg.jobs import record_train_run
+    from unetbg.cli._service import RequestError
+    from unetbg.jobs import JobError, record_train_run
 
     try:
         return record_train_run(cfg, run_dir)
+    except JobError as exc:  # e.g. its job is running elsewhere: never train beside it
+        raise RequestError(str(exc)) from None
     except Exception as exc:
         logging.getLogger("unetbg").warning(
             "this run is not recorded as a job and its checkpoints are not registered "
@@ -116,6 +119,8 @@ def _run(cfg, run_dir: Path, job_id: str | None, fresh: bool) -> SimpleNamespace
             click.echo(f"\ncancelling job {job_id} at its next step …", err=True)
             jobs.cancel_job(job_id)
     outcome = runner.result
+    if outcome is None:  # the thread ended before the task could run
+        raise click.ClickException(f"job {job_id}: the training task did not run")
     if outcome.failed() and not isinstance(outcome.result, JobOutcome):
         raise outcome.result
     summary = jobs.get_job(job_id).result or {}
@@ -135,7 +140,8 @@ _SUMMARY = (
 
 
 @click.command(
-    epilog="\b\nExit status: 0 the run ended (finished, or stopped early), 1 it failed, "
+    epilog="\b\nExit status: 0 the run ended (finished, or stopped early), 1 it failed or "
+    "was cancelled (Ctrl-C), "
     "2 usage error (bad option, missing or unusable folder, a device this machine "
     "lacks, encoder weights unavailable): nothing is trained then."
 )
