@@ -22,7 +22,12 @@ from unetbg.cli._service import EXIT_HELP, exit_code, service_errors
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(job_id: str, items: str | None, as_json: bool) -> None:
-    """Show one job (any unique prefix of its id, 2 characters or more, is enough)."""
+    """Show one job (any unique prefix of its id, 2 characters or more, is enough).
+
+    A training job shows its step inside the epoch. Notes on why a job waits (no worker
+    consumes its queue; images unclaimed past the visibility window, their messages
+    probably lost: `unetbg retry JOB`) go to stderr, and to "hints" under --json.
+    """
     from unetbg import jobs
 
     def load():
