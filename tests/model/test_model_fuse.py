@@ -32,10 +32,14 @@ def photos(coco_mini: Path) -> list[np.ndarray]:
     [ModelConfig(), ModelConfig(decoder_channels=(32, 16, 16, 8, 8), attention=None)],
     ids=["default", "small-no-attention"],
 )
-@pytest.mark.parametrize("split", [True, False], ids=["split", "fold-only"])
-def test_fused_matches_unfused_on_real_photos(photos, config, split) -> None:
+@pytest.mark.parametrize(
+    ("split", "transposed"),
+    [(True, True), (True, False), (False, True)],
+    ids=["default", "split-upsample-conv", "fold-only"],
+)
+def test_fused_matches_unfused_on_real_photos(photos, config, split, transposed) -> None:
     model = calibrated_model(config, photos)
-    fused = fuse_for_inference(model, split=split)
+    fused = fuse_for_inference(model, split=split, transposed=transposed)
     assert isinstance(fused, FusedAttentionUNet)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     prep = Preprocessing(image_size=SIZE)
