@@ -26,8 +26,8 @@ batch_size_option = click.option(
 
 
 def output_option_flags(command: F) -> F:
-    """Add ``--kind``, ``--threshold``, ``--color``, ``--background`` and ``--format``
-    (parameter ``output_format``) to ``command``; pass ``kind`` through
+    """Add ``--kind``, ``--threshold``, ``--color``, ``--background``, ``--format``
+    (parameter ``output_format``) and ``--png-level`` to ``command``; pass ``kind`` through
     :func:`resolve_kind`."""
     decorators = [
         click.option(
@@ -59,6 +59,13 @@ def output_option_flags(command: F) -> F:
             default="png",
             show_default=True,
             help="png and webp keep transparency; jpeg only for --kind color/background.",
+        ),
+        click.option(
+            "--png-level",
+            type=click.IntRange(0, 9),
+            default=None,
+            help="PNG zlib level (default 1: fast; 9: ~10 % smaller files, ~10x slower to "
+            "write; docs/performance.md).",
         ),
     ]
     # Stacked decorators apply bottom-up: the same here keeps this order in --help.

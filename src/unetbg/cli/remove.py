@@ -52,12 +52,6 @@ STDIO = "-"
     help="What runs the network: torch, or (CPU) onnxruntime / openvino from the extras "
     "unetbg[onnxruntime] / unetbg[openvino]. See docs/performance.md.",
 )
-@click.option(
-    "--png-level",
-    type=click.IntRange(0, 9),
-    default=None,
-    help="PNG zlib level (default 1: fast; 9: ~10 % smaller files, ~10x slower to write).",
-)
 def remove(images: tuple[Path, ...], output_dir: Path, **options) -> None:
     """Remove the background around the people in IMAGE... .
 

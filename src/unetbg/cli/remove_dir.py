@@ -58,6 +58,7 @@ def remove_dir(
     threshold,
     color,
     background,
+    png_level,
     device,
     as_json,
 ) -> None:
@@ -83,6 +84,7 @@ def remove_dir(
             threshold=threshold,
             color=color or (255, 255, 255),
             background=background,
+            png_level=png_level,
             chunk_size=chunk_size,
             batch_size=batch_size,
             overwrite=overwrite,

@@ -28,7 +28,6 @@ from unetbg.settings import Settings, get_settings
 from unetbg.weights import DEFAULT_SPEC, default_checkpoint
 
 if TYPE_CHECKING:
-    from unetbg.removal import OutputOptions
     from unetbg.training.config import TrainConfig
 
 
@@ -232,6 +231,7 @@ def create_remove_dir_job(
     threshold: float | None = None,
     color: str | Sequence[int] = (255, 255, 255),
     background: str | None = None,
+    png_level: int | None = None,
     chunk_size: int | None = None,
     batch_size: int = 4,
     overwrite: bool = False,
@@ -266,6 +266,7 @@ def create_remove_dir_job(
             color=color,
             background=background_path,
             format=output_format,
+            png_level=png_level,
         )
         planned = plan_folder(
             input_dir,
@@ -276,7 +277,7 @@ def create_remove_dir_job(
         )
     except (ValueError, OSError) as exc:
         raise JobError(str(exc)) from None
-    options = output_options_to_params(parsed)
+    options = parsed.to_params()
     if not planned:
         raise JobError(f"no images found in {input_dir}")
 
@@ -326,25 +327,6 @@ def absolute(path: str | os.PathLike) -> Path:
     """``path`` made absolute and resolved (``~`` expanded), as every path a job records
     must be: the workers that read it run in other folders, or on other machines."""
     return Path(path).expanduser().resolve()
-
-
-def output_options_to_params(options: OutputOptions) -> dict[str, Any]:
-    """``options`` as the JSON a remove-dir job stores (``params["options"]``)."""
-    return {
-        "kind": options.kind,
-        "threshold": options.threshold,
-        "color": list(options.color),
-        "background": options.background,
-        "format": options.format,
-    }
-
-
-def output_options_from_params(stored: dict[str, Any]) -> OutputOptions:
-    """The :class:`unetbg.removal.OutputOptions` stored by :func:`output_options_to_params`
-    (the chunk task rebuilds them from the job's params)."""
-    from unetbg.removal import OutputOptions
-
-    return OutputOptions(**dict(stored) | {"color": tuple(stored["color"])})
 
 
 # ---------------------------------------------------------------------------------------

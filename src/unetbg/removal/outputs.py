@@ -62,6 +62,23 @@ class OutputOptions:
     format: str = "png"
     png_level: int | None = None
 
+    def to_params(self) -> dict[str, Any]:
+        """These options as JSON, as a remove-dir job stores them (``params["options"]``);
+        the background is recorded by path."""
+        return {
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "color": list(self.color),
+            "background": self.background,
+            "format": self.format,
+            "png_level": self.png_level,
+        }
+
+    @classmethod
+    def from_params(cls, stored: dict[str, Any]) -> OutputOptions:
+        """Inverse of :meth:`to_params` (jobs recorded before ``png_level`` lack it)."""
+        return cls(**dict(stored) | {"color": tuple(stored["color"])})
+
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown kind {self.kind!r}; choose one of {', '.join(KINDS)}")

@@ -24,7 +24,6 @@ from unetbg.jobs import (
     OPEN_ITEM_STATES,
     claimant_fresh,
     fail_job,
-    output_options_from_params,
     settle_remove_dir,
     worker_alive,
     worker_identity,
@@ -213,7 +212,7 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
             removed,
         )
     from unetbg.model import resolve_device
-    from unetbg.removal import PlannedItem, process_images
+    from unetbg.removal import OutputOptions, PlannedItem, process_images
 
     settings, params = self.settings, claim.params
     claimed_ids = [item_id for item_id, _, _ in claim.rows]
@@ -226,7 +225,7 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
         fail_job(job_id, reason, settings)
         self.close_items(job_id, claimed_ids, "failed", "not processed: the job failed (device)")
         raise ImagesFailed(f"job {job_id}: {reason}") from None
-    options = output_options_from_params(params["options"])
+    options = OutputOptions.from_params(params["options"])
     handle = model_for(
         params["checkpoint"], device, params.get("batch_size", 4), settings.max_image_pixels
     )
