@@ -79,6 +79,7 @@ ALLOWED: dict[str, set[str]] = {
     # Tasks by name through the Celery app; removal and training.config at submit time.
     "jobs": {"db", "settings", "workers", "durable", "removal", "training", "weights"},
     "tasks": {
+        "backends",
         "jobs",
         "db",
         "settings",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -41,3 +43,20 @@ def test_remove_dir_records_and_applies_the_png_level(embedded_env, tmp_path, ch
         assert Image.open(outputs[level]).size == (64, 48)
     # Level 0 stores the RGBA pixels uncompressed; level 9 compresses them.
     assert outputs[0].stat().st_size > 64 * 48 * 4 > outputs[9].stat().st_size
+
+
+def test_remove_dir_runs_on_the_chosen_backend(embedded_env, tmp_path, checkpoint):
+    pytest.importorskip("onnxruntime", reason="the onnxruntime extra is not installed")
+    photo = write_photo(tmp_path / "in" / "p.jpg", 64, 48)
+    masks = {}
+    for backend in ("torch", "onnxruntime"):
+        result = CliRunner().invoke(
+            main,
+            ["remove-dir", str(photo.parent), str(tmp_path / backend), "--kind", "mask",
+             "--checkpoint", str(checkpoint), "--backend", backend, "--wait", "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        job = jobs.get_job(json.loads(result.stdout)["id"])
+        assert job.params["backend"] == backend and job.state == "succeeded"
+        masks[backend] = np.asarray(Image.open(tmp_path / backend / "p.png"), np.int16)
+    assert np.abs(masks["torch"] - masks["onnxruntime"]).max() <= 2  # 8-bit alpha

@@ -25,6 +25,16 @@ batch_size_option = click.option(
 )
 
 
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnxruntime", "openvino"]),
+    default="torch",
+    show_default=True,
+    help="What runs the network: torch, or (CPU) onnxruntime / openvino from the extras "
+    "unetbg[onnxruntime] / unetbg[openvino]. See docs/performance.md.",
+)
+
+
 def output_option_flags(command: F) -> F:
     """Add ``--kind``, ``--threshold``, ``--color``, ``--background``, ``--format``
     (parameter ``output_format``) and ``--png-level`` to ``command``; pass ``kind`` through

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._options import batch_size_option, output_option_flags, resolve_kind
+from unetbg.cli._options import (
+    backend_option,
+    batch_size_option,
+    output_option_flags,
+    resolve_kind,
+)
 from unetbg.cli._service import RequestError, checkpoint_path, usable_device
 from unetbg.removal import SKIP_EXISTS
 from unetbg.settings import CHECKPOINT_ENV
@@ -44,14 +49,7 @@ STDIO = "-"
 )
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @batch_size_option
-@click.option(
-    "--backend",
-    type=click.Choice(["torch", "onnxruntime", "openvino"]),
-    default="torch",
-    show_default=True,
-    help="What runs the network: torch, or (CPU) onnxruntime / openvino from the extras "
-    "unetbg[onnxruntime] / unetbg[openvino]. See docs/performance.md.",
-)
+@backend_option
 def remove(images: tuple[Path, ...], output_dir: Path, **options) -> None:
     """Remove the background around the people in IMAGE... .
 

@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from unetbg.cli._follow import JSON_HELP, submit_and_follow
-from unetbg.cli._options import batch_size_option, output_option_flags, resolve_kind
+from unetbg.cli._options import (
+    backend_option,
+    batch_size_option,
+    output_option_flags,
+    resolve_kind,
+)
 from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verified_checkpoint
 
 
@@ -43,6 +48,7 @@ from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verifi
     show_default=True,
     help="Where the workers run the model: auto, cpu, cuda or cuda:N.",
 )
+@backend_option
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def remove_dir(
     input_dir,
@@ -60,6 +66,7 @@ def remove_dir(
     background,
     png_level,
     device,
+    backend,
     as_json,
 ) -> None:
     """Remove the background of every image under INPUT_DIR into OUTPUT_DIR.
@@ -85,6 +92,7 @@ def remove_dir(
             color=color or (255, 255, 255),
             background=background,
             png_level=png_level,
+            backend=backend,
             chunk_size=chunk_size,
             batch_size=batch_size,
             overwrite=overwrite,

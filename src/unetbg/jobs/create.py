@@ -232,6 +232,7 @@ def create_remove_dir_job(
     color: str | Sequence[int] = (255, 255, 255),
     background: str | None = None,
     png_level: int | None = None,
+    backend: str = "torch",
     chunk_size: int | None = None,
     batch_size: int = 4,
     overwrite: bool = False,
@@ -299,6 +300,7 @@ def create_remove_dir_job(
                 "batch_size": batch_size,
                 "overwrite": overwrite,
                 "device": device,
+                "backend": backend,
             },
         )
         session.add(job)

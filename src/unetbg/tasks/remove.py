@@ -35,21 +35,27 @@ from unetbg.tasks.base import ImagesFailed, JobCancelled, JobTask
 _models: dict[tuple, Any] = {}
 
 
-def model_for(checkpoint: str, device: str, batch_size: int, max_pixels: int | None):
+def model_for(
+    checkpoint: str, device: str, batch_size: int, max_pixels: int | None, backend: str = "torch"
+):
     """This process's :class:`~unetbg.inference.ModelInference` for ``checkpoint``.
 
     Loaded once and reused by every later chunk; a checkpoint rewritten in place
     (new mtime/size) is loaded again. One model is kept: GPU memory is the limit.
     """
     stat = os.stat(checkpoint)
-    key = (checkpoint, stat.st_mtime_ns, stat.st_size, device, max_pixels)
+    key = (checkpoint, stat.st_mtime_ns, stat.st_size, device, max_pixels, backend)
     handle = _models.get(key)
     if handle is None:
         from unetbg.inference import ModelInference
 
         _models.clear()
         handle = ModelInference(
-            checkpoint, device=device, batch_size=batch_size, max_pixels=max_pixels
+            checkpoint,
+            device=device,
+            batch_size=batch_size,
+            max_pixels=max_pixels,
+            backend=backend,
         )
         _models[key] = handle
     handle.batch_size = batch_size
@@ -211,6 +217,7 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
             len(claim.reclaimed),
             removed,
         )
+    from unetbg.backends import BackendUnavailable
     from unetbg.model import resolve_device
     from unetbg.removal import OutputOptions, PlannedItem, process_images
 
@@ -226,9 +233,21 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
         self.close_items(job_id, claimed_ids, "failed", "not processed: the job failed (device)")
         raise ImagesFailed(f"job {job_id}: {reason}") from None
     options = OutputOptions.from_params(params["options"])
-    handle = model_for(
-        params["checkpoint"], device, params.get("batch_size", 4), settings.max_image_pixels
-    )
+    backend = params.get("backend", "torch")  # jobs recorded before backends: torch
+    try:
+        handle = model_for(
+            params["checkpoint"],
+            device,
+            params.get("batch_size", 4),
+            settings.max_image_pixels,
+            backend,
+        )
+    except BackendUnavailable as exc:
+        # Like a missing device: the same on every chunk of this worker; fail once, clearly.
+        reason = f"backend {backend!r} is not usable on worker {worker_identity()}: {exc}"
+        fail_job(job_id, reason, settings)
+        self.close_items(job_id, claimed_ids, "failed", "not processed: the job failed (backend)")
+        raise ImagesFailed(f"job {job_id}: {reason}") from None
     input_root, output_root = Path(params["input_dir"]), Path(params["output_dir"])
     planned, ids = [], {}
     for item_id, source, output in claim.rows:
