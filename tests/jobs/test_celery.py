@@ -305,7 +305,8 @@ def test_worker_command_pins_the_gpu_before_celery_starts(broker_env, tmp_path):
             60,
             "unetbg worker to exec celery",
         )
-        assert b"unetbg-infer-gpu3@" in cmdline
+        # A node name unique per worker process: the queues, the GPU and the pid.
+        assert f"unetbg-infer-gpu3-{proc.pid}@".encode() in cmdline
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
         assert b"CUDA_VISIBLE_DEVICES=3" in environ
     finally:

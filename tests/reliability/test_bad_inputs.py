@@ -44,8 +44,8 @@ def _remove_dir(cluster, inp: Path, out: Path, checkpoint: Path) -> tuple[str, d
         "4",
     )
     assert done.stdout, done.stderr + cluster.log_tail()
-    job_id, payload = done.stdout.split("\n", 1)
-    job = json.loads(payload)
+    job = json.loads(done.stdout)  # --json: one document on stdout, the id on stderr
+    job_id = job["id"]
     # Exit status 1: the job ended partial (bad files failed), as documented.
     assert done.returncode == 1 and job["state"] == "partial", done.stderr + cluster.log_tail()
     return job_id, job

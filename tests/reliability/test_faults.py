@@ -131,7 +131,8 @@ def test_redis_restart_mid_job(fault_env, tmp_path, checkpoint):
         text=True,
     )
     try:
-        job_id = cli.stdout.readline().strip()
+        # --json: stdout holds only the final job; the id is the first line on stderr.
+        job_id = cli.stderr.readline().strip()
         wait_until(lambda: _succeeded(job_id) >= 2, 120, "the job to be under way", 0.05)
         fault_env.redis.restart()
         restarted_with = _succeeded(job_id)
