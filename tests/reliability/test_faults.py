@@ -249,21 +249,28 @@ def test_vanished_remove_dir_worker_is_reported(fault_env, tmp_path, checkpoint)
     assert _field(shown.stdout, "state") == "partial"
     assert sum(i.error in shown.stdout for i in lost) == len(lost)
     # Every output present is complete; the only other file possible is the hidden
-    # temporary of the image the dead host was writing.
-    written = [p for p in _files(out) if not p.name.startswith(".")]
-    assert written == sorted(Path(i.output_path) for i in jobs.list_items(job_id, ["succeeded"]))
+    # temporary of the image the dead host was writing. A file is published just before
+    # its item is recorded, so the kill may fall between the two for the one image being
+    # reported: that image shows as lost and keeps its complete file (a re-run skips it).
+    written = {p for p in _files(out) if not p.name.startswith(".")}
+    succeeded = {Path(i.output_path) for i in jobs.list_items(job_id, ["succeeded"])}
+    unrecorded = written - succeeded
+    assert succeeded <= written and len(unrecorded) <= 1
+    assert unrecorded <= {Path(i.output_path) for i in lost}
     lost_names = {f".{Path(i.output_path).name}" for i in lost}
     assert {p.name.rsplit(".", 2)[0] for p in _files(out) if p.name.startswith(".")} <= lost_names
 
     # Running the same remove-dir again (on a live worker) redoes exactly those images
     # and clears such temporaries (one planted for sure: the kill may miss a write).
-    planted = Path(lost[0].output_path)
-    (planted.parent / f".{planted.name}.abcdef012345.tmp").write_bytes(b"\x89PNG partial")
+    missing = [Path(i.output_path) for i in lost if Path(i.output_path) not in unrecorded]
+    for planted in missing[:1]:
+        (planted.parent / f".{planted.name}.abcdef012345.tmp").write_bytes(b"\x89PNG partial")
     fault_env.start_worker(queues="infer")
     again = jobs.create_remove_dir_job(inp, out, str(checkpoint), chunk_size=12)
     jobs.dispatch(again)
     redo = _wait(fault_env, again)
-    assert redo.items == {"succeeded": len(lost), "skipped": 12 - len(lost)}
+    redone = len(lost) - len(unrecorded)
+    assert redo.items == {"succeeded": redone, "skipped": 12 - redone}
     assert _files(out) == sorted(out / f"img{i:03d}.png" for i in range(12))
     _assert_valid(_files(out), SLOW)
 
