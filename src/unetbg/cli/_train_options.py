@@ -20,6 +20,17 @@ NONE = object()
 SPECIAL = frozenset({"preset", "coco_root", "device", "data"})
 
 
+data_option = click.option(
+    "--data",
+    multiple=True,
+    metavar="KIND:PATH[:WEIGHT]",
+    help="Training source, repeatable: coco:DIR (a COCO 2017 folder; trains on train2017, "
+    "validates on val2017) or masks:DIR (images/ + masks/ [+ ignore/]; about --val-percent "
+    "% of the names, by hash, validate). WEIGHT is the source's share of each epoch "
+    "(default 1). Replaces the preset's sources.",
+)
+
+
 class _OptionalType(click.ParamType):
     """A base type that also accepts the word ``none`` (meaning: set the field to None)."""
 

@@ -8,7 +8,7 @@ import click
 
 from unetbg.cli._follow import JSON_HELP, submit_and_follow
 from unetbg.cli._service import EXIT_HELP, service_errors
-from unetbg.cli._train_options import field_options, field_overrides
+from unetbg.cli._train_options import data_option, field_options, field_overrides
 from unetbg.training.config import PRESETS
 
 
@@ -20,12 +20,7 @@ from unetbg.training.config import PRESETS
     default=None,
     help="COCO 2017 folder, as the workers see it (shared storage).",
 )
-@click.option(
-    "--data",
-    multiple=True,
-    metavar="KIND:PATH[:WEIGHT]",
-    help="Training source, repeatable (see `unetbg train --help`); replaces the preset's.",
-)
+@data_option
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N on the worker.")
 @click.option(
     "--resume",

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import click
 
-from unetbg.cli._train_options import field_options, field_overrides
+from unetbg.cli._train_options import data_option, field_options, field_overrides
 from unetbg.training.config import PRESETS
 
 
@@ -157,16 +157,7 @@ _SUMMARY = (
     default=None,
     help="COCO 2017 folder (annotations/, train2017/, val2017/).",
 )
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    metavar="KIND:PATH[:WEIGHT]",
-    help="Training source, repeatable: coco:DIR (a COCO 2017 folder; trains on train2017, "
-    "validates on val2017) or masks:DIR (images/ + masks/ [+ ignore/]; about --val-percent "
-    "% of the names, by hash, validate). WEIGHT is the source's share of each epoch "
-    "(default 1). Replaces the preset's sources.",
-)
+@data_option
 @click.option(
     "--device", default=None, help="auto, cpu, cuda or cuda:N (cuda without a GPU fails)."
 )
