@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from maskgen import make_mask_folder
+from prerequisites import unavailable
 from unetbg.cli import main
 from unetbg.data.coco import UnreadableImageError
 from unetbg.data.folder_checks import check_mask_folder
@@ -132,7 +133,7 @@ def test_masks_check_command_text_json_and_exit_status(folder, tmp_path):
 def test_the_real_person_folders_pass_their_checks(name):
     root = SHARED / name
     if not root.is_dir():
-        pytest.skip(f"{root} not present")
+        unavailable(f"real person data not found at {root}")
     report = check_mask_folder(root)
     assert report.ok, [c for c in report.checks if not c.ok]
     assert report.pairs == {"coco-person": 1541, "ccp-person": 903}[name]
