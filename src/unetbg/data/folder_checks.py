@@ -16,7 +16,7 @@ from typing import Any
 
 from unetbg.data.checks import FAIL, PASS, SKIP, Check
 from unetbg.data.coco import UnreadableImageError
-from unetbg.data.folders import MaskFolder, MaskFolderError, split_of
+from unetbg.data.folders import MaskFolder, MaskFolderError, MaskSizeError, split_of
 
 #: How many names a check's detail lists before "and N more".
 SHOWN = 5
@@ -115,9 +115,11 @@ def check_mask_folder(
             continue
         try:
             mask, _ = folder.masks(stem, image.shape[:2])
+        except MaskSizeError as exc:
+            report.size_mismatches[stem] = str(exc)
+            continue
         except UnreadableImageError as exc:
-            target = report.size_mismatches if " but the image is " in str(exc) else None
-            (target if target is not None else report.unreadable)[stem] = str(exc)
+            report.unreadable[stem] = str(exc)
             continue
         share = float(mask.mean())
         shares.append(share)

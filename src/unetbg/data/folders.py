@@ -36,6 +36,10 @@ class MaskFolderError(Exception):
     """The folder does not have the mask-folder layout (no images/ or masks/, no pairs)."""
 
 
+class MaskSizeError(UnreadableImageError):
+    """A mask (or ignore mask) whose size differs from its photo's."""
+
+
 def split_of(stem: str, val_percent: int) -> str:
     """``"val"`` for about ``val_percent`` % of stems, ``"train"`` for the rest, by name hash."""
     bucket = int.from_bytes(hashlib.sha256(stem.encode("utf-8")).digest()[:4], "big") % 100
@@ -159,6 +163,6 @@ class MaskFolder:
 
 def _check_size(what: str, got: tuple[int, ...], expected: tuple[int, ...]) -> None:
     if tuple(got) != tuple(expected):
-        raise UnreadableImageError(
+        raise MaskSizeError(
             f"{what} is {got[1]}x{got[0]} but the image is {expected[1]}x{expected[0]}"
         )
