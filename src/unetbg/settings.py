@@ -50,6 +50,10 @@ class Settings:
     #: The model used when no checkpoint is given or registered: ``None`` is the one shipped
     #: in the package (``unetbg.weights``), ``none`` turns it off, anything else is a path.
     default_model: str | None = None
+    #: The HTTP API's key (``unetbg serve``), sent as ``Authorization: Bearer KEY``.
+    api_key: str | None = None
+    #: Folders the HTTP API's jobs may read and write, joined by ``os.pathsep`` (``:``).
+    api_roots: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -68,7 +72,9 @@ class Settings:
             if isinstance(value, Path):
                 value = str(value)
             if isinstance(value, str):
-                if key == "flower_basic_auth":
+                if key == "api_key":
+                    value = "***"
+                elif key == "flower_basic_auth":
                     # Flower accepts several comma-separated ``user:password`` pairs.
                     value = ",".join(pair.split(":", 1)[0] + ":***" for pair in value.split(","))
                 value = mask_url(value)
@@ -103,7 +109,7 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
         "broker_url": get("broker_url"),
         "database_url": get("database_url") or f"sqlite:///{data_dir / 'unetbg.sqlite3'}",
     }
-    for name in ("flower_basic_auth", "flower_url", "default_model"):
+    for name in ("flower_basic_auth", "flower_url", "default_model", "api_key", "api_roots"):
         values[name] = get(name)
     for name in _INT_FIELDS:
         raw = get(name)

@@ -20,18 +20,14 @@ def checkpoints(job_id: str | None, as_json: bool) -> None:
     from unetbg import jobs
     from unetbg.weights import default_checkpoint
 
+    if as_json:  # the same list as the HTTP API's GET /api/checkpoints
+        entries = service_errors(lambda: jobs.checkpoint_documents(job_id))
+        click.echo(json.dumps(entries, indent=2))
+        return
     rows = service_errors(lambda: jobs.list_checkpoints(job_id))
     shipped = default_checkpoint() if job_id is None else None
     if shipped is not None and not shipped.is_file():
         shipped = None
-    if as_json:
-        entries = [c.to_dict() for c in rows]
-        if shipped is not None:
-            entries.append(
-                {"id": None, "default": True, "path": str(shipped), "bytes": shipped.stat().st_size}
-            )
-        click.echo(json.dumps(entries, indent=2))
-        return
     if rows:
         click.echo(checkpoint_table(rows))
     else:

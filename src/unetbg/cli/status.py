@@ -40,20 +40,15 @@ def status(job_id: str, items: str | None, as_json: bool) -> None:
         checkpoints = jobs.list_checkpoints(job.id) if job.kind == "train" else []
         return job, listed, epochs, checkpoints
 
-    job, listed, epochs, checkpoints = service_errors(load)
-    hints = jobs.waiting_hints(job)
-    for hint in hints:  # on stderr: stdout stays the record (and one JSON document)
-        click.echo(f"note: {hint}", err=True)
-    if as_json:
-        out = job.to_dict()
-        out["hints"] = hints
-        if items:
-            out["item_list"] = [i.to_dict() for i in listed]
-        if job.kind == "train":
-            out["epochs"] = [e.to_dict() for e in epochs]
-            out["checkpoints"] = [c.to_dict() for c in checkpoints]
+    if as_json:  # the same document as the HTTP API's GET /api/jobs/{id}
+        out = service_errors(lambda: jobs.job_document(job_id, items))
+        for hint in out["hints"]:  # on stderr too: stdout stays one JSON document
+            click.echo(f"note: {hint}", err=True)
         click.echo(json.dumps(out, indent=2))
-        sys.exit(exit_code(job.state))
+        sys.exit(exit_code(out["state"]))
+    job, listed, epochs, checkpoints = service_errors(load)
+    for hint in jobs.waiting_hints(job):  # on stderr: stdout stays the record
+        click.echo(f"note: {hint}", err=True)
     click.echo(describe(job))
     for line in result_lines(job):
         click.echo(line)

@@ -18,7 +18,9 @@ The modules, each importing only those listed before it:
 * ``create``: recording new jobs, resolving a checkpoint;
 * ``dispatch``: starting (embedded or on workers) and cancelling jobs;
 * ``hints``: why a queued job may be waiting (no worker consumes its queue);
-* ``runs``: training run folders, their sizes, and pruning them.
+* ``runs``: training run folders, their sizes, and pruning them;
+* ``documents``: a job and the checkpoints as the JSON that ``--json`` and the HTTP API
+  print.
 
 It never imports ``unetbg.tasks``, ``unetbg.cli`` or ``unetbg.web``; tasks are found
 by name on the Celery app.
@@ -47,6 +49,7 @@ from unetbg.jobs.dispatch import (
     task_ids,
     wait_for_run,
 )
+from unetbg.jobs.documents import ITEM_CHOICES, checkpoint_documents, job_document
 from unetbg.jobs.errors import JobError, JobNotFound, NoCheckpointError
 from unetbg.jobs.hints import QUEUE_HINT_AFTER_S, waiting_hints
 from unetbg.jobs.liveness import (
@@ -80,6 +83,7 @@ from unetbg.jobs.store import db_session
 from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView
 
 __all__ = [
+    "ITEM_CHOICES",
     "LOST_PREFIX",
     "QUEUE_HINT_AFTER_S",
     "OPEN_ITEM_STATES",
@@ -95,6 +99,7 @@ __all__ = [
     "RunView",
     "best_checkpoint",
     "cancel_job",
+    "checkpoint_documents",
     "claimant_fresh",
     "create_evaluate_job",
     "create_remove_dir_job",
@@ -107,6 +112,7 @@ __all__ = [
     "get_job",
     "heartbeat_fresh",
     "item_counts",
+    "job_document",
     "jsonable",
     "list_checkpoints",
     "list_epoch_metrics",
