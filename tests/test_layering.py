@@ -40,6 +40,12 @@ def test_job_service_imports_no_celery_or_torch():
         assert banned not in loaded, f"unetbg.jobs pulled in {banned}"
 
 
+def test_api_package_imports_no_server_or_torch():
+    loaded = _modules_after("import unetbg.api")
+    for banned in ("fastapi", "torch", "unetbg.cli", "unetbg.jobs"):
+        assert banned not in loaded, f"unetbg.api pulled in {banned}"
+
+
 def test_cli_help_imports_no_torch():
     code = (
         "from click.testing import CliRunner\n"
@@ -102,6 +108,19 @@ ALLOWED: dict[str, set[str]] = {
         "images",
         "removal",
         "inference",
+        "weights",
+    },
+    # The HTTP API (`unetbg serve`): the job service and the inference code; data only
+    # to read a training source's KIND:PATH spec, db only for its schema error.
+    "api": {
+        "jobs",
+        "inference",
+        "removal",
+        "images",
+        "model",
+        "data",
+        "db",
+        "settings",
         "weights",
     },
     # The entry point: anything (imported inside each command), checked by the runtime

@@ -84,6 +84,7 @@ def _usage_errors(tmp, photos, checkpoint, coco):
         (("db", "bogus"), "No such command"),
         (("config", "--bogus"), "No such option"),
         (("web", "--port", 0), "--port"),
+        (("serve", "--host", "0.0.0.0"), "without an API key"),
         (("coco", "quick", "--split", "test"), "--split"),
         (("masks", "check"), "Missing argument"),
     ]  # fmt: skip

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("db:db", "Database schema commands."),
     "config": ("config:config", "Print the effective settings."),
     "web": ("web:web", "Start the web page."),
+    "serve": ("serve:serve", "Start the HTTP API (rembg-compatible /api/remove, jobs, metrics)."),
 }
 
 

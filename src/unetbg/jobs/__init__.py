@@ -20,7 +20,9 @@ The modules, each importing only those listed before it:
 * ``hints``: why a queued job may be waiting (no worker consumes its queue);
 * ``runs``: training run folders, their sizes, and pruning them;
 * ``documents``: a job and the checkpoints as the JSON that ``--json`` and the HTTP API
-  print.
+  print;
+* ``stats``: figures over all jobs (by kind and state, images, queue depths) for
+  monitoring.
 
 It never imports ``unetbg.tasks``, ``unetbg.cli`` or ``unetbg.web``; tasks are found
 by name on the Celery app.
@@ -79,6 +81,7 @@ from unetbg.jobs.records import (
     upsert_epoch_metrics,
 )
 from unetbg.jobs.runs import PrunePlan, RunView, list_runs, plan_prune, prune_runs
+from unetbg.jobs.stats import item_counts_by_state, items_finished_since, job_counts, queue_depths
 from unetbg.jobs.store import db_session
 from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView
 
@@ -112,6 +115,9 @@ __all__ = [
     "get_job",
     "heartbeat_fresh",
     "item_counts",
+    "item_counts_by_state",
+    "items_finished_since",
+    "job_counts",
     "job_document",
     "jsonable",
     "list_checkpoints",
@@ -122,6 +128,7 @@ __all__ = [
     "mark_lost_jobs",
     "plan_prune",
     "prune_runs",
+    "queue_depths",
     "record_train_run",
     "register_checkpoint",
     "describe_checkpoint",

@@ -1,0 +1,71 @@
+"""The application: routes, middleware, and what starts and stops with the server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from unetbg.api import jobs_routes, remove_routes
+from unetbg.api.auth import BearerAuth
+from unetbg.api.config import ApiConfig
+from unetbg.api.errors import install_handlers
+from unetbg.api.metrics import ApiMetrics, LatencyMiddleware
+from unetbg.api.removal import ModelCache, RemovalQueue
+from unetbg.api.runners import Runners
+
+#: Request bodies other than uploads (job JSON) are small.
+JSON_BODY_LIMIT = 1 * 2**20
+# Declares the bearer scheme, so the docs page's "Authorize" sends the key; BearerAuth
+# is what enforces it, before any body is read.
+_bearer_scheme = Depends(HTTPBearer(auto_error=False))
+
+
+def create_app(config: ApiConfig) -> FastAPI:
+    """The API for ``config``: the removal queue starts with it; at shutdown, jobs this
+    process runs (embedded mode) are cancelled and queued images refused."""
+    metrics = ApiMetrics(config.settings)
+    models = ModelCache(config.device, config.batch_size, on_load=metrics.model_loaded)
+    removal = RemovalQueue(models, config.queue_size, config.batch_size)
+    runners = Runners(config.settings)
+    metrics.remove_queue.set_function(lambda: removal.depth)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        removal.start()
+        try:
+            yield
+        finally:
+            removal.stop()
+            runners.stop()
+
+    app = FastAPI(
+        title="unetbg",
+        summary="Remove the background around people; jobs, checkpoints and metrics.",
+        description="Every endpoint but /healthz and these docs needs "
+        "`Authorization: Bearer KEY`. See docs/api.md.",
+        lifespan=lifespan,
+        max_body_size=JSON_BODY_LIMIT,
+        dependencies=[_bearer_scheme],
+    )
+    app.state.config, app.state.removal, app.state.runners = config, removal, runners
+    install_handlers(app)
+    app.include_router(remove_routes.make_router(config))
+    app.include_router(jobs_routes.router)
+
+    @app.get("/healthz", summary="Liveness (no key needed)")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # Added last, run first: latency is measured for refused requests too.
+    app.add_middleware(BearerAuth, key=config.key)
+    app.add_middleware(LatencyMiddleware, metrics=metrics, routes=app.router.routes)
+    return app

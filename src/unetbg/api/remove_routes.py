@@ -1,0 +1,126 @@
+"""``POST /api/remove``: one photo in, its cut-out (or mask, or composite) out, at the
+photo's size; the multipart field and ``om`` are rembg's, so rembg clients work as they are.
+
+Options come as form fields or query parameters (rembg's clients use both); a form
+field wins. They are checked by :class:`unetbg.removal.OutputOptions`, so a bad value
+is refused with the same words as the CLI's.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import Response
+
+from unetbg import jobs
+from unetbg.api.config import ApiConfig
+from unetbg.api.errors import ApiError
+from unetbg.api.removal import QueueFull
+from unetbg.api.roots import checked_checkpoint
+from unetbg.images import read_image
+from unetbg.model import CheckpointError
+from unetbg.removal import KINDS, OutputOptions, encode_output, render_output
+
+MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+#: Room in a request body for the form fields and multipart boundaries around the image.
+MULTIPART_SLACK = 64 * 1024
+#: Seconds a client told "queue full" is asked to wait: about one batch on a CPU.
+RETRY_AFTER_S = 2
+_TRUE = ("1", "true", "yes", "on")
+
+
+def make_router(config: ApiConfig) -> APIRouter:
+    router = APIRouter()
+
+    @router.post(
+        "/api/remove",
+        summary="Remove the background of one photo",
+        response_class=Response,
+        responses={
+            200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "The image."},
+            400: {"description": "Not an image, too many pixels, or a bad option."},
+            413: {"description": "The upload is larger than the server's limit."},
+            503: {"description": "Too many images wait for the model (see Retry-After)."},
+        },
+        # Refused while it is read, before it is spooled whole; the image's own size is
+        # checked exactly below.
+        max_body_size=2 * config.max_upload_bytes + MULTIPART_SLACK,
+    )
+    def remove(
+        request: Request,
+        file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, WebP, …).")],
+        background: Annotated[
+            UploadFile | None, File(description="Image to put behind the person.")
+        ] = None,
+        kind: Annotated[str | None, Form(description=f"One of {', '.join(KINDS)}.")] = None,
+        threshold: Annotated[str | None, Form(description="Hard mask at 0-1.")] = None,
+        color: Annotated[str | None, Form(description="For kind color: '#fff', 'white'.")] = None,
+        format: Annotated[str | None, Form(description="png (default), webp or jpeg.")] = None,
+        checkpoint: Annotated[
+            str | None, Form(description="best, default, a registered id, a path under a root.")
+        ] = None,
+        om: Annotated[
+            str | None, Form(description="rembg's 'only mask': true = kind mask.")
+        ] = None,
+    ) -> Response:
+        given = {
+            "kind": kind,
+            "threshold": threshold,
+            "color": color,
+            "format": format,
+            "checkpoint": checkpoint,
+            "om": om,
+        }
+        fields = {k: v if v is not None else request.query_params.get(k) for k, v in given.items()}
+        for upload in (file, background):
+            if upload is not None and (upload.size or 0) > config.max_upload_bytes:
+                raise ApiError(
+                    413,
+                    f"upload too large: {upload.filename} has {upload.size:,} bytes, the limit "
+                    f"is {config.max_upload_bytes:,} (unetbg serve --max-upload-mb)",
+                )
+        max_pixels = config.settings.max_image_pixels
+        back = None if background is None else read_image(background.file, max_pixels)
+        options = _options(fields, back)
+        rgb = read_image(file.file, max_pixels)
+        spec = config.checkpoint
+        if fields["checkpoint"]:
+            spec = checked_checkpoint(fields["checkpoint"], config.resolved_roots)
+        path = jobs.resolve_checkpoint(spec, config.settings)
+        try:
+            prob = request.app.state.removal.probabilities(rgb, path)
+        except QueueFull as exc:
+            raise ApiError(
+                503, f"busy: {exc}; try again", {"Retry-After": str(RETRY_AFTER_S)}
+            ) from None
+        except CheckpointError as exc:
+            raise ApiError(400, f"refusing checkpoint {exc}") from None
+        image = render_output(rgb, prob, options, back)
+        return Response(encode_output(image, options), media_type=MEDIA_TYPES[options.format])
+
+    return router
+
+
+def _options(fields: dict[str, str | None], background) -> OutputOptions:
+    """The output options of a request, as ``unetbg remove`` would choose them."""
+    kind = fields["kind"]
+    if (fields["om"] or "").lower() in _TRUE:
+        if kind not in (None, "mask"):
+            raise ApiError(400, f"om=true asks for a mask, but kind is {kind!r}")
+        kind = "mask"
+    if kind is None:
+        kind = "background" if background is not None else "color" if fields["color"] else "cutout"
+    if fields["color"] and kind != "color":
+        raise ApiError(400, f"color needs kind color (got kind {kind})")
+    try:
+        threshold = None if fields["threshold"] is None else float(fields["threshold"])
+        return OutputOptions(
+            kind=kind,
+            threshold=threshold,
+            color=fields["color"] or (255, 255, 255),
+            background=background,
+            format=fields["format"] or "png",
+        )
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
