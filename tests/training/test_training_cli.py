@@ -228,3 +228,55 @@ def test_evaluate_on_a_folder_that_is_not_coco_is_a_usage_error(tmp_path, tmp_pa
     result = _invoke(["evaluate", str(checkpoint), "--coco-root", str(tmp_path), "--device", "cpu"])
     assert result.exit_code == 2, result.output
     assert "annotation" in result.output.lower() and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_foreground_run_at_its_next_step_ready_to_resume(coco_mini, tmp_path):
+    """`kill PID` (SIGTERM) ends `unetbg train` as Ctrl-C does: the job is cancelled at its
+    next step, last_model.pth keeps the position, the exit status says cancelled (1) and
+    the command to continue is printed; a background run (`cmd &` ignores SIGINT) can be
+    stopped only so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    args = [*_TINY, "--epochs", "500", "--output-dir", str(run_dir)]
+    env = dict(os.environ, UNETBG_DATA_DIR=str(tmp_path / "data"))
+    env.pop("UNETBG_BROKER_URL", None)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "unetbg"),
+            "train",
+            "--coco-root",
+            str(coco_mini),
+            *args,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "last_model.pth").is_file():  # an epoch or more behind it
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "no epoch finished in 120 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, output
+    assert "status: cancelled after" in output
+    assert f"continue it with `unetbg train --resume {run_dir}`" in output
+    epochs = json.loads((run_dir / "metrics.json").read_text())
+    assert 1 <= len(epochs) < 500
+
+    listed = _invoke(["jobs", "--json"], env={"UNETBG_DATA_DIR": str(tmp_path / "data")})
+    (job,) = json.loads(listed.output)
+    assert job["state"] == "cancelled" and job["kind"] == "train"

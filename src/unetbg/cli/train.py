@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 import sys
 import threading
 from datetime import datetime
@@ -89,6 +90,9 @@ class _TaskThread(threading.Thread):
     def __init__(self, job_id: str) -> None:
         super().__init__(name=f"job-{job_id}", daemon=True)
         self.job_id, self.result = job_id, None
+        #: Set when run() returns. Waited on instead of join(): an interrupt landing in
+        #: join() can leave the thread marked as ended while it still runs (CPython).
+        self.ended = threading.Event()
 
     def run(self) -> None:
         from unetbg.workers.app import TRAIN_TASK, get_app
@@ -96,12 +100,30 @@ class _TaskThread(threading.Thread):
         app = get_app()
         app.loader.import_default_modules()
         task = app.tasks[TRAIN_TASK]
-        self.result = task.apply(args=[self.job_id], task_id=f"{self.job_id}-train")
+        try:
+            self.result = task.apply(args=[self.job_id], task_id=f"{self.job_id}-train")
+        finally:
+            self.ended.set()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _run(cfg, run_dir: Path, job_id: str | None, fresh: bool) -> SimpleNamespace:
-    """Train, as the job ``job_id`` when there is one; Ctrl-C cancels (cooperatively: the
-    run keeps its position in last_model.pth). Returns the run's summary."""
+    """Train, as the job ``job_id`` when there is one; Ctrl-C or SIGTERM cancels
+    (cooperatively: the run keeps its position in last_model.pth). Returns the run's
+    summary."""
+    # SIGTERM is what `kill`, schedulers and service managers send, and a run started in
+    # the background with `&` ignores SIGINT: both must stop it as cleanly as Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _train(cfg, run_dir, job_id, fresh)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(cfg, run_dir: Path, job_id: str | None, fresh: bool) -> SimpleNamespace:
     if job_id is None:
         from unetbg.training.fit import fit
 
@@ -112,12 +134,13 @@ def _run(cfg, run_dir: Path, job_id: str | None, fresh: bool) -> SimpleNamespace
 
     runner = _TaskThread(job_id)
     runner.start()
-    while runner.is_alive():
+    while not runner.ended.is_set():
         try:
-            runner.join(0.5)
+            runner.ended.wait(0.5)
         except KeyboardInterrupt:
             click.echo(f"\ncancelling job {job_id} at its next step …", err=True)
             jobs.cancel_job(job_id)
+    runner.join()
     outcome = runner.result
     if outcome is None:  # the thread ended before the task could run
         raise click.ClickException(f"job {job_id}: the training task did not run")
@@ -141,7 +164,7 @@ _SUMMARY = (
 
 @click.command(
     epilog="\b\nExit status: 0 the run ended (finished, or stopped early), 1 it failed or "
-    "was cancelled (Ctrl-C), "
+    "was cancelled (Ctrl-C, SIGTERM), "
     "2 usage error (bad option, missing or unusable folder, a device this machine "
     "lacks, encoder weights unavailable): nothing is trained then."
 )
@@ -182,8 +205,8 @@ def train(preset, coco_root, data, device, resume_dir, output_dir, **fields) -> 
     Values come from the preset (default: balanced), then from the options given here.
     The run is recorded as a training job (`unetbg jobs`, `unetbg status JOB`, the web
     page's curves) and its checkpoints are registered with it, as a submitted run's;
-    it runs in this process whatever the broker. Ctrl-C stops it at its next step,
-    keeping its position for --resume.
+    it runs in this process whatever the broker. Ctrl-C (or SIGTERM) stops it at its
+    next step, keeping its position for --resume.
     """
     from unetbg.training.config import TrainConfig, resolve_config
 
