@@ -62,3 +62,42 @@ def test_concurrent_writers_lose_no_updates(tmp_path: Path, sqlite_url: str):
         assert session.scalar(select(func.count(JobItem.id))) == PROCESSES * INCREMENTS
         sources = set(session.scalars(select(JobItem.source_path)))
     assert sources == {f"w{w}/{i}.jpg" for w in range(PROCESSES) for i in range(INCREMENTS)}
+
+
+def _connect_when(url: str, go: str) -> None:
+    import time
+
+    from sqlalchemy import text
+
+    from unetbg.db.session import get_engine
+
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    with get_engine(url).begin() as conn:  # as ensure_schema's first write does
+        conn.execute(text("CREATE TABLE IF NOT EXISTS seen (pid INTEGER)"))
+        conn.execute(text("INSERT INTO seen VALUES (:pid)"), {"pid": os.getpid()})
+
+
+def test_processes_opening_a_new_sqlite_file_together_all_get_in(tmp_path: Path):
+    # The switch to WAL on a new file is a race SQLite does not make the losers wait for:
+    # they were told "database is locked" at once (seen under CI load as a failed start).
+    import multiprocessing
+
+    from sqlalchemy import text
+
+    from unetbg.db.session import get_engine
+
+    fork = multiprocessing.get_context("fork")
+    for round_ in range(40):
+        url, go = f"sqlite:///{tmp_path / f'{round_}.sqlite3'}", tmp_path / f"go{round_}"
+        procs = [
+            fork.Process(target=_connect_when, args=(url, str(go))) for _ in range(PROCESSES + 2)
+        ]
+        for proc in procs:
+            proc.start()
+        go.touch()
+        for proc in procs:
+            proc.join(60)
+        assert [p.exitcode for p in procs] == [0] * len(procs), f"round {round_}"
+        with get_engine(url).connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM seen")).scalar() == len(procs)
