@@ -49,13 +49,14 @@ def create_app(config: ApiConfig) -> FastAPI:
         description="Every endpoint but /healthz and these docs needs "
         "`Authorization: Bearer KEY`. See docs/api.md.",
         lifespan=lifespan,
+        redoc_url=None,  # one documentation page, /docs (public, see auth.PUBLIC_PATHS)
         max_body_size=JSON_BODY_LIMIT,
         dependencies=[_bearer_scheme],
     )
     app.state.config, app.state.removal, app.state.runners = config, removal, runners
     install_handlers(app)
-    app.include_router(remove_routes.make_router(config))
-    app.include_router(jobs_routes.router)
+    remove_routes.register(app, config)
+    jobs_routes.register(app)
 
     @app.get("/healthz", summary="Liveness (no key needed)")
     def healthz() -> dict[str, str]:

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import Body, FastAPI, Query, Request
 
 from unetbg import jobs
 from unetbg.api.errors import ApiError
 from unetbg.api.job_requests import JobRequest
 
-router = APIRouter(prefix="/api")
-
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled", "partial"]
 JobKind = Literal["train", "remove_dir", "evaluate"]
 
 
-@router.post("/jobs", status_code=201, summary="Submit a job (remove_dir, train, evaluate)")
 def submit_job(request: Request, body: Annotated[JobRequest, Body()]) -> dict[str, Any]:
     state = request.app.state
     job_id = body.create(state.config)
@@ -32,7 +29,6 @@ def submit_job(request: Request, body: Annotated[JobRequest, Body()]) -> dict[st
     return jobs.job_document(job_id, settings=state.config.settings)
 
 
-@router.get("/jobs", summary="Recent jobs, newest first (as `unetbg jobs --json`)")
 def list_jobs(
     request: Request,
     state: JobState | None = None,
@@ -44,18 +40,30 @@ def list_jobs(
     return [j.to_dict() for j in jobs.list_jobs(state, kind, limit, settings)]
 
 
-@router.get("/jobs/{job_id}", summary="One job (as `unetbg status JOB --json`)")
 def get_job(
     request: Request, job_id: str, items: Literal["failed", "all"] | None = None
 ) -> dict[str, Any]:
     return jobs.job_document(job_id, items, request.app.state.config.settings)
 
 
-@router.post("/jobs/{job_id}/cancel", summary="Cancel a job (as `unetbg cancel JOB --json`)")
 def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
     return jobs.cancel_job(job_id, request.app.state.config.settings).to_dict()
 
 
-@router.get("/checkpoints", summary="Checkpoints (as `unetbg checkpoints --json`)")
 def list_checkpoints(request: Request, job: str | None = None) -> list[dict[str, Any]]:
     return jobs.checkpoint_documents(job, request.app.state.config.settings)
+
+
+def register(app: FastAPI) -> None:
+    """Add the routes to ``app`` (on the app itself, so each is matched by its template)."""
+    app.post("/api/jobs", status_code=201, summary="Submit a job (remove_dir, train, evaluate)")(
+        submit_job
+    )
+    app.get("/api/jobs", summary="Recent jobs, newest first (as `unetbg jobs --json`)")(list_jobs)
+    app.get("/api/jobs/{job_id}", summary="One job (as `unetbg status JOB --json`)")(get_job)
+    app.post("/api/jobs/{job_id}/cancel", summary="Cancel a job (as `unetbg cancel JOB --json`)")(
+        cancel_job
+    )
+    app.get("/api/checkpoints", summary="Checkpoints (as `unetbg checkpoints --json`)")(
+        list_checkpoints
+    )

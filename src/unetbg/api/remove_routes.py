@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from unetbg import jobs
@@ -30,10 +30,10 @@ RETRY_AFTER_S = 2
 _TRUE = ("1", "true", "yes", "on")
 
 
-def make_router(config: ApiConfig) -> APIRouter:
-    router = APIRouter()
+def register(app: FastAPI, config: ApiConfig) -> None:
+    """Add ``POST /api/remove`` to ``app``, its body limit taken from ``config``."""
 
-    @router.post(
+    @app.post(
         "/api/remove",
         summary="Remove the background of one photo",
         response_class=Response,
@@ -98,8 +98,6 @@ def make_router(config: ApiConfig) -> APIRouter:
             raise ApiError(400, f"refusing checkpoint {exc}") from None
         image = render_output(rgb, prob, options, back)
         return Response(encode_output(image, options), media_type=MEDIA_TYPES[options.format])
-
-    return router
 
 
 def _options(fields: dict[str, str | None], background) -> OutputOptions:
