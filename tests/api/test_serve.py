@@ -17,10 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from api_server import MAX_UPLOAD_BYTES, copy_jpegs, server_env
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import MAX_UPLOAD_BYTES, copy_jpegs, server_env
 from service_fixtures import VENV_BIN, free_port
 
 

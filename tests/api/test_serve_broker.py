@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from api_server import copy_jpegs, serve, server_env
 from prometheus_client.parser import text_string_to_metric_families
-
-from conftest import copy_jpegs, serve, server_env
 
 pytestmark = pytest.mark.services
 
