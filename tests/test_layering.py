@@ -123,6 +123,8 @@ ALLOWED: dict[str, set[str]] = {
         "settings",
         "weights",
     },
+    # remove-dir --watch: the job service, and which names are images.
+    "watch": {"jobs", "removal", "settings"},
     # The entry point: anything (imported inside each command), checked by the runtime
     # guard above that `unetbg --help` imports no torch.
     "cli": {"*"},

@@ -8,6 +8,8 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -184,3 +186,31 @@ def submit_and_follow(job_id: str, wait: bool, as_json: bool) -> None:
     if runner is not None and not wait:
         click.echo("no broker configured: running the job in this process", err=True)
     sys.exit(wait_and_report(job_id, runner, as_json))
+
+
+def watch_and_report(watch: Callable[..., Any], as_json: bool) -> int:
+    """Run ``watch(on_update=..., on_note=...)`` (``remove-dir --watch``, which returns
+    the final job), showing progress as ``--wait`` does; print the summary, return the
+    exit status. The job id is printed as soon as the job is recorded."""
+    display: _WaitDisplay | None = None
+
+    def update(view) -> None:
+        nonlocal display
+        if display is None:
+            click.echo(view.id, err=as_json)
+            display = _WaitDisplay(view)
+        display.update(view)
+
+    def note(line: str) -> None:
+        if display is not None:
+            display.bar.write(line, file=sys.stderr)
+        else:
+            click.echo(line, err=True)
+
+    try:
+        job = watch(on_update=update, on_note=note)
+    finally:
+        if display is not None:
+            display.close()
+    report(job, as_json)
+    return exit_code(job.state)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from unetbg.cli._follow import JSON_HELP, submit_and_follow
+from unetbg.cli._follow import JSON_HELP, submit_and_follow, watch_and_report
 from unetbg.cli._options import (
     backend_option,
     batch_size_option,
@@ -49,6 +50,25 @@ from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verifi
     help="Where the workers run the model: auto, cpu, cuda or cuda:N.",
 )
 @backend_option
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="After the first pass, keep the job open and add every image that appears or "
+    "changes under INPUT_DIR, once its file is complete (a changed image replaces its "
+    "output). Stays in the foreground, with or without a broker; Ctrl-C or SIGTERM stops "
+    "watching, lets the images already queued finish and ends the job with its counts "
+    "(a second Ctrl-C cancels the rest). Hidden files and names without an image "
+    "extension (.part, ~) are not watched.",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(min=0.05),
+    default=None,
+    metavar="SECONDS",
+    help="With --watch: how long a file's size and time must stay unchanged before it is "
+    "read, where no close-after-write event says the writer is done (files moved in; "
+    "systems without inotify). Default 1.5.",
+)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def remove_dir(
     input_dir,
@@ -67,6 +87,8 @@ def remove_dir(
     png_level,
     device,
     backend,
+    watch,
+    settle,
     as_json,
 ) -> None:
     """Remove the background of every image under INPUT_DIR into OUTPUT_DIR.
@@ -74,15 +96,19 @@ def remove_dir(
     Sub-folders are mirrored; outputs already present are skipped (so running the
     same command again does only what is missing or failed) unless --overwrite.
     Prints the job id. With a broker (UNETBG_BROKER_URL) the job is queued for the
-    workers and the command returns; add --wait to follow it.
+    workers and the command returns; add --wait to follow it. With --watch the job
+    stays open for new images until Ctrl-C or SIGTERM (see docs/jobs.md).
     """
     from unetbg import jobs
 
+    if settle is not None and not watch:
+        raise click.UsageError("--settle needs --watch")
     kind = resolve_kind(kind, color, background)
     usable_device(device)
     checkpoint_path = verified_checkpoint(checkpoint)
-    job_id = service_errors(
-        lambda: jobs.create_remove_dir_job(
+
+    def create() -> str:
+        return jobs.create_remove_dir_job(
             input_dir,
             output_dir,
             checkpoint_path,
@@ -98,6 +124,16 @@ def remove_dir(
             overwrite=overwrite,
             follow_symlinks=follow_symlinks,
             device=device,
+            watch=watch,
         )
-    )
-    submit_and_follow(job_id, wait, as_json)
+
+    if not watch:
+        submit_and_follow(service_errors(create), wait, as_json)
+        return
+    from unetbg.watch import DEFAULT_SETTLE_S, WatchSession
+
+    def run_watch(**callbacks) -> jobs.JobView:
+        session = WatchSession(input_dir, output_dir, settle or DEFAULT_SETTLE_S, **callbacks)
+        return service_errors(lambda: session.run(create))
+
+    sys.exit(watch_and_report(run_watch, as_json))

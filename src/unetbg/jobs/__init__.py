@@ -15,6 +15,8 @@ The modules, each importing only those listed before it:
   remove-dir tally, failing a job, checkpoints, epoch figures;
 * ``liveness``: worker identity, heartbeats, lost jobs;
 * ``queries``: one job, lists, waiting for a job to end;
+* ``watched``: a remove-dir job kept open by ``remove-dir --watch``: adding the files
+  that arrive, the watcher's beat, ending the watch;
 * ``create``: recording new jobs, resolving a checkpoint;
 * ``dispatch``: starting (embedded or on workers) and cancelling jobs;
 * ``hints``: why a queued job may be waiting (no worker consumes its queue);

@@ -24,6 +24,7 @@ from unetbg.jobs.queries import list_checkpoints
 from unetbg.jobs.records import reopen_job, settle_remove_dir
 from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.views import CheckpointView
+from unetbg.jobs.watched import new_watch
 from unetbg.settings import Settings, get_settings
 from unetbg.weights import DEFAULT_SPEC, default_checkpoint
 
@@ -238,6 +239,7 @@ def create_remove_dir_job(
     overwrite: bool = False,
     follow_symlinks: bool = False,
     device: str = "auto",
+    watch: bool = False,
     settings: Settings | None = None,
 ) -> str:
     """Scan ``input_dir`` and record the job with ALL its items in one transaction.
@@ -245,6 +247,9 @@ def create_remove_dir_job(
     Images whose output already exists are recorded as ``skipped`` (unless
     ``overwrite``), so running the same command again processes only what is missing
     or failed before. Raises :class:`JobError` for a bad folder, option or checkpoint.
+    ``watch``: this process goes on to watch the folder (:mod:`unetbg.jobs.watched`);
+    the job is recorded watched, so it stays open after its first items, and a folder
+    with no image yet is fine.
     """
     # Folder planning and option checks are shared with `unetbg remove` and the web page.
     from unetbg.removal import OutputOptions, plan_folder
@@ -279,7 +284,7 @@ def create_remove_dir_job(
     except (ValueError, OSError) as exc:
         raise JobError(str(exc)) from None
     options = parsed.to_params()
-    if not planned:
+    if not planned and not watch:
         raise JobError(f"no images found in {input_dir}")
 
     todo = [p for p in planned if not p.skip_reason]
@@ -299,10 +304,13 @@ def create_remove_dir_job(
                 "chunk_size": chunk_size,
                 "batch_size": batch_size,
                 "overwrite": overwrite,
+                "follow_symlinks": follow_symlinks,
                 "device": device,
                 "backend": backend,
             },
         )
+        if watch:
+            job.params["watch"] = new_watch(settings)
         session.add(job)
         session.flush()
         index = 0

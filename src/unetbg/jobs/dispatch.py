@@ -60,19 +60,25 @@ def _pending_chunks(session: Session, job_id: str) -> dict[int, list[int]]:
     return chunks
 
 
-def dispatch(job_id: str, settings: Settings | None = None) -> list[str]:
+def dispatch(
+    job_id: str, settings: Settings | None = None, chunks: dict[int, list[int]] | None = None
+) -> list[str]:
     """Start a recorded job: enqueue its tasks (broker) or run them here (embedded).
 
     Call it after the job's transaction committed (the ``create_*`` functions commit
     before returning). Returns the enqueued task ids (empty in embedded mode, where
-    this returns only when the job is final).
+    this returns only when the job is final, or ``chunks`` are done). ``chunks``
+    (chunk number -> item ids) starts just those chunks of a remove-dir job: the ones
+    ``remove-dir --watch`` adds (:func:`unetbg.jobs.watched.add_watched_files`);
+    by default every chunk with open items.
     """
     settings = settings or get_settings()
     with db_session(settings) as session:
         job = find_job(session, job_id)
         if job.state in FINAL_JOB_STATES:
             return []
-        chunks = _pending_chunks(session, job.id) if job.kind == "remove_dir" else {}
+        if chunks is None:
+            chunks = _pending_chunks(session, job.id) if job.kind == "remove_dir" else {}
         view = JobView.of(job)
     if settings.embedded:
         run_inline(view, chunks, settings)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from unetbg.db.models import Job, JobItem, utcnow
-from unetbg.jobs.records import end_job, settle_remove_dir
+from unetbg.jobs.records import end_job, end_watch, settle_remove_dir, watching
 from unetbg.jobs.store import db_session
 from unetbg.jobs.views import JobView, aware, iso
 from unetbg.settings import Settings, get_settings
@@ -88,6 +88,22 @@ def claimant_fresh(
     return latest is not None and now - latest < timedelta(seconds=settings.heartbeat_timeout)
 
 
+def watcher_gone(job: Job, settings: Settings, now: datetime | None = None) -> bool:
+    """Whether the ``remove-dir --watch`` process of a watched job is gone.
+
+    Its pid, on this host, decides at once (nothing redelivers a watch, so there is no
+    reason to wait); on another host, its beat (``params["watch"]["beat"]``, refreshed
+    by :func:`unetbg.jobs.watched.beat_watch`) older than ``heartbeat_timeout``.
+    """
+    watch = (job.params or {}).get("watch") or {}
+    alive = worker_alive(watch.get("by"))
+    if alive is not None:
+        return not alive
+    beat = aware(datetime.fromisoformat(watch["beat"])) if watch.get("beat") else None
+    now = now or utcnow()
+    return beat is None or now - beat >= timedelta(seconds=settings.heartbeat_timeout)
+
+
 def mark_lost_jobs(settings: Settings | None = None, now: datetime | None = None) -> list[str]:
     """Fail running work whose worker is gone; return the ids of the jobs concerned.
 
@@ -98,11 +114,27 @@ def mark_lost_jobs(settings: Settings | None = None, now: datetime | None = None
     not alive and has not reported for that long are failed (``lost: …``) and the
     job settles, so ``--wait`` never hangs on a dead worker.
     Re-running the same remove-dir then redoes exactly those images.
+    A watched remove-dir job whose watching process is gone (:func:`watcher_gone`)
+    stops being watched and settles (:func:`unetbg.jobs.records.end_watch`), so a
+    crashed ``remove-dir --watch`` never leaves its job open.
     """
     settings = settings or get_settings()
     now = now or utcnow()
     lost = []
     with db_session(settings) as session:
+        open_dirs = session.scalars(
+            select(Job).where(Job.kind == "remove_dir", Job.state.in_(("queued", "running")))
+        ).all()
+        for job in open_dirs:
+            if watching(job) and watcher_gone(job, settings, now):
+                watch = job.params["watch"]
+                end_watch(
+                    session,
+                    job,
+                    lost=f"{LOST_PREFIX}the watching process {watch.get('by')} stopped "
+                    f"(last beat {watch.get('beat')})",
+                )
+                lost.append(job.id)
         running = session.scalars(select(Job).where(Job.state == "running")).all()
         for job in running:
             if job.kind == "remove_dir":
@@ -140,6 +172,7 @@ def mark_lost_jobs(settings: Settings | None = None, now: datetime | None = None
                     f"(last heartbeat {iso(job.heartbeat_at)}); a redelivered task resumes it",
                 )
                 lost.append(job.id)
+    lost = list(dict.fromkeys(lost))  # a lost watch may also have lost items
     for job_id in lost:
         log.warning("job %s: worker lost", job_id)
     return lost

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from unetbg.db.models import (
@@ -60,8 +60,15 @@ def reopen_job(job: Job) -> None:
     job.cancel_requested, job.worker_host = False, None
 
 
+def watching(job: Job) -> bool:
+    """Whether a ``remove-dir --watch`` process still adds images to ``job``
+    (:mod:`unetbg.jobs.watched`): such a job stays open when its items are all done."""
+    return bool((job.params or {}).get("watch"))
+
+
 def settle_remove_dir(session: Session, job: Job) -> None:
-    """Refresh a remove-dir job's progress; make it final once every item is.
+    """Refresh a remove-dir job's progress; make it final once every item is, unless it
+    is watched (and not cancelled): ending the watch settles it.
 
     Final state: ``cancelled`` if a cancel was requested and some items never ran,
     ``failed`` if every processed item failed, ``partial`` if some did,
@@ -71,6 +78,8 @@ def settle_remove_dir(session: Session, job: Job) -> None:
     counts = Counter(item_counts(session, job.id))
     job.progress_done = sum(counts[state] for state in PROCESSED_ITEM_STATES)
     if counts["pending"] + counts["running"]:
+        return
+    if watching(job) and not job.cancel_requested:
         return
     summary = {state: counts[state] for state in ITEM_STATES if state not in OPEN_ITEM_STATES}
     job.result = summary
@@ -87,6 +96,32 @@ def settle_remove_dir(session: Session, job: Job) -> None:
         )
     else:
         end_job(job, "succeeded")
+
+
+def end_watch(session: Session, job: Job, lost: str | None = None) -> None:
+    """Clear ``job``'s watch (:func:`watching`) and settle it: final once its items are.
+
+    ``lost`` is set when the watching process died (:func:`unetbg.jobs.mark_lost_jobs`):
+    if it ran the items itself (embedded mode), those it had queued or was running
+    fail with that reason, as nothing else will run them.
+    """
+    watch = (job.params or {}).get("watch")
+    if not watch:
+        return
+    job.params = {key: value for key, value in job.params.items() if key != "watch"}
+    if lost is not None and watch.get("runs_items"):
+        session.execute(
+            update(JobItem)
+            .where(
+                JobItem.job_id == job.id,
+                or_(
+                    JobItem.state == "pending",
+                    and_(JobItem.state == "running", JobItem.claimed_by == watch.get("by")),
+                ),
+            )
+            .values(state="failed", error=lost, updated_at=utcnow())
+        )
+    settle_remove_dir(session, job)
 
 
 def fail_job(
