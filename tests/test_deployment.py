@@ -38,7 +38,8 @@ def test_compose_file_is_valid(tmp_path: Path):
     }
     env["DOCKER_CONFIG"] = str(tmp_path)  # no user config or credentials involved
     done = subprocess.run(
-        [*command, "-f", str(COMPOSE_FILE), "--profile", "cpu", "config", "-q"],
+        [*command, "-f", str(COMPOSE_FILE), "--profile", "cpu", "--profile", "monitoring"]
+        + ["config", "-q"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -48,25 +49,44 @@ def test_compose_file_is_valid(tmp_path: Path):
     assert done.returncode == 0, done.stderr
 
 
-def test_only_flower_is_published_and_on_loopback(compose: dict):
+def test_only_the_dashboards_are_published_and_on_loopback(compose: dict):
     published = {name: svc["ports"] for name, svc in compose["services"].items() if "ports" in svc}
-    assert list(published) == ["flower"]
+    assert sorted(published) == ["flower", "prometheus"]
     (port,) = published["flower"]
     assert port.startswith("${UNETBG_FLOWER_BIND:-127.0.0.1}:")
+    (port,) = published["prometheus"]
+    assert port.startswith("${UNETBG_PROMETHEUS_BIND:-127.0.0.1}:")
 
 
 def test_services_and_commands(compose: dict):
     services = compose["services"]
-    assert set(services) == {"redis", "postgres", "migrate", "worker-gpu", "worker-cpu", "flower"}
+    assert set(services) == {
+        "redis",
+        "postgres",
+        "migrate",
+        "worker-gpu",
+        "worker-cpu",
+        "flower",
+        "prometheus",
+    }
     assert services["migrate"]["command"] == ["unetbg", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
     gpu = services["worker-gpu"]
-    assert gpu["command"] == ["unetbg", "worker", "--queues", "train,infer", "--concurrency", "1"]
+    metrics = ["--metrics-port", "9101", "--metrics-host", "0.0.0.0"]
+    assert gpu["command"] == [
+        "unetbg",
+        "worker",
+        "--queues",
+        "train,infer",
+        "--concurrency",
+        "1",
+        *metrics,
+    ]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     assert gpu["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["worker-cpu"]["profiles"] == ["cpu"]
-    assert services["worker-cpu"]["command"] == ["unetbg", "worker", "--queues", "infer"]
+    assert services["worker-cpu"]["command"] == ["unetbg", "worker", "--queues", "infer", *metrics]
     for name in ("worker-gpu", "worker-cpu", "flower", "migrate"):
         env = services[name]["environment"]
         assert (
@@ -150,3 +170,27 @@ def test_dockerfile_pins_torch_and_drops_root():
     assert "torch==2.14.1 torchvision==0.29.1" in text
     user_lines = [line for line in text.splitlines() if line.startswith("USER ")]
     assert user_lines and user_lines[-1] != "USER root"
+
+
+def test_prometheus_scrapes_the_workers_and_the_api_with_the_key(compose: dict):
+    """Profile ``monitoring``: the workers' endpoints need the key (they bind every
+    interface of their container), which Prometheus reads from the compose secret."""
+    service = compose["services"]["prometheus"]
+    assert service["profiles"] == ["monitoring"]
+    assert service["secrets"] == ["unetbg_api_key"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in service["volumes"]}
+    config_file = REPO / mounted["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load(config_file.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"unetbg-workers", "unetbg-api"}
+    for job in jobs.values():
+        assert job["metrics_path"] == "/metrics"
+        assert job["authorization"] == {
+            "type": "Bearer",
+            "credentials_file": "/run/secrets/unetbg_api_key",
+        }
+    (workers,) = jobs["unetbg-workers"]["dns_sd_configs"]
+    assert set(workers["names"]) == {"worker-gpu", "worker-cpu"} and workers["port"] == 9101
+    assert jobs["unetbg-api"]["static_configs"] == [{"targets": ["api:7000"]}]
+    key = compose["x-unetbg"]["environment"]["UNETBG_API_KEY"]
+    assert key == "${UNETBG_API_KEY:-change-me-api-key}"

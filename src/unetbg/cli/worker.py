@@ -51,8 +51,28 @@ from unetbg.cli._service import RequestError
     default=None,
     help="Node name, unique per worker (default: unetbg-<queues>[-gpuN]-<pid>@<host>).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve this worker's Prometheus metrics at http://HOST:PORT/metrics "
+    "(images, chunk times, model loads, tasks; docs/deployment.md).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics endpoint binds. Any other than loopback needs "
+    "UNETBG_API_KEY, which scrapers then send as 'Authorization: Bearer KEY'.",
+)
 def worker(
-    queues: str, gpu: int | None, concurrency: int, loglevel: str, hostname: str | None
+    queues: str,
+    gpu: int | None,
+    concurrency: int,
+    loglevel: str,
+    hostname: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Start a Celery worker for unetbg jobs (needs UNETBG_BROKER_URL).
 
@@ -66,6 +86,21 @@ def worker(
             param_hint="--queues",
         )
     settings = require_broker()
+    metrics: list[str] = []
+    if metrics_port is not None:
+        from unetbg.workers.metrics_endpoint import (
+            MetricsRefused,
+            new_values_folder,
+            required_key,
+        )
+
+        try:
+            required_key(metrics_host, settings)  # refused here, with exit status 2
+        except MetricsRefused as exc:
+            raise RequestError(str(exc)) from None
+        folder = new_values_folder()
+        metrics = ["--metrics-port", str(metrics_port), "--metrics-host", metrics_host]
+        metrics += ["--metrics-dir", folder]
     from unetbg.db.schema import SchemaOutOfDate, ensure_schema
 
     try:
@@ -76,6 +111,9 @@ def worker(
     if gpu is not None:
         # Must be in the environment before any process of the worker imports torch.
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    if metrics:
+        # Read by prometheus_client when first imported: before Celery starts.
+        env["PROMETHEUS_MULTIPROC_DIR"] = folder
     name = hostname or default_node_name(chosen, gpu)
     argv = celery_argv(
         "worker",
@@ -89,6 +127,7 @@ def worker(
         loglevel,
         "-n",
         name,
+        *metrics,
     )
     os.execve(sys.executable, argv, env)
 

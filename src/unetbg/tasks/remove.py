@@ -11,6 +11,7 @@ image.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from unetbg.jobs import (
     worker_identity,
 )
 from unetbg.tasks.base import ImagesFailed, JobCancelled, JobTask
+from unetbg.workers import metrics
 
 #: Loaded models of this worker process, keyed by checkpoint file version and device.
 #: Filled on the first chunk (never at fork time: CUDA must start in the child).
@@ -50,6 +52,7 @@ def model_for(
         from unetbg.inference import ModelInference
 
         _models.clear()
+        started = time.perf_counter()
         handle = ModelInference(
             checkpoint,
             device=device,
@@ -57,6 +60,7 @@ def model_for(
             max_pixels=max_pixels,
             backend=backend,
         )
+        metrics.observe_model_load(time.perf_counter() - started)
         _models[key] = handle
     handle.batch_size = batch_size
     return handle
@@ -204,6 +208,14 @@ class RemoveChunkTask(JobTask):
 @shared_task(bind=True, base=RemoveChunkTask, name="unetbg.remove_chunk")
 def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dict:
     """Process the chunk's open items in model batches; returns counts."""
+    started = time.perf_counter()
+    try:
+        return _remove_chunk(self, job_id, item_ids)
+    finally:
+        metrics.observe_chunk(time.perf_counter() - started)
+
+
+def _remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dict:
     claim = self.claim_items(job_id, item_ids)
     if claim is None:
         self.raise_if_cancelled(job_id)
@@ -269,6 +281,7 @@ def remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> dic
         if not written:
             raise _TakenOver
         counts[state] += 1
+        metrics.count_image(state)
         if cancel:
             raise _Cancelled
 

@@ -24,6 +24,8 @@ from kombu import Queue
 
 from unetbg.db.session import dispose_engines
 from unetbg.settings import Settings, get_settings
+from unetbg.workers import metrics  # noqa: F401  (connects the task counter's signal)
+from unetbg.workers.metrics_endpoint import OPTIONS, MetricsStep
 
 TRAIN_QUEUE = "train"
 INFER_QUEUE = "infer"
@@ -94,6 +96,10 @@ def create_app(settings: Settings | None = None, set_as_current: bool = True) ->
         },
         enable_utc=True,
     )
+    # `--metrics-port` / `--metrics-host` (docs/deployment.md, "Metrics").
+    app.steps["worker"].add(MetricsStep)
+    for option in OPTIONS:
+        app.user_options["worker"].add(option)
     return app
 
 
