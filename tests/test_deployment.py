@@ -49,13 +49,15 @@ def test_compose_file_is_valid(tmp_path: Path):
     assert done.returncode == 0, done.stderr
 
 
-def test_only_the_dashboards_are_published_and_on_loopback(compose: dict):
+def test_only_the_dashboards_and_the_api_are_published_and_on_loopback(compose: dict):
     published = {name: svc["ports"] for name, svc in compose["services"].items() if "ports" in svc}
-    assert sorted(published) == ["flower", "prometheus"]
+    assert sorted(published) == ["api", "flower", "prometheus"]
     (port,) = published["flower"]
     assert port.startswith("${UNETBG_FLOWER_BIND:-127.0.0.1}:")
     (port,) = published["prometheus"]
     assert port.startswith("${UNETBG_PROMETHEUS_BIND:-127.0.0.1}:")
+    (port,) = published["api"]
+    assert port.startswith("${UNETBG_API_BIND:-127.0.0.1}:")
 
 
 def test_services_and_commands(compose: dict):
@@ -67,6 +69,7 @@ def test_services_and_commands(compose: dict):
         "worker-gpu",
         "worker-cpu",
         "flower",
+        "api",
         "prometheus",
     }
     assert services["migrate"]["command"] == ["unetbg", "db", "upgrade"]
@@ -87,7 +90,7 @@ def test_services_and_commands(compose: dict):
     assert gpu["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["worker-cpu"]["profiles"] == ["cpu"]
     assert services["worker-cpu"]["command"] == ["unetbg", "worker", "--queues", "infer", *metrics]
-    for name in ("worker-gpu", "worker-cpu", "flower", "migrate"):
+    for name in ("worker-gpu", "worker-cpu", "flower", "migrate", "api"):
         env = services[name]["environment"]
         assert (
             env["UNETBG_BROKER_URL"] == "redis://:${REDIS_PASSWORD:-change-me-redis}@redis:6379/0"
@@ -194,3 +197,33 @@ def test_prometheus_scrapes_the_workers_and_the_api_with_the_key(compose: dict):
     assert jobs["unetbg-api"]["static_configs"] == [{"targets": ["api:7000"]}]
     key = compose["x-unetbg"]["environment"]["UNETBG_API_KEY"]
     assert key == "${UNETBG_API_KEY:-change-me-api-key}"
+
+
+def test_the_api_refuses_the_placeholder_key_and_serves_the_shared_folders(
+    compose: dict, tmp_path: Path
+):
+    """Run the api service's start line with a stub `unetbg` that prints its arguments."""
+    api = compose["services"]["api"]
+    script = api["command"][2].replace("$$", "$")
+    stub = tmp_path / "unetbg"
+    stub.write_text('#!/bin/sh\necho "$@"\n')
+    stub.chmod(0o755)
+
+    def start(key: str) -> subprocess.CompletedProcess:
+        env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "UNETBG_API_KEY": key}
+        return subprocess.run(
+            ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30
+        )
+
+    for key in ("", "change-me-api-key"):
+        refused = start(key)
+        assert refused.returncode == 1 and "set UNETBG_API_KEY" in refused.stderr
+        assert refused.stdout == ""
+    args = start("a-real-key").stdout.split()
+    assert args[:3] == ["serve", "--host", "0.0.0.0"]
+    roots = [args[i + 1] for i, a in enumerate(args) if a == "--root"]
+    mounts = {v.removesuffix(":ro").rsplit(":", 1)[1] for v in api["volumes"]}
+    assert set(roots) == {"/images", "/coco"} <= mounts
+    (published,) = api["ports"]
+    assert published.startswith("${UNETBG_API_BIND:-127.0.0.1}:")
+    assert published.endswith(":" + args[args.index("--port") + 1])
