@@ -44,9 +44,14 @@ def samples(text: str) -> dict[tuple, float]:
 def test_worker_metrics_count_a_remove_dir_job(
     tmp_path, coco_mini, checkpoint, redis_server, monkeypatch
 ):
+    import redis
+
     from unetbg import jobs
 
     cluster = make_cluster(tmp_path / "cluster", redis_server, UNETBG_API_KEY=KEY)
+    # The Redis server is the session's: a message another test left queued would be a
+    # task of this worker's too, and the counts below would not be this job's alone.
+    redis.Redis.from_url(redis_server.url).flushdb()
     port = free_port()
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:

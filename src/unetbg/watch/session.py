@@ -96,6 +96,8 @@ class WatchSession:
             self.watch.start()
             try:
                 job_id = create_job()
+                # The first snapshot now: the job's id is out before any other word.
+                self.on_update(jobs.get_job(job_id, self.settings))
                 self._remember(job_id)
                 runner = None
                 if self.settings.embedded:
