@@ -41,3 +41,20 @@ def test_a_useless_model_is_flagged_and_columns_are_words(random_checkpoint, coc
     figures = json.loads(as_json.stdout)
     assert figures["iou"] < figures["baseline"]["iou"]
     assert warning in as_json.stderr
+
+
+@pytest.mark.usefixtures("embedded_env")
+def test_image_size_runs_the_model_at_another_letterbox(random_checkpoint, coco_mini):
+    own = json.loads(_evaluate(random_checkpoint, coco_mini, "--json").stdout)
+    bigger = _evaluate(random_checkpoint, coco_mini, "--json", "--image-size", "128")
+    assert bigger.exit_code == 0, bigger.output
+    figures = json.loads(bigger.stdout)
+    assert own["image_size"] == 64 and figures["image_size"] == 128
+    assert figures["baseline"] == own["baseline"]  # the same photos and masks
+    assert figures["iou"] != own["iou"]  # the network saw other pixels
+    assert (
+        "letterbox 128 px" in _evaluate(random_checkpoint, coco_mini, "--image-size", "128").stdout
+    )
+
+    odd = _evaluate(random_checkpoint, coco_mini, "--image-size", "100")
+    assert odd.exit_code == 2 and "100 is not a multiple of 32" in odd.output

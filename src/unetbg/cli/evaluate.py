@@ -55,6 +55,13 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=32),
+    default=None,
+    help="Letterbox size to run the model at (a multiple of 32; default: the checkpoint's "
+    "own), to see how it fares at another resolution.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
     checkpoint,
@@ -66,6 +73,7 @@ def evaluate(
     threshold,
     device,
     batch_size,
+    image_size,
     as_json,
 ) -> None:
     """IoU, Dice and pixel accuracy of CHECKPOINT at each photo's own resolution, next to
@@ -78,6 +86,10 @@ def evaluate(
     """
     if coco_root is None and not data:
         raise click.UsageError("give --coco-root or at least one --data source")
+    if image_size is not None and image_size % 32:
+        raise click.BadParameter(
+            f"{image_size} is not a multiple of 32", param_hint="'--image-size'"
+        )
     checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
     usable_device(device, here=True)  # exit status 2 for cuda without a GPU
     from unetbg.data import CocoError
@@ -101,6 +113,7 @@ def evaluate(
             data=data,
             val_percent=val_percent,
             progress=progress,
+            image_size=image_size,
         )
     except CocoError as exc:  # --coco-root is not a COCO folder for this split
         raise click.BadParameter(str(exc), param_hint="'--coco-root'") from None
@@ -131,7 +144,8 @@ def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None
     base = result["baseline"]
     click.echo(
         f"{checkpoint} (epoch {result['epoch']}) on {result['images']} {split} images, "
-        f"threshold {threshold}, {result['device']}, {result['seconds']:.1f}s"
+        f"threshold {threshold}, letterbox {result['image_size']} px, {result['device']}, "
+        f"{result['seconds']:.1f}s"
     )
     click.echo(f"{'':16} {'pooled':>9} {'per image':>9} {'baseline':>9} {'per image':>9}")
     for label, key in _ROWS:

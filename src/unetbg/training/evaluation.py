@@ -9,6 +9,7 @@ the same pixels so the figures have a floor to compare with.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -47,6 +48,7 @@ def evaluate_checkpoint(
     data: Sequence[str] = (),
     val_percent: int = 10,
     progress: Callable[[int, int], None] | None = None,
+    image_size: int | None = None,
 ) -> dict[str, Any]:
     """IoU, Dice and pixel accuracy (micro and macro) of ``checkpoint`` on ``split``.
 
@@ -59,7 +61,9 @@ def evaluate_checkpoint(
     ``unreadable`` images skipped, ``baseline`` (the same figures for the all-foreground
     prediction), and what was run. ``should_stop()`` is asked before each group of images
     (cooperative cancellation); when it returns True, :class:`EvaluationStopped` is raised.
-    ``progress(done, total)`` is called after each group of images.
+    ``progress(done, total)`` is called after each group of images. ``image_size``
+    letterboxes the photos to another size than the checkpoint's (a multiple of 32),
+    to measure how the model fares there; the result's ``image_size`` says which ran.
     """
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
@@ -67,6 +71,8 @@ def evaluate_checkpoint(
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if image_size is not None and (image_size < 32 or image_size % 32):
+        raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
     sources = [DataSource("coco", str(coco_root))] if coco_root is not None else []
     sources += [DataSource.parse(spec) for spec in data]
     if not sources:
@@ -80,6 +86,8 @@ def evaluate_checkpoint(
     torch_device = resolve_device(device)
     model, ckpt = load_model(checkpoint, device=torch_device)
     preprocessing = Preprocessing.from_dict(ckpt["preprocessing"])
+    if image_size is not None:
+        preprocessing = dataclasses.replace(preprocessing, image_size=image_size)
 
     meter = SegmentationMeter(threshold=threshold)
     baseline = SegmentationMeter(threshold=threshold)
@@ -137,6 +145,7 @@ def evaluate_checkpoint(
         "threshold": threshold,
         "checkpoint": str(Path(checkpoint)),
         "epoch": ckpt.get("epoch"),
+        "image_size": preprocessing.image_size,
         "device": str(torch_device),
         "seconds": round(time.perf_counter() - started, 3),
     }

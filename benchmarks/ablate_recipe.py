@@ -1,0 +1,148 @@
+"""Short ablations of the ``cpu`` training recipe: one change at a time, same budget.
+
+    .venv/bin/python benchmarks/ablate_recipe.py OUT [--arms base,no-copy-paste,...]
+        [--epochs 6] [--samples 480] [--shared ../shared/data] [--json]
+
+Each arm is the ``cpu`` preset with ``--epochs`` epochs of ``--samples`` samples and one
+change (``ARMS`` below), trained from random initialisation with the same seed by the real
+CLI (``unetbg train``) into ``OUT/ARM`` and scored by ``unetbg evaluate``'s code at each
+photo's original resolution (crowd/ignore areas not scored) on coco-mini val and the two
+mask folders' validation splits. The ``no-ema`` row needs no run of its own: it scores
+the base arm's raw weights at its last epoch (stored in its ``last_model.pth`` beside the
+weight average), against the average at that same step (``base (last epoch)``).
+
+An arm whose folder already holds a finished run is scored again, not trained again;
+one that was interrupted continues from its ``last_model.pth`` (``--resume``). Training
+records go to a database under ``OUT/data``, not the user's. Prints a markdown table
+(``--json``: JSON) on stdout. Not a test: nothing is asserted. Figures from short runs
+rank the choices; they are far below what the full recipe reaches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+#: Arm name -> what it changes in the ``cpu`` preset (``unetbg train`` options).
+ARMS: dict[str, list[str]] = {
+    "base": [],
+    "no-copy-paste": ["--copy-paste", "0"],
+    "ccp-weight-1": ["ccp-weight", "1"],
+    "no-ccp": ["ccp-weight", "0"],
+    "256px": ["--image-size", "256"],
+}
+
+
+def sources(shared: Path, ccp_weight: str) -> list[str]:
+    """The ``cpu`` preset's sources with ccp-person at ``ccp_weight`` (``0``: left out)."""
+    specs = [f"coco:{shared / 'coco-mini'}:0.1", f"masks:{shared / 'coco-person'}:1"]
+    if float(ccp_weight) > 0:
+        specs.append(f"masks:{shared / 'ccp-person'}:{ccp_weight}")
+    return specs
+
+
+def train(out: Path, arm: str, args: argparse.Namespace, env: dict[str, str]) -> float:
+    """Train ``arm`` (or continue it); returns the seconds spent now."""
+    run = out / arm
+    if (run / "done").is_file():
+        return 0.0
+    change = list(ARMS[arm])
+    ccp = "0.35"
+    if change[:1] == ["ccp-weight"]:
+        ccp, change = change[1], []
+    command = [str(BIN / "unetbg"), "train"]
+    if (run / "last_model.pth").is_file():
+        command += ["--resume", str(run)]
+    else:
+        command += ["--preset", "cpu", "--output-dir", str(run)]
+        for spec in sources(args.shared, ccp):
+            command += ["--data", spec]
+        command += ["--epochs", str(args.epochs), "--samples-per-epoch", str(args.samples)]
+        command += change
+    started = time.perf_counter()
+    print(f"[{arm}] {' '.join(command)}", file=sys.stderr, flush=True)
+    with open(out / f"{arm}.log", "a") as log:
+        subprocess.run(command, check=True, env=env, stdout=log, stderr=subprocess.STDOUT)
+    (run / "done").write_text("finished\n")
+    return time.perf_counter() - started
+
+
+def raw_weights(run: Path) -> tuple[Path, Path]:
+    """The raw and the averaged weights of ``run``'s last epoch as two checkpoint files."""
+    import torch
+
+    from unetbg.model import load_checkpoint, save_checkpoint
+
+    last = load_checkpoint(run / "last_model.pth", map_location="cpu")
+    ema = last["train_state"]["ema"]["weights"]
+    paths = run / "last_raw.pth", run / "last_ema.pth"
+    for path, weights in zip(paths, (last["state_dict"], ema), strict=True):
+        state = {k: v for k, v in last.items() if k != "train_state"}
+        state["state_dict"] = {k: torch.as_tensor(v) for k, v in weights.items()}
+        save_checkpoint(path, state)
+    return paths
+
+
+def score(checkpoint: Path, args: argparse.Namespace) -> dict[str, float]:
+    from unetbg.training.evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        checkpoint,
+        args.shared / "coco-mini",
+        data=[f"masks:{args.shared / 'coco-person'}", f"masks:{args.shared / 'ccp-person'}"],
+        device="cpu",
+    )
+    figures = {name: s["iou"] for name, s in result["sources"].items()}
+    figures["mean"] = result["mean_iou"]
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--samples", type=int, default=480)
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    args.out, args.shared = args.out.resolve(), args.shared.resolve()
+    arms = [a for a in args.arms.split(",") if a]
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        parser.error(f"unknown arms {unknown}; known: {', '.join(ARMS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, UNETBG_DATA_DIR=str(args.out / "data"))
+
+    rows: dict[str, dict] = {}
+    for arm in arms:
+        seconds = train(args.out, arm, args, env)
+        rows[arm] = score(args.out / arm / "best_model.pth", args) | {"train_s": seconds}
+        print(f"[{arm}] {rows[arm]}", file=sys.stderr, flush=True)
+    if "base" in arms:
+        raw, ema = raw_weights(args.out / "base")
+        rows["base (last epoch)"] = score(ema, args)
+        rows["no-ema (last epoch)"] = score(raw, args)
+
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    names = ["coco-mini", "coco-person", "ccp-person", "mean"]
+    print("| arm | " + " | ".join(names) + " |")
+    print("| --- |" + " ---: |" * len(names))
+    for arm, figures in rows.items():
+        print(
+            f"| {arm} | " + " | ".join(f"{figures.get(n, float('nan')):.3f}" for n in names) + " |"
+        )
+
+
+if __name__ == "__main__":
+    main()
