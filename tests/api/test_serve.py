@@ -217,3 +217,39 @@ def test_no_key_means_no_listening_off_loopback(tmp_path, checkpoint):
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
     assert not (tmp_path / "data" / "api-key").exists()
+
+
+def test_stopping_the_server_cancels_the_jobs_it_runs(tmp_path, checkpoint, coco_root):
+    """Without a broker the server runs its jobs itself: SIGTERM ends them as cancelled,
+    with their counts, instead of leaving them 'running' for nobody."""
+    import signal
+
+    from api_server import serve
+
+    servers = serve(tmp_path, checkpoint, server_env(tmp_path / "data", UNETBG_CHUNK_SIZE="2"))
+    server = next(servers)
+    try:
+        copy_jpegs(coco_root, server.root / "many", 60)
+        body = {
+            "kind": "remove_dir",
+            "input_dir": str(server.root / "many"),
+            "output_dir": str(server.root / "many-out"),
+        }
+        with server.client() as client:
+            job_id = client.post("/api/jobs", json=body).json()["id"]
+            deadline = time.monotonic() + 60
+            while client.get(f"/api/jobs/{job_id}").json()["progress_done"] < 1:
+                assert time.monotonic() < deadline, "the job never started"
+                time.sleep(0.05)
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        # uvicorn shuts down, then ends by the signal it got (status -15), as is usual.
+        assert server.proc.wait(60) in (0, -signal.SIGTERM), server.log.read_text()[-3000:]
+        assert "Application shutdown complete" in server.log.read_text()
+    finally:
+        servers.close()
+    status = server.unetbg("status", job_id, "--json")
+    job = json.loads(status.stdout)
+    assert job["state"] == "cancelled", job
+    assert job["items"].get("cancelled", 0) > 0 and job["progress_done"] < 60
+    assert job["progress_done"] == job["items"].get("succeeded", 0)
+    assert "Traceback" not in server.log.read_text(), server.log.read_text()[-3000:]
