@@ -26,8 +26,8 @@ The modules, each importing only those listed before it:
 * ``stats``: figures over all jobs (by kind and state, images, queue depths) for
   monitoring.
 
-It never imports ``unetbg.tasks``, ``unetbg.cli`` or ``unetbg.web``; tasks are found
-by name on the Celery app.
+It never imports ``unetbg.tasks`` nor its front ends (``unetbg.cli``, ``unetbg.web``,
+``unetbg.api``, ``unetbg.watch``); tasks are found by name on the Celery app.
 """
 
 from __future__ import annotations
