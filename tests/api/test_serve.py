@@ -253,3 +253,36 @@ def test_stopping_the_server_cancels_the_jobs_it_runs(tmp_path, checkpoint, coco
     assert job["items"].get("cancelled", 0) > 0 and job["progress_done"] < 60
     assert job["progress_done"] == job["items"].get("succeeded", 0)
     assert "Traceback" not in server.log.read_text(), server.log.read_text()[-3000:]
+
+
+def test_a_full_model_queue_answers_503_and_the_rest_are_served(tmp_path, coco_root):
+    """``--queue-size 1``: while the model works on one image (a slow one: letterbox 768
+    on one thread) and one more waits, further requests are refused at once with 503 and
+    ``Retry-After``, never queued without bound; every accepted one is answered, and the
+    server serves on afterwards."""
+    from api_server import serve
+
+    from service_fixtures import make_checkpoint
+
+    slow = make_checkpoint(tmp_path / "slow.pth", image_size=768)
+    env = server_env(tmp_path / "data")
+    servers = serve(tmp_path, slow, env, "--queue-size", 1, "--batch-size", 1)
+    server = next(servers)
+    try:
+        photo = sorted((coco_root / "val2017").glob("*.jpg"))[0].read_bytes()
+
+        def post(_):
+            with server.client() as client:
+                return client.post("/api/remove", files={"file": ("p.jpg", photo)})
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post, range(8)))
+        statuses = sorted(a.status_code for a in answers)
+        assert set(statuses) == {200, 503}, statuses
+        assert statuses.count(200) <= 3  # one at the model, one waiting (one just taken)
+        for busy in (a for a in answers if a.status_code == 503):
+            assert int(busy.headers["Retry-After"]) > 0 and "busy" in busy.json()["detail"]
+        assert post(None).status_code == 200
+    finally:
+        servers.close()
+    assert "Traceback" not in server.log.read_text(), server.log.read_text()[-3000:]
