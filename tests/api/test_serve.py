@@ -187,15 +187,20 @@ def test_paths_must_lie_under_the_roots(server, tmp_path):
     assert not (outside / "o").exists()
 
 
-def test_cancel_over_http(server, coco_root):
-    copy_jpegs(coco_root, server.root / "many", 40)
+def submit_many(server, client: httpx.Client, coco_root: Path, count: int) -> str:
+    """A remove-dir job over ``count`` photos copied under the server's root; its id."""
+    copy_jpegs(coco_root, server.root / "many", count)
     body = {
         "kind": "remove_dir",
         "input_dir": str(server.root / "many"),
         "output_dir": str(server.root / "many-out"),
     }
+    return client.post("/api/jobs", json=body).json()["id"]
+
+
+def test_cancel_over_http(server, coco_root):
     with server.client() as client:
-        job_id = client.post("/api/jobs", json=body).json()["id"]
+        job_id = submit_many(server, client, coco_root, 40)
         cancelled = client.post(f"/api/jobs/{job_id}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["cancel_requested"]
         job = wait_final(client, job_id)
@@ -229,14 +234,8 @@ def test_stopping_the_server_cancels_the_jobs_it_runs(tmp_path, checkpoint, coco
     servers = serve(tmp_path, checkpoint, server_env(tmp_path / "data", UNETBG_CHUNK_SIZE="2"))
     server = next(servers)
     try:
-        copy_jpegs(coco_root, server.root / "many", 60)
-        body = {
-            "kind": "remove_dir",
-            "input_dir": str(server.root / "many"),
-            "output_dir": str(server.root / "many-out"),
-        }
         with server.client() as client:
-            job_id = client.post("/api/jobs", json=body).json()["id"]
+            job_id = submit_many(server, client, coco_root, 60)
             deadline = time.monotonic() + 60
             while client.get(f"/api/jobs/{job_id}").json()["progress_done"] < 1:
                 assert time.monotonic() < deadline, "the job never started"
