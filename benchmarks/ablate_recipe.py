@@ -38,6 +38,7 @@ ARMS: dict[str, list[str]] = {
     "ccp-weight-1": ["ccp-weight", "1"],
     "no-ccp": ["ccp-weight", "0"],
     "256px": ["--image-size", "256"],
+    "ccp-partial": ["--partial-sources", "ccp-person"],
 }
 
 

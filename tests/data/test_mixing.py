@@ -179,3 +179,20 @@ def test_copy_paste_leaves_inputs_alone_and_is_reproducible(two_folders):
     assert all(np.array_equal(x, y) for x, y in zip(out, again, strict=True))
     never = CopyPaste(donors, p=0.0)(image, mask, ignore, np.random.default_rng(5))
     assert never[0] is image
+
+
+def test_photos_without_people_can_be_kept_as_pure_negatives(two_folders):
+    donors = [MaskFolder(two_folders[0], "train", 20)]
+    keep = CopyPaste(donors, p=1.0, max_objects=3, onto_empty=False)
+    image = np.full((90, 120, 3), 9, np.uint8)
+    empty, ignore = np.zeros((90, 120), np.uint8), np.zeros((90, 120), np.uint8)
+    for seed in range(5):
+        out = keep(image, empty, ignore, np.random.default_rng(seed))
+        assert out[0] is image and out[1] is empty  # nobody there: left whole
+    # A photo with a person in it still gets company.
+    someone = empty.copy()
+    someone[40:60, 10:20] = 1
+    out = keep(image, someone, ignore, np.random.default_rng(5))
+    assert out[1].sum() > someone.sum()
+    # The default pastes into empty photos too (Ghiasi et al.'s setting).
+    assert CopyPaste(donors, p=1.0)(image, empty, ignore, np.random.default_rng(5))[1].sum() > 0

@@ -51,6 +51,11 @@ def field_options(command):
         if name in SPECIAL:
             continue
         flag = name.replace("_", "-")
+        if typing.get_origin(hint) is tuple:  # a list of names: repeat the option
+            command = click.option(
+                f"--{flag}", name, multiple=True, metavar="NAME", help=FIELD_HELP[name]
+            )(command)
+            continue
         args = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
         optional = type(None) in typing.get_args(hint)
         base = args[0]
@@ -70,5 +75,16 @@ def field_options(command):
 
 
 def field_overrides(fields: dict[str, Any]) -> dict[str, Any]:
-    """The fields given on the command line (``none`` as ``None``), as config overrides."""
-    return {k: (None if v is NONE else v) for k, v in fields.items() if v is not None}
+    """The fields given on the command line (``none`` as ``None``), as config overrides.
+
+    A repeatable option not given is ``()`` and overrides nothing; given as ``none`` alone
+    it sets the field to ``()``.
+    """
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, tuple):
+            if value:
+                out[key] = () if [v.lower() for v in value] == ["none"] else value
+        elif value is not None:
+            out[key] = None if value is NONE else value
+    return out

@@ -97,6 +97,7 @@ class CopyPaste:
         p: float = 0.5,
         max_objects: int = 3,
         scale: PasteScale = PasteScale(),
+        onto_empty: bool = True,
     ) -> None:
         if not 0 <= p <= 1:
             raise ValueError(f"copy-paste probability must be in [0, 1], got {p}")
@@ -105,6 +106,9 @@ class CopyPaste:
         self.donors = [d for d in donors if len(d) > 0]
         self.sizes = np.cumsum([len(d) for d in self.donors])
         self.p, self.max_objects, self.scale = p, max_objects, scale
+        #: Paste into photos without anyone too? ``False`` keeps them whole, as the only
+        #: samples that teach "no person here" (half of COCO's photos have none).
+        self.onto_empty = onto_empty
 
     def _draw_donor(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
         for _ in range(8):
@@ -123,7 +127,7 @@ class CopyPaste:
         self, image: np.ndarray, mask: np.ndarray, ignore: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The sample with people pasted in (copies; the inputs are not changed)."""
-        if not self.donors or rng.random() >= self.p:
+        if not self.donors or (not self.onto_empty and not mask.any()) or rng.random() >= self.p:
             return image, mask, ignore
         image, mask, ignore = image.copy(), mask.copy(), ignore.copy()
         for _ in range(int(rng.integers(1, self.max_objects + 1))):

@@ -51,6 +51,7 @@ class MixedSamples(Dataset):
         samples_per_epoch: int,
         seed: int,
         copy_paste: CopyPaste | None = None,
+        partial: Sequence[bool] = (),
     ) -> None:
         if len(readers) != len(weights) or not readers:
             raise ValueError("need one weight per reader and at least one reader")
@@ -68,6 +69,10 @@ class MixedSamples(Dataset):
         self.samples_per_epoch = samples_per_epoch
         self.seed = seed
         self.copy_paste = copy_paste
+        #: Per reader: do its masks label only some of the people (``sample["partial"]``)?
+        self.partial = list(partial) or [False] * len(self.readers)
+        if len(self.partial) != len(self.readers):
+            raise ValueError("need one partial flag per reader")
         self.unreadable: dict[tuple[str, str], str] = {}
         self.epoch = 0
         self._plan: list[tuple[int, int]] | None = None
@@ -105,6 +110,7 @@ class MixedSamples(Dataset):
             image, mask, ignore = self.copy_paste(image, mask, ignore, rng)
         sample = self.transform(image, mask, ignore)
         sample["source"] = r
+        sample["partial"] = self.partial[r]
         return sample
 
 

@@ -43,11 +43,19 @@ class TrainConfig:
     data: tuple[str, ...] = ()
     #: Share of each mask folder (by file-name hash) kept for validation.
     val_percent: int = 10
+    #: Names of training sources (as the per-source figures name them) whose masks label
+    #: only some of the people in a photo, e.g. ccp-person's main person: there, background
+    #: that the model calls person away from the labelled people is left out of the loss
+    #: (``unetbg.training.partial``) instead of teaching that a bystander is background.
+    partial_sources: tuple[str, ...] = ()
     #: Samples drawn per epoch from mixed sources; ``None``: all their training images.
     samples_per_epoch: int | None = None
     #: Probability of pasting people from the training sources into a sample (0: off).
     copy_paste: float = 0.0
     copy_paste_max: int = 3
+    #: Paste into photos without any person too. ``False`` keeps them as pure negatives:
+    #: without those, a model calls any large central object (a pizza, a bear) a person.
+    copy_paste_empty: bool = True
     #: Evaluate and keep an exponential moving average of the weights (and BatchNorm
     #: statistics) with this decay; ``None``: the raw weights.
     ema_decay: float | None = None
@@ -225,16 +233,35 @@ def _problems(cfg: TrainConfig):
         yield f"copy_paste_max must be >= 1, got {cfg.copy_paste_max}"
     if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
         yield f"ema_decay must be in (0, 1) or None, got {cfg.ema_decay}"
+    bad_spec = False
     for spec in cfg.data:
         try:
             _parse_source(spec)
         except ValueError as exc:
+            bad_spec = True
             yield str(exc)
+    if cfg.partial_sources and not bad_spec:
+        yield from _partial_source_problems(cfg)
     for name in ("bce_weight", "dice_weight", "recon_weight"):
         if getattr(cfg, name) < 0:
             yield f"{name} must be >= 0, got {getattr(cfg, name)}"
     if cfg.recon_weight > 0 and not cfg.reconstruction:
         yield "recon_weight > 0 needs reconstruction=True"
+
+
+def _partial_source_problems(cfg: TrainConfig):
+    from unetbg.data.sources import unique_names
+
+    if not cfg.data:  # a COCO-only run (coco_root alone) mixes no sources
+        yield "partial_sources needs sources given with data (--data)"
+        return
+    names = unique_names(cfg.sources())
+    unknown = [n for n in cfg.partial_sources if n not in names]
+    if unknown:
+        yield (
+            f"partial_sources names no training source: {', '.join(unknown)}; "
+            f"the sources are: {', '.join(names) or 'none (give --data)'}"
+        )
 
 
 def _parse_source(spec: str):
@@ -349,9 +376,14 @@ FIELD_HELP: dict[str, str] = {
     "val_split": "Split to validate and finally evaluate on.",
     "data": "Data source KIND:PATH[:WEIGHT] (coco or masks), repeatable.",
     "val_percent": "Share (%) of each mask folder kept for validation, by file-name hash.",
+    "partial_sources": "Source NAME whose masks label only some people (ccp-person: the main "
+    "person); background the model calls person away from them is not taught as background. "
+    "Repeatable; 'none' clears the preset's.",
     "samples_per_epoch": "Samples per epoch from mixed sources (default: all their images).",
     "copy_paste": "Probability of pasting people from the training data into a sample.",
     "copy_paste_max": "Most people pasted into one sample.",
+    "copy_paste_empty": "Also paste into photos without anyone (--no-copy-paste-empty keeps "
+    "them as pure negatives).",
     "ema_decay": "Keep and evaluate an exponential moving average of the weights.",
     "epochs": "Number of epochs.",
     "batch_size": "Images per optimisation step.",

@@ -16,6 +16,7 @@ from torch import nn
 
 from unetbg.model.metrics import SegmentationMeter, confusion
 from unetbg.training.ema import ModelEma
+from unetbg.training.partial import unlabelled_people
 
 #: ``progress(step, total_steps, running_metrics)`` after each optimisation step.
 ProgressFn = Callable[[int, int, dict[str, float]], None]
@@ -139,7 +140,11 @@ def train_one_epoch(
 
         with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
             outputs = model(image)
-            loss, parts = criterion(outputs, target, ignore=ignore, image=raw)
+            probs = torch.sigmoid(outputs["mask"].detach().float())
+            loss_ignore = ignore
+            if "partial" in batch:  # mixed sources, some labelling only some people
+                loss_ignore = unlabelled_people(probs, target, ignore, batch["partial"])
+            loss, parts = criterion(outputs, target, ignore=loss_ignore, image=raw)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}; lower the lr")
 
@@ -155,7 +160,6 @@ def train_one_epoch(
             ema.update(model)
 
         with torch.no_grad():
-            probs = torch.sigmoid(outputs["mask"].detach().float())
             # Loss terms are prefixed so "loss_dice" never collides with the Dice metric.
             losses = {"loss": float(loss)} | {f"loss_{k}": float(v) for k, v in parts.items()}
             running.update(losses, probs, target, ignore)

@@ -137,7 +137,9 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
     copy_paste = None
     if cfg.copy_paste > 0:
         donors = [r for r, w in zip(train, weights, strict=True) if w > 0]
-        copy_paste = CopyPaste(donors, cfg.copy_paste, cfg.copy_paste_max)
+        copy_paste = CopyPaste(
+            donors, cfg.copy_paste, cfg.copy_paste_max, onto_empty=cfg.copy_paste_empty
+        )
     train_preset = (
         TrainPreset(cfg.image_size, seed=cfg.seed) if cfg.augment else EvalPreset(cfg.image_size)
     )
@@ -148,6 +150,7 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
         cfg.samples_per_epoch or sum(len(r) for r, w in zip(train, weights, strict=True) if w),
         cfg.seed,
         copy_paste,
+        partial=[n in cfg.partial_sources for n in names],
     )
     val_readers = [r for r in val if len(r)]
     val_base: Dataset = SourceSamples(val_readers, EvalPreset(cfg.image_size))
