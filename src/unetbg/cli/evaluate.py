@@ -165,6 +165,8 @@ def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None
                 f"{figures['dice']:7.4f} {figures['baseline']['iou']:12.4f}"
             )
         click.echo(f"mean IoU over sources: {result['mean_iou']:.4f}")
+    for name, figures in [("", result), *sources.items()]:
+        _print_empty(name, figures["empty"])
     click.echo(
         "pooled: all pixels together (micro); per image: mean over images (macro); "
         "baseline: every pixel called person"
@@ -173,3 +175,15 @@ def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None
         click.echo(
             f"skipped {len(result['unreadable'])} unreadable image(s): {result['unreadable']}"
         )
+
+
+def _print_empty(name: str, empty: dict) -> None:
+    """One line on the photos without people (``name``: a source; empty: all of them)."""
+    if not empty["images"]:
+        return
+    where = f" in {name}" if name else ""
+    click.echo(
+        f"photos without people{where}: {empty['images']}; a person called on "
+        f"{empty['with_false_person']} of them (> 1 % of the photo), "
+        f"{empty['false_person']:.1%} of their pixels on average"
+    )
