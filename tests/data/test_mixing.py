@@ -196,3 +196,64 @@ def test_photos_without_people_can_be_kept_as_pure_negatives(two_folders):
     assert out[1].sum() > someone.sum()
     # The default pastes into empty photos too (Ghiasi et al.'s setting).
     assert CopyPaste(donors, p=1.0)(image, empty, ignore, np.random.default_rng(5))[1].sum() > 0
+
+
+def test_has_person_reads_the_mask_and_counts_crowds_and_broken_masks_as_people(two_folders):
+    folder = MaskFolder(two_folders[0])
+    for index, stem in enumerate(folder.stems):
+        _, mask, _ = folder.load(index)
+        expected = bool(mask.any()) or stem in folder.ignores
+        assert folder.has_person(index) == expected, stem
+    # maskgen: every third photo has nobody, every fourth an ignore map.
+    assert not folder.has_person(folder.stems.index("img003"))
+    assert folder.has_person(folder.stems.index("img000"))  # empty mask, but an ignore map
+    (two_folders[0] / "masks" / "img003.png").write_bytes(b"broken")
+    assert folder.has_person(folder.stems.index("img003"))
+
+
+def test_coco_has_person_follows_the_annotations(coco_root):
+    reader = DataSource("coco", str(coco_root)).reader("train")
+    flags = [reader.has_person(i) for i in range(len(reader))]
+    assert True in flags and False in flags
+    for index, flag in enumerate(flags):
+        mask, ignore = reader.persons.masks(reader.persons.image_ids[index])
+        assert flag == bool(mask.any() or ignore.any())
+
+
+def test_empty_share_draws_that_share_from_photos_without_people(two_folders):
+    a, b = (MaskFolder(f, "train", 20) for f in two_folders)
+    empties = {(r, i) for r, m in enumerate((a, b)) for i in range(len(m)) if not m.has_person(i)}
+    assert empties
+    plain = MixedSamples([a, b], [3, 1], _identity, samples_per_epoch=400, seed=7)
+    mix = MixedSamples([a, b], [3, 1], _identity, 400, seed=7, empty_share=0.5)
+    assert set(mix.empties) == empties
+    for epoch in (1, 2):
+        plain.set_epoch(epoch)
+        mix.set_epoch(epoch)
+        swapped = [
+            n for n, (p, m) in enumerate(zip(plain.plan(), mix.plan(), strict=True)) if p != m
+        ]
+        assert all(mix.plan()[n] in empties for n in swapped)
+        drawn_empty = sum(position in empties for position in mix.plan())
+        assert 0.5 < drawn_empty / 400 < 0.75  # half of them, plus what the weights drew
+        assert sum(position in empties for position in plain.plan()) / 400 < 0.35
+        again = MixedSamples([a, b], [3, 1], _identity, 400, seed=7, empty_share=0.5)
+        again.set_epoch(epoch)
+        assert again.plan() == mix.plan()  # replays exactly, as the resume needs
+    # Only sources that train lend photos without people.
+    only_a = MixedSamples([a, b], [1, 0], _identity, 50, seed=0, empty_share=0.5)
+    assert {r for r, _ in only_a.empties} == {0}
+
+
+def test_empty_share_without_any_photo_without_people_is_refused(tmp_path):
+    folder = make_mask_folder(tmp_path / "crowded", count=6)
+    for stem in ("img000", "img003"):  # maskgen's empty ones: give them someone
+        mask = np.zeros((60, 80), np.uint8)
+        mask[10:20, 10:20] = 255
+        from PIL import Image
+
+        Image.fromarray(mask).save(folder / "masks" / f"{stem}.png")
+        (folder / "ignore" / f"{stem}.png").unlink(missing_ok=True)
+    reader = MaskFolder(folder)
+    with pytest.raises(ValueError, match=r"empty_share 0.3 needs photos without people.*crowded"):
+        MixedSamples([reader], [1], _identity, 10, seed=0, empty_share=0.3)

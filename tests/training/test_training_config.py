@@ -123,3 +123,11 @@ def test_package_exports_are_loaded_lazily():
     assert training.EvaluationStopped is EvaluationStopped
     assert "EvaluationStopped" in training.__all__
     assert all(getattr(training, name) is not None for name in training.__all__)
+
+
+def test_empty_share_is_a_share_and_needs_mixed_sources():
+    with pytest.raises(ValueError, match=r"empty_share must be in \[0, 1\], got 1.5"):
+        resolve_config("cpu", empty_share=1.5)
+    with pytest.raises(ValueError, match="empty_share needs sources given with data"):
+        resolve_config("smoke", coco_root="/data/coco", empty_share=0.2)
+    assert resolve_config("cpu", empty_share=0.2).empty_share == 0.2

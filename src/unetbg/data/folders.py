@@ -160,6 +160,18 @@ class MaskFolder:
     def key(self, index: int) -> str:
         return self.stems[index]
 
+    def has_person(self, index: int) -> bool:
+        """Does the mask hold any person pixel? Reads the mask only; an unreadable one
+        counts as a person, and so does one with an ignore map (crowd regions are
+        people), so neither is ever drawn as a photo without people."""
+        stem = self.stems[index]
+        if stem in self.ignores:
+            return True
+        try:
+            return bool(read_mask(self.masks_by_stem[stem]).any())
+        except UnreadableImageError:
+            return True
+
 
 def _check_size(what: str, got: tuple[int, ...], expected: tuple[int, ...]) -> None:
     if tuple(got) != tuple(expected):

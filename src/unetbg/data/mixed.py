@@ -1,7 +1,8 @@
 """Several sources in one run: weighted training mixtures and per-source validation sets.
 
 :class:`MixedSamples` draws each epoch's samples from the training readers in proportion
-to their weights. Which image a position holds and how it is composited are fixed by
+to their weights; with ``empty_share`` that share of the positions instead holds a photo
+without people, drawn from every source that trains. Which image a position holds and how it is composited are fixed by
 ``(seed, epoch, index)`` alone, like the augmentation (``unetbg.training.loaders``), so an
 epoch can be replayed exactly after a resume. Within a source the images are taken in a
 seeded order that visits each one before any repeats, so a small source with a large
@@ -52,6 +53,7 @@ class MixedSamples(Dataset):
         seed: int,
         copy_paste: CopyPaste | None = None,
         partial: Sequence[bool] = (),
+        empty_share: float = 0.0,
     ) -> None:
         if len(readers) != len(weights) or not readers:
             raise ValueError("need one weight per reader and at least one reader")
@@ -76,6 +78,25 @@ class MixedSamples(Dataset):
         self.unreadable: dict[tuple[str, str], str] = {}
         self.epoch = 0
         self._plan: list[tuple[int, int]] | None = None
+        if not 0 <= empty_share <= 1:
+            raise ValueError(f"empty_share must be in [0, 1], got {empty_share}")
+        self.empty_share = empty_share
+        #: ``(reader, index)`` of every photo without people of the drawn sources.
+        self.empties: list[tuple[int, int]] = []
+        if empty_share > 0:
+            self.empties = [
+                (r, i)
+                for r, (reader, weight) in enumerate(zip(self.readers, weights, strict=True))
+                if weight > 0
+                for i in range(len(reader))
+                if not reader.has_person(i)
+            ]
+            if not self.empties:
+                names = ", ".join(r.name for r, w in zip(self.readers, weights, strict=True) if w)
+                raise ValueError(
+                    f"empty_share {empty_share} needs photos without people, and no training "
+                    f"source has any ({names})"
+                )
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -96,6 +117,16 @@ class MixedSamples(Dataset):
                 order = orders[r]
                 plan.append((r, int(order[taken[r] % len(order)])))
                 taken[r] += 1
+            if self.empty_share > 0:
+                # Own streams: without empty_share the plan is what it always was, so
+                # runs from before it resume exactly.
+                swap = np.random.default_rng([self.seed, self.epoch, 4]).random(len(plan))
+                picks = np.random.default_rng([self.seed, self.epoch, 5]).permutation(
+                    len(self.empties)
+                )
+                positions = np.flatnonzero(swap < self.empty_share)
+                for n, position in enumerate(positions.tolist()):
+                    plan[position] = self.empties[int(picks[n % len(picks)])]
             self._plan = plan
         return self._plan
 

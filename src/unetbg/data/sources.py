@@ -8,7 +8,8 @@ Kinds:
 
 Each reader has the same small interface, so mixing and evaluation need not know the kind:
 ``name``, ``len()``, ``load(i) -> (image, mask, ignore)`` (``H×W×3`` uint8 and two ``H×W``
-uint8 {0, 1} maps) and ``key(i)`` (the image's name, for logs).
+uint8 {0, 1} maps), ``key(i)`` (the image's name, for logs) and ``has_person(i)`` (without
+decoding the photo, for drawing photos without people).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class SourceReader(Protocol):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
     def key(self, index: int) -> str: ...
+
+    def has_person(self, index: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,10 @@ class CocoReader:
 
     def key(self, index: int) -> str:
         return str(self.persons.image_ids[index])
+
+    def has_person(self, index: int) -> bool:
+        """Any person annotation, crowd regions included: those photos are not empty."""
+        return bool(self.persons.person_annotations(self.persons.image_ids[index]))
 
 
 def unique_names(sources: list[DataSource]) -> list[str]:

@@ -53,6 +53,10 @@ class TrainConfig:
     #: Probability of pasting people from the training sources into a sample (0: off).
     copy_paste: float = 0.0
     copy_paste_max: int = 3
+    #: Share of each epoch's samples drawn from the training photos without any person
+    #: (all sources that train, pooled), on top of those the weights draw anyway. Half of
+    #: COCO's photos have nobody; the person sets have few such photos.
+    empty_share: float = 0.0
     #: Paste into photos without any person too. ``False`` keeps them as pure negatives:
     #: without those, a model calls any large central object (a pizza, a bear) a person.
     copy_paste_empty: bool = True
@@ -229,6 +233,10 @@ def _problems(cfg: TrainConfig):
         yield f"samples_per_epoch must be >= 1 or None, got {cfg.samples_per_epoch}"
     if not 0 <= cfg.copy_paste <= 1:
         yield f"copy_paste must be in [0, 1], got {cfg.copy_paste}"
+    if not 0 <= cfg.empty_share <= 1:
+        yield f"empty_share must be in [0, 1], got {cfg.empty_share}"
+    if cfg.empty_share > 0 and not cfg.data:
+        yield "empty_share needs sources given with data (--data)"
     if cfg.copy_paste_max < 1:
         yield f"copy_paste_max must be >= 1, got {cfg.copy_paste_max}"
     if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
@@ -382,6 +390,7 @@ FIELD_HELP: dict[str, str] = {
     "samples_per_epoch": "Samples per epoch from mixed sources (default: all their images).",
     "copy_paste": "Probability of pasting people from the training data into a sample.",
     "copy_paste_max": "Most people pasted into one sample.",
+    "empty_share": "Share of each epoch drawn from training photos without any person.",
     "copy_paste_empty": "Also paste into photos without anyone (--no-copy-paste-empty keeps "
     "them as pure negatives).",
     "ema_decay": "Keep and evaluate an exponential moving average of the weights.",

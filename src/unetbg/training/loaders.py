@@ -151,6 +151,7 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
         cfg.seed,
         copy_paste,
         partial=[n in cfg.partial_sources for n in names],
+        empty_share=cfg.empty_share,
     )
     val_readers = [r for r in val if len(r)]
     val_base: Dataset = SourceSamples(val_readers, EvalPreset(cfg.image_size))
