@@ -2,9 +2,9 @@
 
 :class:`MixedSamples` draws each epoch's samples from the training readers in proportion
 to their weights; with ``empty_share`` that share of the positions instead holds a photo
-without people, drawn from every source that trains. Which image a position holds and how it is composited are fixed by
-``(seed, epoch, index)`` alone, like the augmentation (``unetbg.training.loaders``), so an
-epoch can be replayed exactly after a resume. Within a source the images are taken in a
+without people, drawn from every source that trains. Which image a position holds and how
+it is composited are fixed by ``(seed, epoch, index)`` alone, like the augmentation
+(``unetbg.training.loaders``), so an epoch can be replayed exactly after a resume. Within a source the images are taken in a
 seeded order that visits each one before any repeats, so a small source with a large
 weight is cycled, not sampled with replacement.
 
