@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/ablate_recipe.py OUT [--arms base,no-copy-paste,...]
         [--epochs 6] [--samples 480] [--shared ../shared/data] [--json]
 
-Each arm is the ``cpu`` preset with ``--epochs`` epochs of ``--samples`` samples and one
-change (``ARMS`` below), trained from random initialisation with the same seed by the real
+Each arm is the ``cpu`` preset as it was for epochs 1-104 of the shipped model (sources
+weighted 0.1 / 1 / 0.35, people pasted into photos without anyone too, no ``--empty-share``:
+pinned below, so the table in docs/model-card.md stays reproducible) with ``--epochs``
+epochs of ``--samples`` samples and one change (``ARMS`` below), trained from random initialisation with the same seed by the real
 CLI (``unetbg train``) into ``OUT/ARM`` and scored by ``unetbg evaluate``'s code at each
 photo's original resolution (crowd/ignore areas not scored) on coco-mini val and the two
 mask folders' validation splits. The ``no-ema`` row needs no run of its own: it scores
@@ -67,6 +69,7 @@ def train(out: Path, arm: str, args: argparse.Namespace, env: dict[str, str]) ->
         for spec in sources(args.shared, ccp):
             command += ["--data", spec]
         command += ["--epochs", str(args.epochs), "--samples-per-epoch", str(args.samples)]
+        command += ["--empty-share", "0", "--copy-paste-empty"]
         command += change
     started = time.perf_counter()
     print(f"[{arm}] {' '.join(command)}", file=sys.stderr, flush=True)

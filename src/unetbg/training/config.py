@@ -354,10 +354,15 @@ PRESETS: dict[str, TrainConfig] = {
     "cpu": TrainConfig(
         preset="cpu",
         data=(
-            "coco:../shared/data/coco-mini:0.1",
+            # coco-mini train: 44 of its 80 photos have nobody in them, as COCO val does.
+            "coco:../shared/data/coco-mini:0.3",
             "masks:../shared/data/coco-person:1",
-            "masks:../shared/data/ccp-person:0.35",
+            "masks:../shared/data/ccp-person:0.5",
         ),
+        # Photos without people kept whole and a fifth of each epoch: without them the
+        # model called any large object in the middle (a pizza, a bear) a person.
+        empty_share=0.2,
+        copy_paste_empty=False,
         epochs=30,
         samples_per_epoch=800,
         batch_size=8,
