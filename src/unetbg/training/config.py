@@ -357,7 +357,7 @@ PRESETS: dict[str, TrainConfig] = {
             # coco-mini train: 44 of its 80 photos have nobody in them, as COCO val does.
             "coco:../shared/data/coco-mini:0.3",
             "masks:../shared/data/coco-person:1",
-            "masks:../shared/data/ccp-person:0.5",
+            "masks:../shared/data/ccp-person:0.35",
         ),
         # Photos without people kept whole and a fifth of each epoch: without them the
         # model called any large object in the middle (a pizza, a bear) a person.
