@@ -3,15 +3,16 @@
     .venv/bin/python benchmarks/ablate_recipe.py OUT [--arms base,no-copy-paste,...]
         [--epochs 6] [--samples 480] [--shared ../shared/data] [--json]
 
-Each arm is the ``cpu`` preset as it was for epochs 1-104 of the shipped model (sources
-weighted 0.1 / 1 / 0.35, people pasted into photos without anyone too, no ``--empty-share``:
-pinned below, so the table in docs/model-card.md stays reproducible) with ``--epochs``
-epochs of ``--samples`` samples and one change (``ARMS`` below), trained from random initialisation with the same seed by the real
-CLI (``unetbg train``) into ``OUT/ARM`` and scored by ``unetbg evaluate``'s code at each
-photo's original resolution (crowd/ignore areas not scored) on coco-mini val and the two
-mask folders' validation splits. The ``no-ema`` row needs no run of its own: it scores
-the base arm's raw weights at its last epoch (stored in its ``last_model.pth`` beside the
-weight average), against the average at that same step (``base (last epoch)``).
+Each arm is the ``cpu`` preset as it was for epochs 1-104 of the default model's run
+(sources weighted 0.1 / 1 / 0.35, people pasted into photos without anyone too, no
+``--empty-share``: pinned below, so the table in docs/model-card.md stays reproducible)
+with ``--epochs`` epochs of ``--samples`` samples and one change (``ARMS`` below), trained
+from random initialisation with the same seed by the real CLI (``unetbg train``) into
+``OUT/ARM`` and scored by ``unetbg evaluate``'s code at each photo's original resolution
+(crowd/ignore areas not scored) on coco-mini val and the two mask folders' validation
+splits. The ``no-ema`` row needs no run of its own: it scores the base arm's raw weights at
+its last epoch (stored in its ``last_model.pth`` beside the weight average), against the
+average at that same step (``base (last epoch)``).
 
 An arm whose folder already holds a finished run is scored again, not trained again;
 one that was interrupted continues from its ``last_model.pth`` (``--resume``). Training

@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--sources", default="coco-mini,ccp-person")
     args = parser.parse_args()
     sources = args.sources.split(",")
+    names = [run.name for run in args.runs]
+    if len(set(names)) < len(names):  # columns are named by folder: keep them apart
+        parser.error(f"two runs share a folder name: {', '.join(names)}")
     runs = {run.name: read(run) for run in args.runs}
     epochs = sorted({e for rows in runs.values() for e in rows if e >= args.first})
     header = ["epoch"] + [f"{name} {source}" for name in runs for source in sources]

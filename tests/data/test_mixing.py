@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from maskgen import make_mask_folder
 from unetbg.data.copypaste import CopyPaste, PasteScale, paste_person
@@ -250,8 +251,6 @@ def test_empty_share_without_any_photo_without_people_is_refused(tmp_path):
     for stem in ("img000", "img003"):  # maskgen's empty ones: give them someone
         mask = np.zeros((60, 80), np.uint8)
         mask[10:20, 10:20] = 255
-        from PIL import Image
-
         Image.fromarray(mask).save(folder / "masks" / f"{stem}.png")
         (folder / "ignore" / f"{stem}.png").unlink(missing_ok=True)
     reader = MaskFolder(folder)

@@ -116,13 +116,22 @@ def test_partial_sources_flag_their_training_samples_only(folders):
         partial_sources=("street",),
         samples_per_epoch=32,
         val_limit=None,
+        copy_paste=0.5,
+        copy_paste_empty=False,
+        empty_share=0.25,
     ).for_device("cpu")
     data = build_data(cfg)
     mixture = data.train_samples.dataset
+    # The run's options reach the mixture: photos without people come from the fully
+    # labelled source only, and stay whole.
+    assert mixture.empty_share == 0.25 and mixture.copy_paste.onto_empty is False
+    assert mixture.empties and {r for r, _ in mixture.empties} == {1}
     data.set_epoch(1)
     seen = {(mixture.readers[r].name, bool(mixture[i]["partial"])) for i, (r, _) in
             enumerate(mixture.plan())}  # fmt: skip
     assert seen == {("street", True), ("scenes", False)}
+    batch = next(iter(data.train_loader))
+    assert batch["partial"].dtype == torch.bool and batch["partial"].shape == (cfg.batch_size,)
     assert "partial" not in data.val_loader.dataset[0]  # validation scores every pixel
 
 

@@ -127,7 +127,8 @@ class CopyPaste:
         self, image: np.ndarray, mask: np.ndarray, ignore: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The sample with people pasted in (copies; the inputs are not changed)."""
-        if not self.donors or (not self.onto_empty and not mask.any()) or rng.random() >= self.p:
+        nobody = not mask.any() and not ignore.any()  # crowd regions are people too
+        if not self.donors or (nobody and not self.onto_empty) or rng.random() >= self.p:
             return image, mask, ignore
         image, mask, ignore = image.copy(), mask.copy(), ignore.copy()
         for _ in range(int(rng.integers(1, self.max_objects + 1))):

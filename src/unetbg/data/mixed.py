@@ -1,12 +1,12 @@
 """Several sources in one run: weighted training mixtures and per-source validation sets.
 
-:class:`MixedSamples` draws each epoch's samples from the training readers in proportion
-to their weights; with ``empty_share`` that share of the positions instead holds a photo
+:class:`MixedSamples` draws each epoch's samples from the training readers in proportion to
+their weights; with ``empty_share`` that share of the positions instead holds a photo
 without people, drawn from every source that trains. Which image a position holds and how
 it is composited are fixed by ``(seed, epoch, index)`` alone, like the augmentation
-(``unetbg.training.loaders``), so an epoch can be replayed exactly after a resume. Within a source the images are taken in a
-seeded order that visits each one before any repeats, so a small source with a large
-weight is cycled, not sampled with replacement.
+(``unetbg.training.loaders``), so an epoch can be replayed exactly after a resume. Within a
+source the images are taken in a seeded order that visits each one before any repeats, so a
+small source with a large weight is cycled, not sampled with replacement.
 
 :class:`SourceSamples` concatenates validation readers in a fixed order and tags every
 sample with its source index, so validation can report each source and the overall figure.
@@ -81,13 +81,14 @@ class MixedSamples(Dataset):
         if not 0 <= empty_share <= 1:
             raise ValueError(f"empty_share must be in [0, 1], got {empty_share}")
         self.empty_share = empty_share
-        #: ``(reader, index)`` of every photo without people of the drawn sources.
+        #: ``(reader, index)`` of every photo without people of the drawn sources. A source
+        #: labelling only some people cannot vouch that a photo has nobody in it.
         self.empties: list[tuple[int, int]] = []
         if empty_share > 0:
             self.empties = [
                 (r, i)
                 for r, (reader, weight) in enumerate(zip(self.readers, weights, strict=True))
-                if weight > 0
+                if weight > 0 and not self.partial[r]
                 for i in range(len(reader))
                 if not reader.has_person(i)
             ]

@@ -9,7 +9,9 @@ Kinds:
 Each reader has the same small interface, so mixing and evaluation need not know the kind:
 ``name``, ``len()``, ``load(i) -> (image, mask, ignore)`` (``H×W×3`` uint8 and two ``H×W``
 uint8 {0, 1} maps), ``key(i)`` (the image's name, for logs) and ``has_person(i)`` (without
-decoding the photo, for drawing photos without people).
+decoding the photo, for drawing photos without people). A photo without people has an
+empty mask and no ignore area (crowd regions are people), here, in copy-paste and in
+``unetbg evaluate``.
 """
 
 from __future__ import annotations

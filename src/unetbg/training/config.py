@@ -391,7 +391,7 @@ FIELD_HELP: dict[str, str] = {
     "val_percent": "Share (%) of each mask folder kept for validation, by file-name hash.",
     "partial_sources": "Source NAME whose masks label only some people (ccp-person: the main "
     "person); background the model calls person away from them is not taught as background. "
-    "Repeatable; 'none' clears the preset's.",
+    "Repeatable; 'none' clears the preset's or the resumed run's.",
     "samples_per_epoch": "Samples per epoch from mixed sources (default: all their images).",
     "copy_paste": "Probability of pasting people from the training data into a sample.",
     "copy_paste_max": "Most people pasted into one sample.",

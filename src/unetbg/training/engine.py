@@ -140,10 +140,12 @@ def train_one_epoch(
 
         with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
             outputs = model(image)
-            probs = torch.sigmoid(outputs["mask"].detach().float())
-            loss_ignore = ignore
-            if "partial" in batch:  # mixed sources, some labelling only some people
-                loss_ignore = unlabelled_people(probs, target, ignore, batch["partial"])
+        probs = torch.sigmoid(outputs["mask"].detach().float())
+        loss_ignore = ignore
+        partial = batch.get("partial")
+        if partial is not None and bool(partial.any()):  # checked on the host: no sync
+            loss_ignore = unlabelled_people(probs, target, ignore, partial, threshold)
+        with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
             loss, parts = criterion(outputs, target, ignore=loss_ignore, image=raw)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}; lower the lr")

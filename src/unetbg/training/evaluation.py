@@ -179,7 +179,8 @@ class EmptyPhotos:
     def update(self, probs, masks, ignores) -> None:
         for prob, mask, ignore in zip(probs, masks, ignores, strict=True):
             scored = ignore == 0
-            if mask[scored].any() or not scored.any():
+            # Crowd regions are people too: such a photo is not one without people.
+            if mask.any() or ignore.any():
                 continue
             self.shares.append(float((prob[scored] >= self.threshold).mean()))
 
