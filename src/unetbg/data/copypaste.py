@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from unetbg.data.coco import UnreadableImageError
-from unetbg.data.sources import SourceReader
+from unetbg.data.sources import SourceReader, shows_nobody
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,8 @@ class CopyPaste:
         self, image: np.ndarray, mask: np.ndarray, ignore: np.ndarray, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The sample with people pasted in (copies; the inputs are not changed)."""
-        nobody = not mask.any() and not ignore.any()  # crowd regions are people too
-        if not self.donors or (nobody and not self.onto_empty) or rng.random() >= self.p:
+        keep_whole = not self.onto_empty and shows_nobody(mask, ignore)
+        if not self.donors or keep_whole or rng.random() >= self.p:
             return image, mask, ignore
         image, mask, ignore = image.copy(), mask.copy(), ignore.copy()
         for _ in range(int(rng.integers(1, self.max_objects + 1))):

@@ -9,9 +9,8 @@ Kinds:
 Each reader has the same small interface, so mixing and evaluation need not know the kind:
 ``name``, ``len()``, ``load(i) -> (image, mask, ignore)`` (``H×W×3`` uint8 and two ``H×W``
 uint8 {0, 1} maps), ``key(i)`` (the image's name, for logs) and ``has_person(i)`` (without
-decoding the photo, for drawing photos without people). A photo without people has an
-empty mask and no ignore area (crowd regions are people), here, in copy-paste and in
-``unetbg evaluate``.
+decoding the photo, for drawing photos without people). What a photo without people is,
+for the readers, copy-paste and ``unetbg evaluate`` alike: :func:`shows_nobody`.
 """
 
 from __future__ import annotations
@@ -117,6 +116,11 @@ class CocoReader:
     def has_person(self, index: int) -> bool:
         """Any person annotation, crowd regions included: those photos are not empty."""
         return bool(self.persons.person_annotations(self.persons.image_ids[index]))
+
+
+def shows_nobody(mask: np.ndarray, ignore: np.ndarray) -> bool:
+    """A photo without people: an empty mask and no ignore area (crowd regions are people)."""
+    return not mask.any() and not ignore.any()
 
 
 def unique_names(sources: list[DataSource]) -> list[str]:

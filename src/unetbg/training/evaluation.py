@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from unetbg.data.coco import UnreadableImageError
-from unetbg.data.sources import CocoReader, DataSource, SourceReader, unique_names
+from unetbg.data.sources import (
+    CocoReader,
+    DataSource,
+    SourceReader,
+    shows_nobody,
+    unique_names,
+)
 from unetbg.model import (
     Preprocessing,
     SegmentationMeter,
@@ -178,11 +184,8 @@ class EmptyPhotos:
 
     def update(self, probs, masks, ignores) -> None:
         for prob, mask, ignore in zip(probs, masks, ignores, strict=True):
-            scored = ignore == 0
-            # Crowd regions are people too: such a photo is not one without people.
-            if mask.any() or ignore.any():
-                continue
-            self.shares.append(float((prob[scored] >= self.threshold).mean()))
+            if shows_nobody(mask, ignore):  # then every pixel is scored
+                self.shares.append(float((prob >= self.threshold).mean()))
 
     def compute(self) -> dict[str, Any]:
         """``images`` without people, ``with_false_person`` of them, and the mean share of
