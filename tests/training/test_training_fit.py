@@ -14,6 +14,7 @@ from stopping import StopAfter
 from unetbg.cli import main
 from unetbg.training.config import resolve_config
 from unetbg.training.fit import fit
+from unetbg.training.run import lr_lambda
 
 pytestmark = pytest.mark.slow
 
@@ -153,6 +154,28 @@ def test_resume_after_cancel_gives_the_uninterrupted_weights(
         for key in ("train_loss", "train_iou", "val_loss", "val_iou"):
             assert mine[key] == pytest.approx(theirs[key], abs=1e-6), (where, key)
     assert "resumed" in (tmp_path / "train.log").read_text()
+
+
+def test_resume_with_another_lr_and_weight_decay_uses_them(coco_mini, tmp_path):
+    # The optimizer and scheduler state saved in last_model.pth carry the old peak lr and
+    # weight decay; the resumed run's config must win over them.
+    cfg = _tiny(coco_mini, epochs=3)
+    assert fit(cfg, tmp_path, should_stop=StopAfter(4)).epochs_completed == 1
+    changed = _tiny(coco_mini, epochs=3, lr=2e-4, weight_decay=0.05)
+    assert fit(changed, tmp_path, resume=True).status == "completed"
+
+    steps = cfg.max_steps_per_epoch
+    schedule = lr_lambda(3 * steps, cfg.warmup_fraction, cfg.min_lr_ratio)
+    records = json.loads((tmp_path / "metrics.json").read_text())
+    assert records[0]["lr"] == pytest.approx(cfg.lr * schedule(steps))
+    assert [r["lr"] for r in records[1:]] == pytest.approx(
+        [2e-4 * schedule(2 * steps), 2e-4 * schedule(3 * steps)]
+    )
+    groups = torch.load(tmp_path / "last_model.pth", weights_only=True)["train_state"][
+        "optimizer"
+    ]["param_groups"]
+    assert [(g["initial_lr"], g["weight_decay"]) for g in groups] == [(2e-4, 0.05)]
+    assert "resuming with changed config" in (tmp_path / "train.log").read_text()
 
 
 def test_early_stopping_ends_the_run_after_patience_epochs_without_gain(coco_mini, tmp_path):

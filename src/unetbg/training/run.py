@@ -366,6 +366,7 @@ class TrainingRun:
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_schedule_config()
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         if self.ema is not None:
@@ -375,6 +376,23 @@ class TrainingRun:
                 )
             self.ema.load_state_dict(state["ema"])
         return RunState(**state["progress"])
+
+    def _apply_schedule_config(self) -> None:
+        """Make the run's config win over the restored optimizer and scheduler state.
+
+        Both carry the peak lr and weight decay they were saved with, so without this a
+        resume with another ``--lr`` or ``--weight-decay`` would silently keep the old ones.
+        The lr of the restored position is set at once (not after the next step), from the
+        schedule of this config; for an unchanged config that is the saved value exactly.
+        """
+        self.scheduler.base_lrs = [self.cfg.lr] * len(self.optimizer.param_groups)
+        step = self.scheduler.last_epoch
+        for group, schedule in zip(
+            self.optimizer.param_groups, self.scheduler.lr_lambdas, strict=True
+        ):
+            group["initial_lr"] = self.cfg.lr
+            group["weight_decay"] = self.cfg.weight_decay
+            group["lr"] = self.cfg.lr * schedule(step)
 
     def _log_epoch(self, epoch, record, train, val, lr, improved) -> None:
         sources = "".join(
