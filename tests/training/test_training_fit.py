@@ -171,9 +171,8 @@ def test_resume_with_another_lr_and_weight_decay_uses_them(coco_mini, tmp_path):
     assert [r["lr"] for r in records[1:]] == pytest.approx(
         [2e-4 * schedule(2 * steps), 2e-4 * schedule(3 * steps)]
     )
-    groups = torch.load(tmp_path / "last_model.pth", weights_only=True)["train_state"][
-        "optimizer"
-    ]["param_groups"]
+    saved = torch.load(tmp_path / "last_model.pth", weights_only=True)["train_state"]
+    groups = saved["optimizer"]["param_groups"]
     assert [(g["initial_lr"], g["weight_decay"]) for g in groups] == [(2e-4, 0.05)]
     assert "resuming with changed config" in (tmp_path / "train.log").read_text()
 
