@@ -33,6 +33,7 @@ def test_a_useless_model_is_flagged_and_columns_are_words(random_checkpoint, coc
     assert lines[1].split() == ["pooled", "per", "image", "baseline", "per", "image"]
     assert [line[:16].strip() for line in lines[2:5]] == ["IoU", "Dice", "pixel accuracy"]
     assert "baseline: every pixel called person" in result.stdout
+    assert lines[5].startswith("pooled IoU, 90 % of photo resamplings: ")
     assert "all-fg" not in result.stdout
 
     # --json: one document on stdout; the warning still on stderr.
@@ -40,6 +41,8 @@ def test_a_useless_model_is_flagged_and_columns_are_words(random_checkpoint, coc
     assert as_json.exit_code == 0, as_json.output
     figures = json.loads(as_json.stdout)
     assert figures["iou"] < figures["baseline"]["iou"]
+    low, high = figures["iou_interval"]
+    assert low <= figures["iou"] <= high and lines[5].endswith(f"{low:.4f}–{high:.4f}")
     assert warning in as_json.stderr
 
 
@@ -85,3 +88,8 @@ def test_photos_without_people_report_the_person_the_model_imagines(random_check
         "100.0% of their pixels on average" in text
     )
     assert "photos without people in street: 3;" in text
+    # Called person everywhere, a photo's IoU is its person share: 0 for those without.
+    low, high = everything["sources"]["street"]["iou_interval"]
+    assert low < everything["sources"]["street"]["iou"] < high
+    row = next(line for line in text.splitlines() if line.startswith("street "))
+    assert f"{low:.3f}–{high:.3f}" in row.split()

@@ -101,6 +101,29 @@ def _person_masks(root):
 
 # pycocotools' own numpy-2 deprecation warning, not ours.
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_iou_interval_spreads_with_the_photos_and_repeats():
+    one = SegmentationMeter()
+    one.update([np.array([[0.9, 0.9, 0.1, 0.1]])], [np.array([[1, 0, 1, 0]])])  # IoU 1/3
+    assert one.iou_interval() == pytest.approx((1 / 3, 1 / 3))  # one photo: nothing to vary
+
+    # A photo scored 0 and one scored 1, with unions of the same size: a draw takes both
+    # twice (IoU 0 or 1, a quarter of draws each) or one of each (1/2).
+    two = SegmentationMeter()
+    two.update(
+        [np.array([[0.9, 0.9]]), np.array([[0.9, 0.9]])],
+        [np.array([[0, 0]]), np.array([[1, 1]])],
+    )
+    assert two.compute()["iou"] == pytest.approx(0.5)
+    assert two.iou_interval(level=0.9) == (0.0, 1.0)
+    assert two.iou_interval(level=0.2) == (0.5, 0.5)
+    assert two.iou_interval(resamples=300, seed=3) == two.iou_interval(resamples=300, seed=3)
+
+    with pytest.raises(ValueError, match="level must be in"):
+        two.iou_interval(level=1.0)
+    with pytest.raises(ValueError, match="before any update"):
+        SegmentationMeter().iou_interval()
+
+
 def test_iou_matches_pycocotools_on_real_coco_masks(coco_mini):
     cases = _person_masks(coco_mini)
     assert len(cases) >= 8

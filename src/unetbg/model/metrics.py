@@ -153,3 +153,30 @@ class SegmentationMeter:
             "pixel_accuracy_macro": macro(pixel_accuracy(tp, fp, fn, tn)),
             "images": int(counts.shape[0]),
         }
+
+    def iou_interval(
+        self, level: float = 0.9, resamples: int = 2000, seed: int = 0
+    ) -> tuple[float, float]:
+        """Bootstrap interval of the micro IoU over the images added.
+
+        The images are drawn again with replacement ``resamples`` times and the pooled IoU
+        of each draw taken: the central ``level`` share of those is how far the figure could
+        move on another set of as many photos like these. On 79 photos it is about ±0.09
+        (docs/model-card.md), so two models closer than that are not told apart by them.
+        Seeded, so the same counts always give the same interval.
+        """
+        if not 0 < level < 1:
+            raise ValueError(f"level must be in (0, 1), got {level}")
+        if not self._counts:
+            raise ValueError("SegmentationMeter.iou_interval() called before any update()")
+        counts = torch.cat(self._counts)[:, :3].numpy()  # tp, fp, fn per image
+        rng = np.random.default_rng(seed)
+        draws = []
+        # In blocks, so a large validation set never needs resamples × images counts at once.
+        for block in range(0, resamples, 200):
+            size = min(200, resamples - block)
+            picks = rng.integers(0, len(counts), size=(size, len(counts)))
+            tp, fp, fn = counts[picks].sum(axis=1).T
+            draws.append(iou_score(*(torch.from_numpy(v) for v in (tp, fp, fn))).numpy())
+        low, high = np.quantile(np.concatenate(draws), [(1 - level) / 2, (1 + level) / 2])
+        return float(low), float(high)
