@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from PIL import Image
 
 from service_fixtures import VENV_BIN, free_port, stop_process, wait_until
 
@@ -93,10 +94,20 @@ def serve(folder: Path, model: Path, env: dict[str, str], *args: object) -> Iter
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
+def _decodes(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except OSError:
+        return False
+    return True
+
+
 def copy_jpegs(coco_root: Path, dest: Path, count: int) -> list[Path]:
     """``count`` real COCO val photos (or the generated fallback's) into ``dest``, cycling
-    through them when there are fewer."""
-    sources = sorted((coco_root / "val2017").glob("*.jpg"))
+    through them when there are fewer. Only photos that decode: the fallback holds a
+    truncated JPEG on purpose, for the COCO checks."""
+    sources = [p for p in sorted((coco_root / "val2017").glob("*.jpg")) if _decodes(p)]
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(count):
