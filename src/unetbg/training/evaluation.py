@@ -141,7 +141,7 @@ def evaluate_checkpoint(
         if source_meter.count:
             per_source[reader.name] = {
                 **source_meter.compute(),
-                "iou_interval": source_meter.iou_interval(),
+                "iou_interval": list(source_meter.iou_interval()),
                 "baseline": source_baseline.compute(),
                 "empty": source_empty.compute(),
                 "unreadable": skipped,
@@ -151,7 +151,7 @@ def evaluate_checkpoint(
         raise ValueError(f"no readable images to score in {', '.join(names)}")
     result = {
         **meter.compute(),
-        "iou_interval": meter.iou_interval(),
+        "iou_interval": list(meter.iou_interval()),
         "baseline": baseline.compute(),
         "empty": empty.compute(),
         "unreadable": unreadable,
