@@ -78,9 +78,6 @@ def evaluate(
 ) -> None:
     """IoU, Dice and pixel accuracy of CHECKPOINT at each photo's own resolution, next to
     the all-person baseline (every pixel called person). Crowd/ignore areas are not scored.
-    Each pooled IoU comes with a 90 % interval over the photos (the same number of photos
-    drawn again with replacement): on a few dozen photos it is wide, and two checkpoints
-    inside each other's interval are not told apart by them.
 
     CHECKPOINT: 'best' (registered checkpoint with the best val IoU), a registered
     checkpoint id (`unetbg checkpoints`) or a .pth path. Score one COCO split
@@ -144,8 +141,6 @@ def evaluate(
 
 
 def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None:
-    from unetbg.model.metrics import INTERVAL_RESAMPLES  # torch is loaded by now
-
     base = result["baseline"]
     click.echo(
         f"{checkpoint} (epoch {result['epoch']}) on {result['images']} {split} images, "
@@ -178,8 +173,8 @@ def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None
         _print_empty(name, figures["empty"])
     click.echo(
         "pooled: all pixels together (micro); per image: mean over images (macro); "
-        "baseline: every pixel called person; interval: the pooled IoU of "
-        f"{INTERVAL_RESAMPLES:,} draws of as many photos with replacement"
+        "baseline: every pixel called person; interval: the pooled IoU of 2,000 draws of "
+        "as many photos with replacement"
     )
     if result["unreadable"]:
         click.echo(
