@@ -1,6 +1,7 @@
 """Make a training run's best model the one that ships in the package.
 
     .venv/bin/python scripts/ship_model.py RUN_DIR [--coco-root ../shared/data/coco-mini]
+        [--checkpoint RUN_DIR/snaps/ema-NNN.pth] [--flip-average] [--evaluation FILE]
 
 Writes src/unetbg/weights/person.pth (float16, with its card: config, command, data
 manifests, figures) after checking that its masks agree with the float32 weights on the
@@ -28,10 +29,36 @@ def main() -> None:
         default="unetbg train --preset cpu --output-dir RUN (continued with --resume RUN)",
         help="How the run was trained, for the card.",
     )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="Ship this checkpoint of the run instead of its best_model.pth.",
+    )
+    parser.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="The shipped model averages each mask with the mirrored photo's by default.",
+    )
+    parser.add_argument(
+        "--evaluation",
+        type=Path,
+        default=None,
+        help="`unetbg evaluate --json` output of these weights, for the card.",
+    )
     args = parser.parse_args()
     val = CocoReader(args.coco_root, "val", "coco-mini")
     images = [val.load(i)[0] for i in range(len(val))]
-    card = ship(args.run_dir, args.output, images, args.command)
+    evaluation = json.loads(args.evaluation.read_text()) if args.evaluation else None
+    card = ship(
+        args.run_dir,
+        args.output,
+        images,
+        args.command,
+        checkpoint=args.checkpoint,
+        flip_average=args.flip_average,
+        evaluation=evaluation,
+    )
     print(json.dumps({k: v for k, v in card.items() if k != "config"}, indent=2))
     print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB)")
 

@@ -93,3 +93,20 @@ def test_photos_without_people_report_the_person_the_model_imagines(random_check
     assert low < everything["sources"]["street"]["iou"] < high
     row = next(line for line in text.splitlines() if line.startswith("street "))
     assert f"{low:.3f}–{high:.3f}" in row.split()
+
+
+@pytest.mark.usefixtures("embedded_env")
+def test_flip_average_follows_the_checkpoint_unless_told(random_checkpoint, coco_mini, tmp_path):
+    from unetbg.model import load_checkpoint, save_checkpoint
+
+    own = json.loads(_evaluate(random_checkpoint, coco_mini, "--json").stdout)
+    flipped = _evaluate(random_checkpoint, coco_mini, "--flip-average")
+    assert own["flip_average"] is False and flipped.exit_code == 0, flipped.output
+    assert "letterbox 64 px, flip-averaged, cpu" in flipped.stdout.splitlines()[0]
+
+    state = load_checkpoint(random_checkpoint, map_location="cpu")
+    state["preprocessing"]["flip_average"] = True
+    save_checkpoint(tmp_path / "flip.pth", state)
+    asks = json.loads(_evaluate(tmp_path / "flip.pth", coco_mini, "--json").stdout)
+    told = _evaluate(tmp_path / "flip.pth", coco_mini, "--json", "--no-flip-average")
+    assert asks["flip_average"] is True and json.loads(told.stdout)["flip_average"] is False

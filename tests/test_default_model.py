@@ -128,6 +128,23 @@ def test_ship_writes_half_precision_with_its_card_and_refuses_disagreement(tmp_p
     assert shipped["card"] == card and "train_state" not in shipped
     assert card["data"][0]["train_images"] + card["data"][0]["val_images"] == 12
     assert 0 <= card["fp16_mask_agreement_iou"] <= 1
+    assert shipped["preprocessing"]["flip_average"] is False
+    assert card["source_checkpoint"] == str(tmp_path / "run" / "best_model.pth")
     with pytest.raises(ValueError, match="not shipped"):
         ship(tmp_path / "run", tmp_path / "refused.pth", photos, "x", min_agreement=1.01)
     assert not (tmp_path / "refused.pth").exists()
+
+    # Another checkpoint of the run, flip-averaged by default, with its own evaluation.
+    other = tmp_path / "run" / "last_model.pth"
+    card = ship(
+        tmp_path / "run",
+        tmp_path / "flip.pth",
+        photos,
+        "x",
+        0.0,
+        checkpoint=other,
+        flip_average=True,
+        evaluation={"iou": 0.5},
+    )
+    assert card["source_checkpoint"] == str(other) and card["evaluation"] == {"iou": 0.5}
+    assert ModelInference(tmp_path / "flip.pth", device="cpu").preprocessing.flip_average

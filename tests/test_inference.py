@@ -13,7 +13,7 @@ from PIL import Image
 from inference_fixtures import person_photo, tiny_checkpoint, write_photo
 from unetbg.images import ImageError
 from unetbg.inference import ModelInference
-from unetbg.model import CheckpointError
+from unetbg.model import CheckpointError, load_checkpoint, save_checkpoint
 from unetbg.removal import SKIP_EXISTS, SKIP_NOT_IMAGE, OutputOptions
 
 
@@ -142,3 +142,27 @@ def test_batch_process_summary(tmp_path: Path, model: ModelInference) -> None:
     assert SKIP_EXISTS in {r.error for r in again.results}
     with pytest.raises(TypeError, match="not both"):
         model.batch_process(src, out, options=OutputOptions(), kind="mask")
+
+
+def test_flip_average_makes_masks_mirror_symmetric(tmp_path: Path, checkpoint: Path) -> None:
+    # Wider than tall: the letterbox pads only above and below, so it mirrors exactly.
+    photo = person_photo(96, 64)
+    mirrored = np.ascontiguousarray(photo[:, ::-1])
+    plain = ModelInference(checkpoint, device="cpu")
+    assert plain.preprocessing.flip_average is False  # what a checkpoint says by default
+    a, b = plain.predict_mask([photo, mirrored])
+    assert np.abs(a - b[:, ::-1]).max() > 1e-3  # the network alone is not symmetric
+    flipped = ModelInference(checkpoint, device="cpu", flip_average=True)
+    fa, fb = flipped.predict_mask([photo, mirrored])
+    np.testing.assert_allclose(fa, fb[:, ::-1], atol=1e-4)
+    assert np.abs(fa - a).max() > 1e-3  # and it changed the masks
+
+    # A checkpoint that asks for it gets it by default; the argument still turns it off.
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    state["preprocessing"]["flip_average"] = True
+    save_checkpoint(tmp_path / "flip.pth", state)
+    default = ModelInference(tmp_path / "flip.pth", device="cpu")
+    assert default.preprocessing.flip_average is True
+    np.testing.assert_allclose(default.predict_mask(photo)[0], fa, atol=1e-5)
+    off = ModelInference(tmp_path / "flip.pth", device="cpu", flip_average=False)
+    np.testing.assert_allclose(off.predict_mask(photo)[0], a, atol=1e-5)

@@ -13,6 +13,7 @@ per-image processing with the CLI, the Celery tasks and the web page
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -26,7 +27,7 @@ from PIL import Image
 
 from unetbg.images import read_image, save_image_atomic, to_rgb_array
 from unetbg.model import Preprocessing, load_model, resolve_device
-from unetbg.model.predict import Box, letterbox, restore_probabilities
+from unetbg.model.predict import Box, letterbox, network_logits, restore_probabilities
 from unetbg.removal import (
     BatchSummary,
     ItemResult,
@@ -60,7 +61,9 @@ class ModelInference:
     folded and decoder concatenations split (:mod:`unetbg.model.fuse`; same outputs
     to float rounding, ~40 % faster on the CPU, docs/performance.md). ``limits``:
     threads and queue depths of the folder loop (:class:`unetbg.removal.PipelineLimits`;
-    default :func:`default_limits`). A bad checkpoint raises
+    default :func:`default_limits`). ``flip_average``: also run each image mirrored and
+    average the two predictions (twice the network time), or not; ``None`` keeps what
+    the checkpoint's preprocessing says (the shipped model's does). A bad checkpoint raises
     :class:`unetbg.model.CheckpointError`. Without ``checkpoint_path`` the default
     model that ships with unetbg is used (:mod:`unetbg.weights`); the job database is
     not consulted here (``unetbg.jobs.resolve_checkpoint("best")`` does that).
@@ -77,6 +80,7 @@ class ModelInference:
         backend: str = "torch",
         fuse: bool = True,
         limits: PipelineLimits | None = None,
+        flip_average: bool | None = None,
     ) -> None:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -99,6 +103,8 @@ class ModelInference:
         t0 = time.perf_counter()
         self.model, self.checkpoint = load_model(self.checkpoint_path, device=self.device)
         self.preprocessing = Preprocessing.from_dict(self.checkpoint["preprocessing"])
+        if flip_average is not None:
+            self.preprocessing = dataclasses.replace(self.preprocessing, flip_average=flip_average)
         self.limits = limits or default_limits(self.device)
         self.set_backend(backend, fuse)
         log.info(
@@ -153,7 +159,8 @@ class ModelInference:
         with torch.inference_mode():
             for start in range(0, len(prepared), self.batch_size):
                 chunk = prepared[start : start + self.batch_size]
-                logits = self.backend(torch.stack([tensor for tensor, _ in chunk]))
+                batch = torch.stack([tensor for tensor, _ in chunk])
+                logits = network_logits(self.backend, batch, self.preprocessing.flip_average)
                 results.extend(restore_probabilities(logits, [box for _, box in chunk]))
         return results
 

@@ -129,3 +129,24 @@ def test_dataloader_workers_get_different_augmentations():
     )
     first, second = list(loader)
     assert not torch.equal(first, second)
+
+
+def _largest_person_share(max_zoom: float, seeds: range) -> float:
+    """The largest share of a crop covered by a person that fills a tenth of its photo."""
+    mask = np.zeros((100, 100), np.uint8)
+    mask[40:60, 45:95] = 1  # 10 % of the photo
+    image = np.repeat((mask * 255)[..., None], 3, axis=2).astype(np.uint8)
+    shares = [
+        float(TrainPreset(64, seed=seed, max_zoom=max_zoom)(image, mask, 0 * mask)["mask"].mean())
+        for seed in seeds
+    ]
+    return max(shares)
+
+
+def test_max_zoom_bounds_how_far_training_crops_zoom_in():
+    # Zoomed by z, the person covers about 10 % * z² of the crop (less when cut by it).
+    no_zoom, default, far = (_largest_person_share(z, range(40)) for z in (1.0, 1.6, 3.0))
+    assert no_zoom < 0.115 and default < 0.1 * 1.6**2 + 0.02
+    assert far > 0.1 * 1.6**2 + 0.05  # beyond what the default zoom can reach
+    with pytest.raises(ValueError, match="max_zoom must be >= 1, got 0.5"):
+        TrainPreset(64, max_zoom=0.5)

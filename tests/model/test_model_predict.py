@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -103,3 +104,34 @@ def test_resolve_device():
         for name in ("cuda", "cuda:1"):
             with pytest.raises(RuntimeError, match="no CUDA GPU is available"):
                 resolve_device(name)
+
+
+class LeftIsPerson(nn.Module):
+    """Logits that rise from right to left: the opposite of mirror-symmetric."""
+
+    def forward(self, x):
+        ramp = torch.linspace(4.0, -4.0, x.shape[-1], device=x.device)
+        return {"mask": ramp.expand(x.shape[0], 1, *x.shape[-2:]).clone()}
+
+
+def test_flip_average_averages_the_mirrored_prediction():
+    image = np.zeros((32, 64, 3), np.uint8)  # wider than tall: no padding left or right
+    (plain,) = predict_probabilities(LeftIsPerson(), [image], PRE, "cpu")
+    assert plain[:, 0].min() > 0.95 and plain[:, -1].max() < 0.05
+    both = dataclasses.replace(PRE, flip_average=True)
+    (flipped,) = predict_probabilities(LeftIsPerson(), [image], both, "cpu")
+    # The ramp and its mirror cancel on the logits: 0.5 everywhere, not the mean of
+    # two probabilities' tails only.
+    np.testing.assert_allclose(flipped, 0.5, atol=1e-6)
+    (red,) = predict_probabilities(RedIsPerson(), [skdata.astronaut()[:200]], both, "cpu")
+    (red_plain,) = predict_probabilities(RedIsPerson(), [skdata.astronaut()[:200]], PRE, "cpu")
+    # A pixel-wise rule sees each pixel the same mirrored: the mirrored prediction, put
+    # back in place, is the plain one (a missing or doubled flip would misplace it).
+    np.testing.assert_allclose(red, red_plain, atol=1e-5)
+
+
+def test_preprocessing_flip_average_is_a_bool_and_old_checkpoints_lack_it():
+    old = {"image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert Preprocessing.from_dict(old).flip_average is False
+    with pytest.raises(ValueError, match="flip_average must be true or false, got 'yes'"):
+        Preprocessing.from_dict(old | {"flip_average": "yes"})

@@ -18,13 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 from PIL import Image
+from sqlalchemy import select
 
 from inference_fixtures import write_photo
 from service_fixtures import VENV_BIN, wait_until
 from unetbg import jobs
 from unetbg.cli import main
+from unetbg.db.models import JobItem
 from unetbg.durable import file_sha256
 
 pytestmark = [pytest.mark.services, pytest.mark.fault]
@@ -147,6 +150,63 @@ def test_redis_restart_mid_job(fault_env, tmp_path, checkpoint):
     assert worker.alive()
     assert "Connection to broker lost" in worker.text()
     _assert_complete_outputs(job_id, out, (320, 240))
+
+
+def _drop_queued(cluster, task_id: str, queue: str = "infer") -> None:
+    """Remove ``task_id``'s message from ``queue``, as a broker restart can."""
+    client = redis.Redis.from_url(cluster.redis.url)
+    try:
+        raw = [m for m in client.lrange(queue, 0, -1) if json.loads(m)["headers"]["id"] == task_id]
+        assert len(raw) == 1, f"{task_id} is not queued: nothing to lose"
+        assert client.lrem(queue, 1, raw[0]) == 1
+    finally:
+        client.close()
+
+
+def test_resend_lost_sends_exactly_the_unqueued_unclaimed_work(
+    fault_env, tmp_path, checkpoint, coco_mini
+):
+    # No worker: the messages stay where they are put.
+    _photos(tmp_path / "in", 6, (64, 48))
+    job_id = jobs.create_remove_dir_job(
+        tmp_path / "in", tmp_path / "out", str(checkpoint), chunk_size=2
+    )
+    chunks = [f"{job_id}-chunk{c:04d}" for c in range(3)]
+    assert jobs.dispatch(job_id) == chunks
+    train_id = jobs.create_train_job("smoke", SMOKE | {"coco_root": str(coco_mini)})
+    (train_task,) = jobs.dispatch(train_id)
+    assert jobs.queued_task_ids() >= {*chunks, train_task}
+    assert jobs.resend_lost(jobs.queued_task_ids()) == []  # nothing lost
+
+    _drop_queued(fault_env, chunks[1])
+    _drop_queued(fault_env, train_task, "train")
+    assert jobs.resend_lost(jobs.queued_task_ids()) == [chunks[1], train_task]
+    assert jobs.queued_task_ids() >= {*chunks, train_task}
+    # A chunk whose images were claimed is under way elsewhere: its message is not lost.
+    _drop_queued(fault_env, chunks[2])
+    with jobs.db_session() as session:
+        for item in session.scalars(select(JobItem).where(JobItem.job_id == job_id)):
+            if item.chunk == 2:
+                item.state, item.claimed_by = "running", "another-host:1"
+    assert jobs.resend_lost(jobs.queued_task_ids()) == []
+    jobs.cancel_job(job_id)  # a final job has nothing lost either
+    jobs.cancel_job(train_id)
+    assert jobs.resend_lost(set()) == []
+
+
+def test_a_message_lost_in_a_redis_restart_is_sent_again(fault_env, tmp_path, checkpoint):
+    worker = fault_env.start_worker(queues="infer")
+    _, out, job_id = _remove_dir_under_way(tmp_path, checkpoint, 16, chunk_size=4)
+    # What a restart at the wrong moment does (Redis handed the message out, then
+    # stopped before kombu kept it as unacknowledged): chunk 2 is in no queue any more.
+    lost = f"{job_id}-chunk0002"
+    _drop_queued(fault_env, lost)
+    fault_env.redis.restart()
+
+    job = _wait(fault_env, job_id)
+    assert job.state == "succeeded" and job.items == {"succeeded": 16}, fault_env.log_tail()
+    assert f"sent again 1 message(s) lost while the broker was away: {lost}" in worker.text()
+    _assert_complete_outputs(job_id, out, SLOW)
 
 
 def test_two_workers_share_a_queue_and_one_sqlite_file(fault_env, tmp_path, checkpoint):

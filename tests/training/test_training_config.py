@@ -125,6 +125,13 @@ def test_package_exports_are_loaded_lazily():
     assert all(getattr(training, name) is not None for name in training.__all__)
 
 
+def test_max_zoom_is_checked_and_defaults_to_the_old_zoom():
+    assert resolve_config("cpu").max_zoom == 1.6
+    assert resolve_config("cpu", max_zoom=2.5).max_zoom == 2.5
+    with pytest.raises(ValueError, match=r"max_zoom must be in \[1, 4\], got 0.9"):
+        resolve_config("cpu", max_zoom=0.9)
+
+
 def test_empty_share_is_a_share_and_needs_mixed_sources():
     with pytest.raises(ValueError, match=r"empty_share must be in \[0, 1\], got 1.5"):
         resolve_config("cpu", empty_share=1.5)

@@ -34,6 +34,13 @@ backend_option = click.option(
     "unetbg[onnxruntime] / unetbg[openvino]. See docs/performance.md.",
 )
 
+flip_average_option = click.option(
+    "--flip-average/--no-flip-average",
+    default=None,
+    help="Also run each photo mirrored and average the two masks (twice the network "
+    "time), or not. Default: as the checkpoint says; the shipped model does.",
+)
+
 
 def output_option_flags(command: F) -> F:
     """Add ``--kind``, ``--threshold``, ``--color``, ``--background``, ``--format``

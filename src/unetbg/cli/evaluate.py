@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from unetbg.cli._options import flip_average_option
 from unetbg.cli._service import RequestError, checkpoint_path, usable_device
 
 _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
@@ -62,6 +63,7 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
     help="Letterbox size to run the model at (a multiple of 32; default: the checkpoint's "
     "own), to see how it fares at another resolution.",
 )
+@flip_average_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
     checkpoint,
@@ -74,10 +76,14 @@ def evaluate(
     device,
     batch_size,
     image_size,
+    flip_average,
     as_json,
 ) -> None:
     """IoU, Dice and pixel accuracy of CHECKPOINT at each photo's own resolution, next to
     the all-person baseline (every pixel called person). Crowd/ignore areas are not scored.
+
+    Each figure comes with a 90 % interval: the pooled IoU over resamplings of the
+    photos, to tell how much a small validation set can say.
 
     CHECKPOINT: 'best' (registered checkpoint with the best val IoU), a registered
     checkpoint id (`unetbg checkpoints`) or a .pth path. Score one COCO split
@@ -114,6 +120,7 @@ def evaluate(
             val_percent=val_percent,
             progress=progress,
             image_size=image_size,
+            flip_average=flip_average,
         )
     except CocoError as exc:  # --coco-root is not a COCO folder for this split
         raise click.BadParameter(str(exc), param_hint="'--coco-root'") from None
@@ -141,10 +148,13 @@ def evaluate(
 
 
 def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None:
+    from unetbg.model.metrics import INTERVAL_RESAMPLES
+
     base = result["baseline"]
     click.echo(
         f"{checkpoint} (epoch {result['epoch']}) on {result['images']} {split} images, "
-        f"threshold {threshold}, letterbox {result['image_size']} px, {result['device']}, "
+        f"threshold {threshold}, letterbox {result['image_size']} px"
+        f"{', flip-averaged' if result['flip_average'] else ''}, {result['device']}, "
         f"{result['seconds']:.1f}s"
     )
     click.echo(f"{'':16} {'pooled':>9} {'per image':>9} {'baseline':>9} {'per image':>9}")
@@ -173,8 +183,8 @@ def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None
         _print_empty(name, figures["empty"])
     click.echo(
         "pooled: all pixels together (micro); per image: mean over images (macro); "
-        "baseline: every pixel called person; interval: the pooled IoU of 2,000 draws of "
-        "as many photos with replacement"
+        "baseline: every pixel called person; interval: the pooled IoU of "
+        f"{INTERVAL_RESAMPLES:,} draws of as many photos with replacement"
     )
     if result["unreadable"]:
         click.echo(

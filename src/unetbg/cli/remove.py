@@ -11,6 +11,7 @@ import click
 from unetbg.cli._options import (
     backend_option,
     batch_size_option,
+    flip_average_option,
     output_option_flags,
     resolve_kind,
 )
@@ -50,6 +51,7 @@ STDIO = "-"
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @batch_size_option
 @backend_option
+@flip_average_option
 def remove(images: tuple[Path, ...], output_dir: Path, **options) -> None:
     """Remove the background around the people in IMAGE... .
 
@@ -108,6 +110,7 @@ def _remove(
     batch_size: int,
     backend: str,
     png_level: int | None,
+    flip_average: bool | None,
 ):
     """Plan, load, process; report each image on stdout/stderr. Returns the results.
     ``names`` shows some sources under another name (stdin's scratch file)."""
@@ -143,7 +146,13 @@ def _remove(
     from unetbg.model import CheckpointError
 
     try:
-        model = ModelInference(checkpoint, device=device, batch_size=batch_size, backend=backend)
+        model = ModelInference(
+            checkpoint,
+            device=device,
+            batch_size=batch_size,
+            backend=backend,
+            flip_average=flip_average,
+        )
     except BackendUnavailable as exc:
         raise click.UsageError(str(exc)) from None
     except CheckpointError as exc:  # the file named is not a usable checkpoint
@@ -156,7 +165,8 @@ def _remove(
         ) from None
     click.echo(
         f"model on {model.device} (checkpoint {checkpoint}, "
-        f"image size {model.preprocessing.image_size})",
+        f"image size {model.preprocessing.image_size}"
+        f"{', flip-averaged' if model.preprocessing.flip_average else ''})",
         err=True,
     )
     if backend != "torch":

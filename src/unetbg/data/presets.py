@@ -130,7 +130,7 @@ def letterbox(size: int) -> list:
 class TrainPreset(_Preset):
     """Random scale and crop around the letterbox, flip, colour/light jitter, mild blur/noise.
 
-    Geometry: letterbox-sized image rescaled by a random factor in [0.75, 1.6], padded
+    Geometry: letterbox-sized image rescaled by a random factor in [0.75, ``max_zoom``], padded
     (at a random position) to at least ``size`` and randomly cropped to ``size×size`` —
     from "whole image with borders", like inference, to "zoomed on a part", plus
     a small rotation and a horizontal flip. Photometric: colour jitter, gamma, rare
@@ -143,7 +143,11 @@ class TrainPreset(_Preset):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         seed: int | None = None,
+        max_zoom: float = 1.6,
     ) -> None:
+        if max_zoom < 1:
+            raise ValueError(f"max_zoom must be >= 1, got {max_zoom}")
+        self.max_zoom = max_zoom  # read by _transforms, which the base __init__ calls
         super().__init__(size, mean, std, seed=seed)
 
     def _transforms(self) -> list:
@@ -152,7 +156,9 @@ class TrainPreset(_Preset):
             A.LongestMaxSize(
                 max_size=s, interpolation=cv2.INTER_LINEAR, area_for_downscale="image"
             ),
-            A.RandomScale(scale_limit=(-0.25, 0.6), interpolation=cv2.INTER_LINEAR, p=0.8),
+            A.RandomScale(
+                scale_limit=(-0.25, self.max_zoom - 1), interpolation=cv2.INTER_LINEAR, p=0.8
+            ),
             A.PadIfNeeded(
                 s, s, position="random", border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0
             ),

@@ -18,13 +18,14 @@ The modules, each importing only those listed before it:
 * ``watched``: a remove-dir job kept open by ``remove-dir --watch``: adding the files
   that arrive, the watcher's beat, ending the watch;
 * ``create``: recording new jobs, resolving a checkpoint;
-* ``dispatch``: starting (embedded or on workers) and cancelling jobs;
+* ``dispatch``: starting (embedded or on workers) and cancelling jobs, sending again
+  what a broker restart lost;
 * ``hints``: why a queued job may be waiting (no worker consumes its queue);
 * ``runs``: training run folders, their sizes, and pruning them;
 * ``documents``: a job and the checkpoints as the JSON that ``--json`` and the HTTP API
   print;
 * ``stats``: figures over all jobs (by kind and state, images, queue depths) for
-  monitoring.
+  monitoring, and the task ids waiting on the broker.
 
 It never imports ``unetbg.tasks`` nor its front ends (``unetbg.cli``, ``unetbg.web``,
 ``unetbg.api``, ``unetbg.watch``); tasks are found by name on the Celery app.
@@ -47,6 +48,7 @@ from unetbg.jobs.dispatch import (
     EmbeddedRunner,
     cancel_job,
     dispatch,
+    resend_lost,
     retry_job,
     run_inline,
     start_job,
@@ -83,7 +85,13 @@ from unetbg.jobs.records import (
     upsert_epoch_metrics,
 )
 from unetbg.jobs.runs import PrunePlan, RunView, list_runs, plan_prune, prune_runs
-from unetbg.jobs.stats import item_counts_by_state, items_finished_since, job_counts, queue_depths
+from unetbg.jobs.stats import (
+    item_counts_by_state,
+    items_finished_since,
+    job_counts,
+    queue_depths,
+    queued_task_ids,
+)
 from unetbg.jobs.store import db_session
 from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView
 
@@ -131,10 +139,12 @@ __all__ = [
     "plan_prune",
     "prune_runs",
     "queue_depths",
+    "queued_task_ids",
     "record_train_run",
     "register_checkpoint",
     "describe_checkpoint",
     "resolve_checkpoint",
+    "resend_lost",
     "retry_job",
     "resume_train_job",
     "run_inline",

@@ -48,10 +48,12 @@ def task_ids(job: JobView | Job, chunks: Iterable[int] = ()) -> list[str]:
     return [f"{job.id}-{job.kind}"]
 
 
-def _pending_chunks(session: Session, job_id: str) -> dict[int, list[int]]:
+def _pending_chunks(
+    session: Session, job_id: str, states: tuple[str, ...] = OPEN_ITEM_STATES
+) -> dict[int, list[int]]:
     rows = session.execute(
         select(JobItem.chunk, JobItem.id)
-        .where(JobItem.job_id == job_id, JobItem.state.in_(OPEN_ITEM_STATES))
+        .where(JobItem.job_id == job_id, JobItem.state.in_(states))
         .order_by(JobItem.chunk, JobItem.id)
     )
     chunks: dict[int, list[int]] = {}
@@ -84,27 +86,8 @@ def dispatch(
         run_inline(view, chunks, settings)
         return []
 
-    # Here, not at the top: reading jobs (the web page, `unetbg status`) needs no Celery.
-    from unetbg.workers.app import EVALUATE_TASK, REMOVE_CHUNK_TASK, TRAIN_TASK, get_app
-
-    app = get_app(settings)
-    sent: list[str] = []
     try:
-        if view.kind == "remove_dir":
-            for chunk, item_ids in chunks.items():
-                (task_id,) = task_ids(view, [chunk])
-                app.send_task(
-                    REMOVE_CHUNK_TASK,
-                    args=[view.id, item_ids],
-                    task_id=task_id,
-                    argsrepr=f"job={view.id} chunk={chunk} items={len(item_ids)}",
-                )
-                sent.append(task_id)
-        else:
-            name = TRAIN_TASK if view.kind == "train" else EVALUATE_TASK
-            (task_id,) = task_ids(view)
-            app.send_task(name, args=[view.id], task_id=task_id, argsrepr=f"job={view.id}")
-            sent.append(task_id)
+        sent = _send(view, chunks, settings)
     except Exception as exc:  # broker unreachable after the publish retries
         # Stop what was sent (the cancel flag), fail the rest.
         fail_job(view.id, f"could not enqueue on {mask_url(settings.broker_url)}: {exc}", settings)
@@ -113,6 +96,64 @@ def dispatch(
             f"{mask_url(settings.broker_url)} unreachable ({exc}); it is marked failed"
         ) from exc
     log.info("job %s: enqueued %d task(s)", view.id, len(sent))
+    return sent
+
+
+def _send(view: JobView, chunks: dict[int, list[int]], settings: Settings) -> list[str]:
+    """Publish the job's tasks (``chunks`` for a remove-dir job); the task ids sent."""
+    # Here, not at the top: reading jobs (the web page, `unetbg status`) needs no Celery.
+    from unetbg.workers.app import EVALUATE_TASK, REMOVE_CHUNK_TASK, TRAIN_TASK, get_app
+
+    app = get_app(settings)
+    if view.kind != "remove_dir":
+        name = TRAIN_TASK if view.kind == "train" else EVALUATE_TASK
+        (task_id,) = task_ids(view)
+        app.send_task(name, args=[view.id], task_id=task_id, argsrepr=f"job={view.id}")
+        return [task_id]
+    sent: list[str] = []
+    for chunk, item_ids in chunks.items():
+        (task_id,) = task_ids(view, [chunk])
+        app.send_task(
+            REMOVE_CHUNK_TASK,
+            args=[view.id, item_ids],
+            task_id=task_id,
+            argsrepr=f"job={view.id} chunk={chunk} items={len(item_ids)}",
+        )
+        sent.append(task_id)
+    return sent
+
+
+def resend_lost(queued: set[str], settings: Settings | None = None) -> list[str]:
+    """Send again the unstarted work of every unfinished job whose message is not among
+    ``queued`` (the task ids waiting in the broker's queues); returns the task ids sent.
+
+    A worker calls it when its broker connection comes back (:mod:`unetbg.tasks.
+    recovery`): a broker restart can lose messages no queue shows any more. Unstarted
+    means a remove-dir chunk's images nobody claimed (``pending``), or a training or
+    evaluation job still ``queued``. A copy of a message that was not lost after all does
+    no harm: a chunk claims only images nobody live holds, and a duplicate of a live run
+    is deferred. Raises what the broker raises when it cannot be reached.
+    """
+    settings = settings or get_settings()
+    plans: list[tuple[JobView, dict[int, list[int]]]] = []
+    with db_session(settings) as session:
+        open_jobs = session.scalars(
+            select(Job).where(Job.state.not_in(FINAL_JOB_STATES)).order_by(Job.created_at)
+        ).all()
+        for job in open_jobs:
+            view = JobView.of(job)
+            if job.kind == "remove_dir":
+                unclaimed = _pending_chunks(session, job.id, states=("pending",))
+                lost = {
+                    c: ids for c, ids in unclaimed.items() if task_ids(view, [c])[0] not in queued
+                }
+                if lost:
+                    plans.append((view, lost))
+            elif job.state == "queued" and task_ids(view)[0] not in queued:
+                plans.append((view, {}))
+    sent: list[str] = []
+    for view, chunks in plans:
+        sent += _send(view, chunks, settings)
     return sent
 
 

@@ -7,6 +7,7 @@ Each call reads the database (or Redis) now: a scrape every few seconds costs a 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -59,3 +60,24 @@ def queue_depths(settings: Settings | None = None) -> dict[str, int]:
         return {queue: int(client.llen(queue)) for queue in QUEUES}
     finally:
         client.close()
+
+
+def queued_task_ids(settings: Settings | None = None) -> set[str]:
+    """Task ids of the messages waiting in the broker's queues (Redis ``LRANGE``; those a
+    worker took but has not acknowledged are not among them). Empty in embedded mode.
+    Raises ``redis.RedisError`` when the broker cannot be reached."""
+    settings = settings or get_settings()
+    if settings.embedded:
+        return set()
+    import redis
+
+    from unetbg.workers.app import QUEUES
+
+    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        # Celery's message protocol 2 keeps the task id in the headers; anything else
+        # on the list (a foreign message) names no task of ours.
+        messages = [json.loads(raw) for queue in QUEUES for raw in client.lrange(queue, 0, -1)]
+    finally:
+        client.close()
+    return {m["headers"]["id"] for m in messages if isinstance(m.get("headers"), dict)}

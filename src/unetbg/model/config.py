@@ -79,11 +79,15 @@ class Preprocessing:
     """How images are fed to the network: letterbox size and normalisation.
 
     Images are scaled to [0, 1], then normalised per channel with ``(x - mean) / std``.
+    With ``flip_average`` the network also sees each image mirrored left to right and
+    its two predictions are averaged (test-time flip): twice the network's time, for
+    masks that do not depend on which way a photo faces (docs/model-card.md measures it).
     """
 
     image_size: int = 384
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    flip_average: bool = False
 
     def __post_init__(self) -> None:
         if (
@@ -99,6 +103,8 @@ class Preprocessing:
             object.__setattr__(self, name, value)
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std values must be > 0, got {self.std!r}")
+        if not isinstance(self.flip_average, bool):
+            raise ValueError(f"flip_average must be true or false, got {self.flip_average!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (safe for ``weights_only`` checkpoints and JSON)."""

@@ -72,6 +72,10 @@ def pixel_accuracy(
     )
 
 
+#: Draws of photos behind :meth:`SegmentationMeter.iou_interval`.
+INTERVAL_RESAMPLES = 2000
+
+
 def _as_batch(value: torch.Tensor | np.ndarray) -> torch.Tensor:
     tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
     return tensor.unsqueeze(0)
@@ -155,7 +159,7 @@ class SegmentationMeter:
         }
 
     def iou_interval(
-        self, level: float = 0.9, resamples: int = 2000, seed: int = 0
+        self, level: float = 0.9, resamples: int = INTERVAL_RESAMPLES, seed: int = 0
     ) -> tuple[float, float]:
         """Bootstrap interval of the micro IoU over the images added.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -138,11 +138,25 @@ def predict_probabilities(
                 pairs = [letterbox(image, size, mean, std, device) for image in chunk]
                 batch = torch.stack([p[0] for p in pairs]).contiguous(memory_format=memory_format)
                 with autocast:
-                    logits = model(batch)["mask"]
+                    logits = network_logits(
+                        lambda x: model(x)["mask"], batch, preprocessing.flip_average
+                    )
                 results.extend(restore_probabilities(logits, [p[1] for p in pairs]))
     finally:
         model.train(was_training)
     return results
+
+
+def network_logits(
+    forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, flip_average: bool
+) -> torch.Tensor:
+    """``forward(batch)``, or with ``flip_average`` the mean of it and the mirrored
+    prediction of the mirrored batch (the averaging is on logits, before the sigmoid)."""
+    logits = forward(batch)
+    if flip_average:
+        mirrored = forward(torch.flip(batch, dims=[-1]))
+        logits = (logits + torch.flip(mirrored, dims=[-1])) / 2
+    return logits
 
 
 #: Where a letterboxed image lies: ``(height, width, new_h, new_w, top, left)``.

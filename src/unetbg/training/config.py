@@ -80,6 +80,9 @@ class TrainConfig:
     min_delta: float = 1e-4
     #: Train with the random augmentation pipeline; ``False`` uses the eval letterbox only.
     augment: bool = True
+    #: Largest random rescale of the letterboxed photo before the crop. Above 1 the crop
+    #: shows part of the photo, as large people cut by the frame look at inference.
+    max_zoom: float = 1.6
 
     device: str = "auto"
     seed: int = 42
@@ -239,6 +242,8 @@ def _problems(cfg: TrainConfig):
         yield "empty_share needs sources given with data (--data)"
     if cfg.copy_paste_max < 1:
         yield f"copy_paste_max must be >= 1, got {cfg.copy_paste_max}"
+    if not 1 <= cfg.max_zoom <= 4:
+        yield f"max_zoom must be in [1, 4], got {cfg.max_zoom}"
     if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
         yield f"ema_decay must be in (0, 1) or None, got {cfg.ema_decay}"
     bad_spec = False
@@ -412,6 +417,7 @@ FIELD_HELP: dict[str, str] = {
     "patience": "Epochs without val IoU gain before stopping early.",
     "min_delta": "Smallest val IoU gain that counts as a gain.",
     "augment": "Random augmentation of training images.",
+    "max_zoom": "Largest random zoom into a training photo before the crop (1 to 4).",
     "device": "auto, cpu, cuda or cuda:N (cuda without a GPU fails).",
     "seed": "Seed for weights, image order and augmentation.",
     "num_workers": "DataLoader workers (default: 0 on CPU, min(8, cpus) on CUDA).",

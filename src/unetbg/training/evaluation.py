@@ -55,6 +55,7 @@ def evaluate_checkpoint(
     val_percent: int = 10,
     progress: Callable[[int, int], None] | None = None,
     image_size: int | None = None,
+    flip_average: bool | None = None,
 ) -> dict[str, Any]:
     """IoU, Dice and pixel accuracy (micro and macro) of ``checkpoint`` on ``split``.
 
@@ -70,6 +71,8 @@ def evaluate_checkpoint(
     ``progress(done, total)`` is called after each group of images. ``image_size``
     letterboxes the photos to another size than the checkpoint's (a multiple of 32),
     to measure how the model fares there; the result's ``image_size`` says which ran.
+    ``flip_average`` overrides the checkpoint's test-time flip (``None``: keep it); the
+    result's ``flip_average`` says which ran.
     """
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
@@ -94,6 +97,8 @@ def evaluate_checkpoint(
     preprocessing = Preprocessing.from_dict(ckpt["preprocessing"])
     if image_size is not None:
         preprocessing = dataclasses.replace(preprocessing, image_size=image_size)
+    if flip_average is not None:
+        preprocessing = dataclasses.replace(preprocessing, flip_average=flip_average)
 
     meter = SegmentationMeter(threshold=threshold)
     baseline = SegmentationMeter(threshold=threshold)
@@ -160,6 +165,7 @@ def evaluate_checkpoint(
         "checkpoint": str(Path(checkpoint)),
         "epoch": ckpt.get("epoch"),
         "image_size": preprocessing.image_size,
+        "flip_average": preprocessing.flip_average,
         "device": str(torch_device),
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -102,6 +102,12 @@ def _limited(dataset: CocoPersonDataset, limit: int | None) -> CocoPersonDataset
     return Subset(dataset, range(limit))
 
 
+def _train_preset(cfg: TrainConfig) -> TrainPreset | EvalPreset:
+    if not cfg.augment:
+        return EvalPreset(cfg.image_size)
+    return TrainPreset(cfg.image_size, seed=cfg.seed, max_zoom=cfg.max_zoom)
+
+
 def build_data(cfg: TrainConfig) -> RunData:
     """Datasets and loaders for ``cfg`` (``num_workers`` and ``pin_memory`` already resolved)."""
     if cfg.data:
@@ -111,9 +117,7 @@ def build_data(cfg: TrainConfig) -> RunData:
             "no training data: pass a COCO 2017 folder (--coco-root) or sources (--data)"
         )
     person_filter = PersonFilter(min_area=cfg.min_area, crowd=cfg.crowd)
-    train_preset = (
-        TrainPreset(cfg.image_size, seed=cfg.seed) if cfg.augment else EvalPreset(cfg.image_size)
-    )
+    train_preset = _train_preset(cfg)
     train_base = _limited(
         CocoPersonDataset(CocoPersons(cfg.coco_root, cfg.train_split, person_filter), train_preset),
         cfg.train_limit,
@@ -140,9 +144,7 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
         copy_paste = CopyPaste(
             donors, cfg.copy_paste, cfg.copy_paste_max, onto_empty=cfg.copy_paste_empty
         )
-    train_preset = (
-        TrainPreset(cfg.image_size, seed=cfg.seed) if cfg.augment else EvalPreset(cfg.image_size)
-    )
+    train_preset = _train_preset(cfg)
     mixture = MixedSamples(
         train,
         weights,

@@ -1,6 +1,7 @@
-"""Turn a run's ``best_model.pth`` into the model that ships: ``unetbg.weights``.
+"""Turn a run's ``best_model.pth`` (or another of its checkpoints) into the model that
+ships: ``unetbg.weights``.
 
-The shipped file is the run's best checkpoint with float16 weights
+The shipped file is the run's checkpoint with float16 weights
 (:func:`unetbg.model.half_precision`) and a ``card`` entry that says where it came from:
 the run's resolved config and the command that trains it again, the sha256 of each data
 source's manifest (the sorted names of the photos trained on and validated on), the
@@ -78,11 +79,23 @@ def ship(
     agreement_images: Sequence[np.ndarray],
     command: str,
     min_agreement: float = MIN_AGREEMENT,
+    checkpoint: str | os.PathLike | None = None,
+    flip_average: bool = False,
+    evaluation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``run_dir``'s best model to ``destination`` as the shipped model; its card."""
+    """Write ``run_dir``'s best model to ``destination`` as the shipped model; its card.
+
+    ``checkpoint`` ships another checkpoint of the run than ``best_model.pth`` (e.g. one
+    epoch's weight average); ``flip_average`` makes the shipped model average each
+    prediction with the mirrored one by default. ``evaluation`` (``unetbg evaluate
+    --json`` of the weights shipped) goes on the card; by default the run's own
+    ``evaluation.json``, when there is one.
+    """
     run_dir = Path(run_dir)
-    checkpoint = load_checkpoint(run_dir / "best_model.pth")
+    source = Path(checkpoint) if checkpoint is not None else run_dir / "best_model.pth"
+    checkpoint = load_checkpoint(source)
     cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    checkpoint["preprocessing"] = {**checkpoint["preprocessing"], "flip_average": flip_average}
     shipped = half_precision(checkpoint)
     agreement = mask_agreement(checkpoint, shipped, agreement_images)
     if agreement < min_agreement:
@@ -101,7 +114,10 @@ def ship(
         "epochs_trained": len(history),
         "best_epoch": checkpoint.get("epoch"),
         "training_seconds": round(sum(r["seconds"] for r in history), 1),
-        "evaluation": json.loads(evaluation_file.read_text())
+        "source_checkpoint": str(source),
+        "evaluation": evaluation
+        if evaluation is not None
+        else json.loads(evaluation_file.read_text())
         if evaluation_file.is_file()
         else None,
         "fp16_mask_agreement_iou": agreement,

@@ -14,6 +14,8 @@ Delivery guarantees (see docs/jobs.md):
 * ``visibility_timeout`` (Redis) is ``Settings.visibility_timeout``; tasks also
   keep a heartbeat in the database so a redelivered message whose job is still
   alive elsewhere is deferred rather than run twice.
+* After a lost broker connection, the worker sends again the unstarted work whose
+  messages no queue holds any more (:mod:`unetbg.tasks.recovery`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ def create_app(settings: Settings | None = None, set_as_current: bool = True) ->
     )
     # `--metrics-port` / `--metrics-host` (docs/deployment.md, "Metrics").
     app.steps["worker"].add(MetricsStep)
+    # By name, as the tasks are: this module imports no task code (docs/architecture.md).
+    app.steps["consumer"].add("unetbg.tasks.recovery:ResendLost")
     for option in OPTIONS:
         app.user_options["worker"].add(option)
     return app
