@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -53,17 +54,25 @@ def _free_port() -> int:
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
+    last = "no answer yet"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"`unetbg web` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
+                last = f"{response.status} {response.read().strip()!r}"
+                if last.endswith("b'ok'"):
                     return
-        except OSError:
-            pass
+        except urllib.error.HTTPError as exc:  # 503 while the runtime is not ready
+            last = f"{exc.code} {exc.read()[:200]!r}"
+        except OSError as exc:
+            last = repr(exc)
         time.sleep(0.5)
-    pytest.fail(f"page not healthy after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    # What the health check last said tells a slow start from a runtime that never got ready.
+    pytest.fail(
+        f"page not healthy after {timeout:.0f} s (last health check: {last}):\n"
+        f"{log.read_text()[-3000:]}"
+    )
 
 
 @pytest.fixture
