@@ -63,7 +63,7 @@ class ModelInference:
     threads and queue depths of the folder loop (:class:`unetbg.removal.PipelineLimits`;
     default :func:`default_limits`). ``flip_average``: also run each image mirrored and
     average the two predictions (twice the network time), or not; ``None`` keeps what
-    the checkpoint's preprocessing says (the shipped model's does). A bad checkpoint raises
+    the checkpoint's preprocessing says. A bad checkpoint raises
     :class:`unetbg.model.CheckpointError`. Without ``checkpoint_path`` the default
     model that ships with unetbg is used (:mod:`unetbg.weights`); the job database is
     not consulted here (``unetbg.jobs.resolve_checkpoint("best")`` does that).

@@ -144,3 +144,21 @@ def test_submit_train_and_evaluate_run_in_process(embedded_env, coco_mini):
     assert figures["state"] == "succeeded"
     assert figures["params"]["checkpoint"] == best[0]["path"]
     assert figures["result"]["images"] == 2 and 0 <= figures["result"]["iou"] <= 1
+
+
+def test_remove_dir_flip_average_reaches_the_model(embedded_env, photos, tmp_path, checkpoint):
+    # Masks only: the thresholded person, where a mirrored prediction shows most clearly.
+    common = ["--checkpoint", checkpoint, "--kind", "mask", "--threshold", "0.5", "--json"]
+    plain = run("remove-dir", photos, tmp_path / "plain", *common)
+    flipped = run("remove-dir", photos, tmp_path / "flip", *common, "--flip-average")
+    assert plain.exit_code == 0 and flipped.exit_code == 0, plain.output + flipped.output
+    assert json.loads(plain.stdout)["params"]["flip_average"] is None  # the checkpoint's
+    assert json.loads(flipped.stdout)["params"]["flip_average"] is True
+    names = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*.png"))
+    assert len(names) == 5
+    differ = [
+        n
+        for n in names
+        if (tmp_path / "plain" / n).read_bytes() != (tmp_path / "flip" / n).read_bytes()
+    ]
+    assert differ, "the same masks with and without flip averaging"

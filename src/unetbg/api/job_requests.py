@@ -36,6 +36,8 @@ class RemoveDirJob(BaseModel):
     format: Literal["png", "webp", "jpeg", "jpg"] = "png"
     png_level: int | None = Field(None, ge=0, le=9)
     backend: Literal["torch", "onnxruntime", "openvino"] = "torch"
+    #: Also run each image mirrored and average the masks; ``None``: as the checkpoint says.
+    flip_average: bool | None = None
     chunk_size: int | None = Field(None, ge=1)
     batch_size: int = Field(4, ge=1)
     overwrite: bool = False
@@ -67,6 +69,7 @@ class RemoveDirJob(BaseModel):
             background=background,
             png_level=self.png_level,
             backend=self.backend,
+            flip_average=self.flip_average,
             chunk_size=self.chunk_size,
             batch_size=self.batch_size,
             overwrite=self.overwrite,

@@ -38,7 +38,7 @@ flip_average_option = click.option(
     "--flip-average/--no-flip-average",
     default=None,
     help="Also run each photo mirrored and average the two masks (twice the network "
-    "time), or not. Default: as the checkpoint says; the shipped model does.",
+    "time), or not. Default: what the checkpoint says.",
 )
 
 

@@ -11,6 +11,7 @@ from unetbg.cli._follow import JSON_HELP, submit_and_follow, watch_and_report
 from unetbg.cli._options import (
     backend_option,
     batch_size_option,
+    flip_average_option,
     output_option_flags,
     resolve_kind,
 )
@@ -50,6 +51,7 @@ from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verifi
     help="Where the workers run the model: auto, cpu, cuda or cuda:N.",
 )
 @backend_option
+@flip_average_option
 @click.option(
     "--watch",
     is_flag=True,
@@ -87,6 +89,7 @@ def remove_dir(
     png_level,
     device,
     backend,
+    flip_average,
     watch,
     settle,
     as_json,
@@ -119,6 +122,7 @@ def remove_dir(
             background=background,
             png_level=png_level,
             backend=backend,
+            flip_average=flip_average,
             chunk_size=chunk_size,
             batch_size=batch_size,
             overwrite=overwrite,

@@ -234,6 +234,7 @@ def create_remove_dir_job(
     background: str | None = None,
     png_level: int | None = None,
     backend: str = "torch",
+    flip_average: bool | None = None,
     chunk_size: int | None = None,
     batch_size: int = 4,
     overwrite: bool = False,
@@ -249,7 +250,8 @@ def create_remove_dir_job(
     or failed before. Raises :class:`JobError` for a bad folder, option or checkpoint.
     ``watch``: this process goes on to watch the folder (:mod:`unetbg.jobs.watched`);
     the job is recorded watched, so it stays open after its first items, and a folder
-    with no image yet is fine.
+    with no image yet is fine. ``flip_average``: as in :class:`unetbg.inference.
+    ModelInference` (``None``: what the checkpoint says).
     """
     # Folder planning and option checks are shared with `unetbg remove` and the web page.
     from unetbg.removal import OutputOptions, plan_folder
@@ -307,6 +309,7 @@ def create_remove_dir_job(
                 "follow_symlinks": follow_symlinks,
                 "device": device,
                 "backend": backend,
+                "flip_average": flip_average,
             },
         )
         if watch:

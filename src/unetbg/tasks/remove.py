@@ -38,7 +38,12 @@ _models: dict[tuple, Any] = {}
 
 
 def model_for(
-    checkpoint: str, device: str, batch_size: int, max_pixels: int | None, backend: str = "torch"
+    checkpoint: str,
+    device: str,
+    batch_size: int,
+    max_pixels: int | None,
+    backend: str = "torch",
+    flip_average: bool | None = None,
 ):
     """This process's :class:`~unetbg.inference.ModelInference` for ``checkpoint``.
 
@@ -46,7 +51,7 @@ def model_for(
     (new mtime/size) is loaded again. One model is kept: GPU memory is the limit.
     """
     stat = os.stat(checkpoint)
-    key = (checkpoint, stat.st_mtime_ns, stat.st_size, device, max_pixels, backend)
+    key = (checkpoint, stat.st_mtime_ns, stat.st_size, device, max_pixels, backend, flip_average)
     handle = _models.get(key)
     if handle is None:
         from unetbg.inference import ModelInference
@@ -59,6 +64,7 @@ def model_for(
             batch_size=batch_size,
             max_pixels=max_pixels,
             backend=backend,
+            flip_average=flip_average,
         )
         metrics.observe_model_load(time.perf_counter() - started)
         _models[key] = handle
@@ -253,6 +259,7 @@ def _remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> di
             params.get("batch_size", 4),
             settings.max_image_pixels,
             backend,
+            params.get("flip_average"),  # None, as jobs recorded before it: the checkpoint's
         )
     except BackendUnavailable as exc:
         # Like a missing device: the same on every chunk of this worker; fail once, clearly.
