@@ -82,8 +82,8 @@ def evaluate(
     """IoU, Dice and pixel accuracy of CHECKPOINT at each photo's own resolution, next to
     the all-person baseline (every pixel called person). Crowd/ignore areas are not scored.
 
-    Each figure comes with a 90 % interval: the pooled IoU over resamplings of the
-    photos, to tell how much a small validation set can say.
+    The pooled IoU comes with a 90 % interval (the pooled IoU over resamplings of the
+    photos), to tell how much a small validation set can say.
 
     CHECKPOINT: 'best' (registered checkpoint with the best val IoU), a registered
     checkpoint id (`unetbg checkpoints`) or a .pth path. Score one COCO split
