@@ -8,7 +8,10 @@ Each call reads the database (or Redis) now: a scrape every few seconds costs a 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -44,6 +47,20 @@ def items_finished_since(seconds: float, settings: Settings | None = None) -> in
         )
 
 
+@contextmanager
+def _broker(settings: Settings, timeout_s: float) -> Iterator[Any]:
+    """A Redis client on the broker, closed afterwards (redis is imported only here)."""
+    import redis
+
+    client = redis.Redis.from_url(
+        settings.broker_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def queue_depths(settings: Settings | None = None) -> dict[str, int]:
     """Messages waiting in each Celery queue on the broker (Redis ``LLEN``); empty in
     embedded mode, where nothing is queued. Raises ``redis.RedisError`` when the broker
@@ -51,15 +68,10 @@ def queue_depths(settings: Settings | None = None) -> dict[str, int]:
     settings = settings or get_settings()
     if settings.embedded:
         return {}
-    import redis
-
     from unetbg.workers.app import QUEUES
 
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=2, socket_connect_timeout=2)
-    try:
+    with _broker(settings, timeout_s=2) as client:
         return {queue: int(client.llen(queue)) for queue in QUEUES}
-    finally:
-        client.close()
 
 
 def queued_task_ids(settings: Settings | None = None) -> set[str]:
@@ -69,15 +81,10 @@ def queued_task_ids(settings: Settings | None = None) -> set[str]:
     settings = settings or get_settings()
     if settings.embedded:
         return set()
-    import redis
-
     from unetbg.workers.app import QUEUES
 
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        # Celery's message protocol 2 keeps the task id in the headers; anything else
-        # on the list (a foreign message) names no task of ours.
+    with _broker(settings, timeout_s=5) as client:
         messages = [json.loads(raw) for queue in QUEUES for raw in client.lrange(queue, 0, -1)]
-    finally:
-        client.close()
+    # Celery's message protocol 2 keeps the task id in the headers; anything else on the
+    # list (a foreign message) names no task of ours.
     return {m["headers"]["id"] for m in messages if isinstance(m.get("headers"), dict)}
