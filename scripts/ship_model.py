@@ -1,7 +1,8 @@
 """Make a training run's best model the one that ships in the package.
 
     .venv/bin/python scripts/ship_model.py RUN_DIR [--coco-root ../shared/data/coco-mini]
-        [--checkpoint RUN_DIR/snaps/ema-NNN.pth] [--flip-average] [--evaluation FILE]
+        [--checkpoint RUN_DIR/snaps/ema-NNN.pth] [--flip-average] [--refine-edges]
+        [--evaluation FILE]
 
 Writes src/unetbg/weights/person.pth (float16, with its card: config, command, data
 manifests, figures) after checking that its masks agree with the float32 weights on the
@@ -41,6 +42,11 @@ def main() -> None:
         help="The shipped model averages each mask with the mirrored photo's by default.",
     )
     parser.add_argument(
+        "--refine-edges",
+        action="store_true",
+        help="The shipped model moves its outlines onto the photo's edges by default.",
+    )
+    parser.add_argument(
         "--evaluation",
         type=Path,
         default=None,
@@ -57,6 +63,7 @@ def main() -> None:
         args.command,
         checkpoint=args.checkpoint,
         flip_average=args.flip_average,
+        refine_edges=args.refine_edges,
         evaluation=evaluation,
     )
     print(json.dumps({k: v for k, v in card.items() if k != "config"}, indent=2))

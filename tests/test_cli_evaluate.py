@@ -96,17 +96,27 @@ def test_photos_without_people_report_the_person_the_model_imagines(random_check
 
 
 @pytest.mark.usefixtures("embedded_env")
-def test_flip_average_follows_the_checkpoint_unless_told(random_checkpoint, coco_mini, tmp_path):
+@pytest.mark.parametrize(
+    ("field", "header"), [("flip_average", "flip-averaged"), ("refine_edges", "edges refined")]
+)
+def test_inference_steps_follow_the_checkpoint_unless_told(
+    random_checkpoint, coco_mini, tmp_path, field, header
+):
     from unetbg.model import load_checkpoint, save_checkpoint
 
+    flag = field.replace("_", "-")
     own = json.loads(_evaluate(random_checkpoint, coco_mini, "--json").stdout)
-    flipped = _evaluate(random_checkpoint, coco_mini, "--flip-average")
-    assert own["flip_average"] is False and flipped.exit_code == 0, flipped.output
-    assert "letterbox 64 px, flip-averaged, cpu" in flipped.stdout.splitlines()[0]
+    told = _evaluate(random_checkpoint, coco_mini, f"--{flag}")
+    assert own[field] is False and told.exit_code == 0, told.output
+    assert f"letterbox 64 px, {header}, cpu" in told.stdout.splitlines()[0]
 
     state = load_checkpoint(random_checkpoint, map_location="cpu")
-    state["preprocessing"]["flip_average"] = True
-    save_checkpoint(tmp_path / "flip.pth", state)
-    asks = json.loads(_evaluate(tmp_path / "flip.pth", coco_mini, "--json").stdout)
-    told = _evaluate(tmp_path / "flip.pth", coco_mini, "--json", "--no-flip-average")
-    assert asks["flip_average"] is True and json.loads(told.stdout)["flip_average"] is False
+    state["preprocessing"][field] = True
+    save_checkpoint(tmp_path / "asks.pth", state)
+    asks = json.loads(_evaluate(tmp_path / "asks.pth", coco_mini, "--json").stdout)
+    off = json.loads(_evaluate(tmp_path / "asks.pth", coco_mini, "--json", f"--no-{flag}").stdout)
+    assert asks[field] is True and off[field] is False
+    # What runs is what is scored: other figures with the step, the same without it.
+    assert asks["images"] == off["images"] == own["images"]
+    assert (asks["dice"], asks["iou"]) != (off["dice"], off["iou"])
+    assert (off["dice"], off["iou"]) == (own["dice"], own["iou"])

@@ -15,6 +15,7 @@ from maskgen import make_mask_folder
 from unetbg import jobs
 from unetbg.cli import main
 from unetbg.inference import ModelInference
+from unetbg.model import load_checkpoint, save_checkpoint
 from unetbg.weights import SHIPPED
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ def test_ship_writes_half_precision_with_its_card_and_refuses_disagreement(tmp_p
         "smoke",
         data=(f"masks:{folder}",),
         samples_per_epoch=4,
-        epochs=1,
+        epochs=2,
         image_size=64,
         val_limit=None,
         final_evaluation=False,
@@ -128,14 +129,22 @@ def test_ship_writes_half_precision_with_its_card_and_refuses_disagreement(tmp_p
     assert shipped["card"] == card and "train_state" not in shipped
     assert card["data"][0]["train_images"] + card["data"][0]["val_images"] == 12
     assert 0 <= card["fp16_mask_agreement_iou"] <= 1
-    assert shipped["preprocessing"]["flip_average"] is False
+    assert shipped["preprocessing"]["flip_average"] is shipped["preprocessing"]["refine_edges"]
+    assert shipped["preprocessing"]["refine_edges"] is False
     assert card["source_checkpoint"] == str(tmp_path / "run" / "best_model.pth")
     with pytest.raises(ValueError, match="not shipped"):
         ship(tmp_path / "run", tmp_path / "refused.pth", photos, "x", min_agreement=1.01)
     assert not (tmp_path / "refused.pth").exists()
 
-    # Another checkpoint of the run, flip-averaged by default, with its own evaluation.
-    other = tmp_path / "run" / "last_model.pth"
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert card["epochs_trained"] == card["best_epoch"] in (1, 2)  # up to the best one
+
+    # Another checkpoint of the run (one epoch's, as a run's snapshots are),
+    # flip-averaged and edge-refined by default, with its own evaluation: its card
+    # counts the epochs that made it, not those the run went on with.
+    state = load_checkpoint(tmp_path / "run" / "last_model.pth", map_location="cpu")
+    other = tmp_path / "ema-1.pth"
+    save_checkpoint(other, {k: v for k, v in state.items() if k != "train_state"} | {"epoch": 1})
     card = ship(
         tmp_path / "run",
         tmp_path / "flip.pth",
@@ -144,7 +153,13 @@ def test_ship_writes_half_precision_with_its_card_and_refuses_disagreement(tmp_p
         0.0,
         checkpoint=other,
         flip_average=True,
+        refine_edges=True,
         evaluation={"iou": 0.5},
     )
     assert card["source_checkpoint"] == str(other) and card["evaluation"] == {"iou": 0.5}
-    assert ModelInference(tmp_path / "flip.pth", device="cpu").preprocessing.flip_average
+    assert card["epochs_trained"] == card["best_epoch"] == 1
+    assert card["training_seconds"] == round(history[0]["seconds"], 1)
+    preprocessing = ModelInference(tmp_path / "flip.pth", device="cpu").preprocessing
+    assert preprocessing.flip_average and preprocessing.refine_edges
+    stored = torch.load(tmp_path / "flip.pth", weights_only=True)["preprocessing"]
+    assert (stored["edge_radius"], stored["edge_eps"]) == (2.0, 1e-3)  # all written out

@@ -11,10 +11,12 @@ import torch
 from PIL import Image
 
 from inference_fixtures import person_photo, tiny_checkpoint, write_photo
+from unetbg.edges import refine_probability
 from unetbg.images import ImageError
 from unetbg.inference import ModelInference
 from unetbg.model import CheckpointError, load_checkpoint, save_checkpoint
-from unetbg.removal import SKIP_EXISTS, SKIP_NOT_IMAGE, OutputOptions
+from unetbg.removal import SKIP_EXISTS, SKIP_NOT_IMAGE, OutputOptions, PipelineLimits
+from unetbg.weights import SHIPPED
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +168,39 @@ def test_flip_average_makes_masks_mirror_symmetric(tmp_path: Path, checkpoint: P
     np.testing.assert_allclose(default.predict_mask(photo)[0], fa, atol=1e-5)
     off = ModelInference(tmp_path / "flip.pth", device="cpu", flip_average=False)
     np.testing.assert_allclose(off.predict_mask(photo)[0], a, atol=1e-5)
+
+
+def test_refine_edges_once_on_every_path(tmp_path: Path) -> None:
+    # The shipped model: its masks have outlines to move (the tiny one's are all ~0.5).
+    checkpoint = SHIPPED
+    src = tmp_path / "in"
+    path = write_photo(src / "p.png", 240, 160)  # lossless: the same pixels read back
+    photo = np.asarray(Image.open(path).convert("RGB"))
+    plain = ModelInference(checkpoint, device="cpu", refine_edges=False)
+    refined = ModelInference(checkpoint, device="cpu", refine_edges=True)
+    (raw,) = plain.predict_mask(photo)
+    (got,) = refined.predict_mask(photo)
+    np.testing.assert_allclose(got, refine_probability(raw, photo, refined.preprocessing))
+    assert np.abs(got - raw).max() > 0.05  # it changed the mask
+
+    # The folder loop refines in its writer threads, beside the network: the same mask as
+    # predict_mask, refined once (not skipped, not twice), serial or pipelined.
+    for limits in (PipelineLimits(serial=True), PipelineLimits(writers=2)):
+        out = tmp_path / f"out-{limits.serial}"
+        refined.limits = limits
+        assert refined.batch_process(src, out, kind="mask").processed == 1
+        written = np.asarray(Image.open(out / "p.png"), dtype=np.int16)
+        assert np.abs(written - np.rint(got * 255)).max() <= 1, limits
+
+    # By default what the checkpoint says (off when it says nothing, as older ones);
+    # the argument still turns it off.
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    for says, expected in ((None, raw), (False, raw), (True, got)):
+        state["preprocessing"].pop("refine_edges", None)
+        if says is not None:
+            state["preprocessing"]["refine_edges"] = says
+        save_checkpoint(tmp_path / f"{says}.pth", state)
+        own = ModelInference(tmp_path / f"{says}.pth", device="cpu")
+        np.testing.assert_allclose(own.predict_mask(photo)[0], expected, atol=1e-6)
+    off = ModelInference(tmp_path / "True.pth", device="cpu", refine_edges=False)
+    np.testing.assert_allclose(off.predict_mask(photo)[0], raw, atol=1e-6)

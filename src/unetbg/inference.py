@@ -13,7 +13,6 @@ per-image processing with the CLI, the Celery tasks and the web page
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from unetbg.edges import refine_probability
 from unetbg.images import read_image, save_image_atomic, to_rgb_array
 from unetbg.model import Preprocessing, load_model, resolve_device
 from unetbg.model.predict import Box, letterbox, network_logits, restore_probabilities
@@ -62,8 +62,9 @@ class ModelInference:
     to float rounding, ~40 % faster on the CPU, docs/performance.md). ``limits``:
     threads and queue depths of the folder loop (:class:`unetbg.removal.PipelineLimits`;
     default :func:`default_limits`). ``flip_average``: also run each image mirrored and
-    average the two predictions (twice the network time), or not; ``None`` keeps what
-    the checkpoint's preprocessing says. A bad checkpoint raises
+    average the two predictions (twice the network time), or not; ``refine_edges``:
+    move the mask's outlines onto the photo's edges (:mod:`unetbg.edges`), or not;
+    ``None`` keeps what the checkpoint's preprocessing says. A bad checkpoint raises
     :class:`unetbg.model.CheckpointError`. Without ``checkpoint_path`` the default
     model that ships with unetbg is used (:mod:`unetbg.weights`); the job database is
     not consulted here (``unetbg.jobs.resolve_checkpoint("best")`` does that).
@@ -81,6 +82,7 @@ class ModelInference:
         fuse: bool = True,
         limits: PipelineLimits | None = None,
         flip_average: bool | None = None,
+        refine_edges: bool | None = None,
     ) -> None:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -102,9 +104,9 @@ class ModelInference:
         self.max_pixels = max_pixels
         t0 = time.perf_counter()
         self.model, self.checkpoint = load_model(self.checkpoint_path, device=self.device)
-        self.preprocessing = Preprocessing.from_dict(self.checkpoint["preprocessing"])
-        if flip_average is not None:
-            self.preprocessing = dataclasses.replace(self.preprocessing, flip_average=flip_average)
+        self.preprocessing = Preprocessing.from_dict(self.checkpoint["preprocessing"]).overridden(
+            flip_average=flip_average, refine_edges=refine_edges
+        )
         self.limits = limits or default_limits(self.device)
         self.set_backend(backend, fuse)
         log.info(
@@ -154,7 +156,7 @@ class ModelInference:
 
     def predict_prepared(self, prepared: Sequence[tuple[torch.Tensor, Box]]) -> list[np.ndarray]:
         """``prepare``'d images -> ``H×W`` float32 person probabilities in [0, 1],
-        ``batch_size`` images per forward pass."""
+        ``batch_size`` images per forward pass, not yet refined (:meth:`refine`)."""
         results: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(prepared), self.batch_size):
@@ -164,9 +166,19 @@ class ModelInference:
                 results.extend(restore_probabilities(logits, [box for _, box in chunk]))
         return results
 
+    def refine(self, image: np.ndarray, probability: np.ndarray) -> np.ndarray:
+        """What :meth:`predict_prepared` gave for the ``H×W×3`` uint8 RGB ``image`` ->
+        the final probability: edges refined when the preprocessing says so
+        (:mod:`unetbg.edges`), else ``probability`` itself. The removal loop calls it
+        in its writer threads, beside the network."""
+        if not self.preprocessing.refine_edges:
+            return probability
+        return refine_probability(probability, image, self.preprocessing)
+
     def predict_arrays(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """``H×W×3`` uint8 RGB arrays -> ``H×W`` float32 person probabilities in [0, 1]."""
-        return self.predict_prepared([self.prepare(image) for image in images])
+        probs = self.predict_prepared([self.prepare(image) for image in images])
+        return [self.refine(image, prob) for image, prob in zip(images, probs, strict=True)]
 
     def load(self, image: ImageInput) -> np.ndarray:
         """Any accepted input (path, PIL image, array) -> ``H×W×3`` uint8 RGB array."""

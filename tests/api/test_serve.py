@@ -126,7 +126,7 @@ def test_concurrent_requests_share_one_model_load(server, coco_root, tmp_path):
 def test_remove_dir_job_is_the_clis_document_and_moves_the_metrics(server, coco_root):
     copy_jpegs(coco_root, server.root / "in", 5)
     body = {"kind": "remove_dir", "input_dir": str(server.root / "in"), "output_kind": "mask"}
-    body |= {"flip_average": True}
+    body |= {"flip_average": True, "refine_edges": True}
     with server.client() as client:
         before = samples(client)
         created = client.post("/api/jobs", json=body | {"output_dir": str(server.root / "out")})
@@ -134,7 +134,7 @@ def test_remove_dir_job_is_the_clis_document_and_moves_the_metrics(server, coco_
         job_id = created.json()["id"]
         job = wait_final(client, job_id)
         assert job["state"] == "succeeded" and job["items"] == {"succeeded": 5}, job
-        assert job["params"]["flip_average"] is True
+        assert job["params"]["flip_average"] is job["params"]["refine_edges"] is True
         assert len(list((server.root / "out").glob("*.png"))) == 5
 
         status = server.unetbg("status", job_id, "--items", "all", "--json")

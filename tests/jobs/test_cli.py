@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from unetbg.cli import main
@@ -146,19 +147,23 @@ def test_submit_train_and_evaluate_run_in_process(embedded_env, coco_mini):
     assert figures["result"]["images"] == 2 and 0 <= figures["result"]["iou"] <= 1
 
 
-def test_remove_dir_flip_average_reaches_the_model(embedded_env, photos, tmp_path, checkpoint):
-    # Masks only: the thresholded person, where a mirrored prediction shows most clearly.
-    common = ["--checkpoint", checkpoint, "--kind", "mask", "--threshold", "0.5", "--json"]
+@pytest.mark.parametrize("flag", ["--flip-average", "--refine-edges"])
+def test_remove_dir_inference_flags_reach_the_model(
+    embedded_env, photos, tmp_path, checkpoint, flag
+):
+    # Soft masks: every change to the probabilities shows in the bytes.
+    common = ["--checkpoint", checkpoint, "--kind", "mask", "--json"]
+    param = flag.removeprefix("--").replace("-", "_")
     plain = run("remove-dir", photos, tmp_path / "plain", *common)
-    flipped = run("remove-dir", photos, tmp_path / "flip", *common, "--flip-average")
-    assert plain.exit_code == 0 and flipped.exit_code == 0, plain.output + flipped.output
-    assert json.loads(plain.stdout)["params"]["flip_average"] is None  # the checkpoint's
-    assert json.loads(flipped.stdout)["params"]["flip_average"] is True
+    told = run("remove-dir", photos, tmp_path / "told", *common, flag)
+    assert plain.exit_code == 0 and told.exit_code == 0, plain.output + told.output
+    assert json.loads(plain.stdout)["params"][param] is None  # the checkpoint's
+    assert json.loads(told.stdout)["params"][param] is True
     names = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*.png"))
     assert len(names) == 5
     differ = [
         n
         for n in names
-        if (tmp_path / "plain" / n).read_bytes() != (tmp_path / "flip" / n).read_bytes()
+        if (tmp_path / "plain" / n).read_bytes() != (tmp_path / "told" / n).read_bytes()
     ]
-    assert differ, "the same masks with and without flip averaging"
+    assert differ, f"the same masks with and without {flag}"

@@ -38,6 +38,8 @@ class RemoveDirJob(BaseModel):
     backend: Literal["torch", "onnxruntime", "openvino"] = "torch"
     #: Also run each image mirrored and average the masks; ``None``: as the checkpoint says.
     flip_average: bool | None = None
+    #: Move the mask's outlines onto the photo's edges; ``None``: as the checkpoint says.
+    refine_edges: bool | None = None
     chunk_size: int | None = Field(None, ge=1)
     batch_size: int = Field(4, ge=1)
     overwrite: bool = False
@@ -70,6 +72,7 @@ class RemoveDirJob(BaseModel):
             png_level=self.png_level,
             backend=self.backend,
             flip_average=self.flip_average,
+            refine_edges=self.refine_edges,
             chunk_size=self.chunk_size,
             batch_size=self.batch_size,
             overwrite=self.overwrite,

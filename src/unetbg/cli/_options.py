@@ -41,6 +41,13 @@ flip_average_option = click.option(
     "time), or not. Default: what the checkpoint says.",
 )
 
+refine_edges_option = click.option(
+    "--refine-edges/--no-refine-edges",
+    default=None,
+    help="Move the mask's outlines onto the photo's own edges (a guided filter at the "
+    "photo's size, about 20 ms per megapixel), or not. Default: what the checkpoint says.",
+)
+
 
 def output_option_flags(command: F) -> F:
     """Add ``--kind``, ``--threshold``, ``--color``, ``--background``, ``--format``

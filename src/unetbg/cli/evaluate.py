@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._options import flip_average_option
+from unetbg.cli._options import flip_average_option, refine_edges_option
 from unetbg.cli._service import RequestError, checkpoint_path, usable_device
 
 _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
@@ -64,6 +64,7 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
     "own), to see how it fares at another resolution.",
 )
 @flip_average_option
+@refine_edges_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
     checkpoint,
@@ -77,6 +78,7 @@ def evaluate(
     batch_size,
     image_size,
     flip_average,
+    refine_edges,
     as_json,
 ) -> None:
     """IoU, Dice and pixel accuracy of CHECKPOINT at each photo's own resolution, next to
@@ -121,6 +123,7 @@ def evaluate(
             progress=progress,
             image_size=image_size,
             flip_average=flip_average,
+            refine_edges=refine_edges,
         )
     except CocoError as exc:  # --coco-root is not a COCO folder for this split
         raise click.BadParameter(str(exc), param_hint="'--coco-root'") from None
@@ -154,7 +157,8 @@ def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None
     click.echo(
         f"{checkpoint} (epoch {result['epoch']}) on {result['images']} {split} images, "
         f"threshold {threshold}, letterbox {result['image_size']} px"
-        f"{', flip-averaged' if result['flip_average'] else ''}, {result['device']}, "
+        f"{', flip-averaged' if result['flip_average'] else ''}"
+        f"{', edges refined' if result['refine_edges'] else ''}, {result['device']}, "
         f"{result['seconds']:.1f}s"
     )
     click.echo(f"{'':16} {'pooled':>9} {'per image':>9} {'baseline':>9} {'per image':>9}")

@@ -13,6 +13,7 @@ from unetbg.cli._options import (
     batch_size_option,
     flip_average_option,
     output_option_flags,
+    refine_edges_option,
     resolve_kind,
 )
 from unetbg.cli._service import RequestError, checkpoint_path, usable_device
@@ -52,6 +53,7 @@ STDIO = "-"
 @batch_size_option
 @backend_option
 @flip_average_option
+@refine_edges_option
 def remove(images: tuple[Path, ...], output_dir: Path, **options) -> None:
     """Remove the background around the people in IMAGE... .
 
@@ -111,6 +113,7 @@ def _remove(
     backend: str,
     png_level: int | None,
     flip_average: bool | None,
+    refine_edges: bool | None,
 ):
     """Plan, load, process; report each image on stdout/stderr. Returns the results.
     ``names`` shows some sources under another name (stdin's scratch file)."""
@@ -152,6 +155,7 @@ def _remove(
             batch_size=batch_size,
             backend=backend,
             flip_average=flip_average,
+            refine_edges=refine_edges,
         )
     except BackendUnavailable as exc:
         raise click.UsageError(str(exc)) from None
@@ -166,7 +170,8 @@ def _remove(
     click.echo(
         f"model on {model.device} (checkpoint {checkpoint}, "
         f"image size {model.preprocessing.image_size}"
-        f"{', flip-averaged' if model.preprocessing.flip_average else ''})",
+        f"{', flip-averaged' if model.preprocessing.flip_average else ''}"
+        f"{', edges refined' if model.preprocessing.refine_edges else ''})",
         err=True,
     )
     if backend != "torch":

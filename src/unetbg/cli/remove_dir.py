@@ -13,6 +13,7 @@ from unetbg.cli._options import (
     batch_size_option,
     flip_average_option,
     output_option_flags,
+    refine_edges_option,
     resolve_kind,
 )
 from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verified_checkpoint
@@ -52,6 +53,7 @@ from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verifi
 )
 @backend_option
 @flip_average_option
+@refine_edges_option
 @click.option(
     "--watch",
     is_flag=True,
@@ -90,6 +92,7 @@ def remove_dir(
     device,
     backend,
     flip_average,
+    refine_edges,
     watch,
     settle,
     as_json,
@@ -123,6 +126,7 @@ def remove_dir(
             png_level=png_level,
             backend=backend,
             flip_average=flip_average,
+            refine_edges=refine_edges,
             chunk_size=chunk_size,
             batch_size=batch_size,
             overwrite=overwrite,

@@ -235,6 +235,7 @@ def create_remove_dir_job(
     png_level: int | None = None,
     backend: str = "torch",
     flip_average: bool | None = None,
+    refine_edges: bool | None = None,
     chunk_size: int | None = None,
     batch_size: int = 4,
     overwrite: bool = False,
@@ -250,8 +251,8 @@ def create_remove_dir_job(
     or failed before. Raises :class:`JobError` for a bad folder, option or checkpoint.
     ``watch``: this process goes on to watch the folder (:mod:`unetbg.jobs.watched`);
     the job is recorded watched, so it stays open after its first items, and a folder
-    with no image yet is fine. ``flip_average``: as in :class:`unetbg.inference.
-    ModelInference` (``None``: what the checkpoint says).
+    with no image yet is fine. ``flip_average``, ``refine_edges``: as in
+    :class:`unetbg.inference.ModelInference` (``None``: what the checkpoint says).
     """
     # Folder planning and option checks are shared with `unetbg remove` and the web page.
     from unetbg.removal import OutputOptions, plan_folder
@@ -310,6 +311,7 @@ def create_remove_dir_job(
                 "device": device,
                 "backend": backend,
                 "flip_average": flip_average,
+                "refine_edges": refine_edges,
             },
         )
         if watch:

@@ -7,7 +7,7 @@ Both are frozen dataclasses made only of plain values (str, int, float, bool, tu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 
@@ -82,12 +82,19 @@ class Preprocessing:
     With ``flip_average`` the network also sees each image mirrored left to right and
     its two predictions are averaged (test-time flip): twice the network's time, for
     masks that do not depend on which way a photo faces (docs/model-card.md measures it).
+    With ``refine_edges`` the probability, once back at the photo's size, is guided-
+    filtered by the photo (:mod:`unetbg.edges`): outlines follow the photo's edges
+    instead of the network's coarser pixels. ``edge_radius`` is the filter's radius in
+    network pixels, ``edge_eps`` how much contrast counts as an edge.
     """
 
     image_size: int = 384
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     flip_average: bool = False
+    refine_edges: bool = False
+    edge_radius: float = 2.0
+    edge_eps: float = 1e-3
 
     def __post_init__(self) -> None:
         if (
@@ -103,8 +110,23 @@ class Preprocessing:
             object.__setattr__(self, name, value)
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std values must be > 0, got {self.std!r}")
-        if not isinstance(self.flip_average, bool):
-            raise ValueError(f"flip_average must be true or false, got {self.flip_average!r}")
+        for name in ("flip_average", "refine_edges"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("edge_radius", "edge_eps"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value < float("inf")
+            ):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    def overridden(self, **changes: Any) -> Preprocessing:
+        """A copy with each field given a value other than ``None`` replaced (``None``:
+        as the checkpoint says), e.g. ``overridden(flip_average=cli_flag)``."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (safe for ``weights_only`` checkpoints and JSON)."""

@@ -8,8 +8,9 @@
   letterbox and normalise it, ahead of the network;
 * **the network** (the calling thread): batches of ``model_handle.batch_size``
   prepared images;
-* **writers** (a thread pool, ``PipelineLimits.writers``): render the output and
-  encode it (PNG/WebP/JPEG in memory); then one **reporter** thread writes each
+* **writers** (a thread pool, ``PipelineLimits.writers``): refine the mask's edges
+  when the handle does (``refine``), render the output and encode it (PNG/WebP/JPEG
+  in memory); then one **reporter** thread writes each
   encoded output atomically and calls ``on_result``, one item at a time.
 
 Pillow and numpy release the GIL while decoding, resizing and encoding, and torch
@@ -95,7 +96,10 @@ class MaskPredictor(Protocol):
 
     A handle may also offer ``prepare(rgb) -> prepared`` and
     ``predict_prepared(list[prepared]) -> list[probability]``; then letterboxing runs
-    in the reader threads, ahead of the network.
+    in the reader threads, ahead of the network. With those, ``refine(rgb,
+    probability) -> probability`` too, if it has one, finishes what
+    ``predict_prepared`` returned (``predict_arrays`` returns finished ones), in the
+    writer threads.
     """
 
     batch_size: int
@@ -280,18 +284,29 @@ def _read(handle: Any, item: PlannedItem, max_pixels: int | None) -> tuple:
     return rgb, prepared, time.perf_counter() - t0, None
 
 
-def _encode(rgb, prob, options: OutputOptions, background) -> tuple[bytes, float]:
+def _encode(rgb, prob, options: OutputOptions, background, refine) -> tuple[bytes, float]:
     t0 = time.perf_counter()
+    if refine is not None:
+        prob = refine(rgb, prob)
     data = encode_output(render_output(rgb, prob, options, background), options)
     return data, time.perf_counter() - t0
 
 
+def _prepared_path(handle: Any) -> tuple[Callable | None, Callable | None]:
+    """The handle's ``predict_prepared`` and ``refine`` when images are prepared in the
+    reader threads (it has ``prepare`` too), else ``(None, None)``."""
+    predict = getattr(handle, "predict_prepared", None)
+    if predict is None or getattr(handle, "prepare", None) is None:
+        return None, None
+    return predict, getattr(handle, "refine", None)
+
+
 def _predict(handle: Any, loaded: list[tuple]) -> list[np.ndarray | BaseException]:
     """Probabilities for a batch; on failure one image at a time, so only culprits fail."""
-    prepared = getattr(handle, "predict_prepared", None)
+    prepared, _ = _prepared_path(handle)
 
     def run(rows):
-        if prepared is not None and all(r[2] is not None for r in rows):
+        if prepared is not None:
             return list(prepared([r[2] for r in rows]))
         return list(handle.predict_arrays([r[1] for r in rows]))
 
@@ -337,6 +352,7 @@ def process_images(
             "plan with the same output format"
         )
     background = load_background(options)
+    _, refine = _prepared_path(model_handle)
     limits = limits or getattr(model_handle, "limits", None) or PipelineLimits()
     stats = stats if stats is not None else PipelineStats()
     batch_size = max(1, int(getattr(model_handle, "batch_size", 8)))
@@ -404,7 +420,7 @@ def process_images(
                     failure = _failure(items[index], prob, spent, "prediction failed: ")
                     reporter.put(_Ticket(index, failure))
                 elif reporter.acquire():
-                    encoded = writers.submit(_encode, rgb, prob, options, background)
+                    encoded = writers.submit(_encode, rgb, prob, options, background, refine)
                     reporter.put(_Ticket(index, None, encoded, spent, holds=True))
                 else:
                     stats.hold(-1)

@@ -44,6 +44,7 @@ def model_for(
     max_pixels: int | None,
     backend: str = "torch",
     flip_average: bool | None = None,
+    refine_edges: bool | None = None,
 ):
     """This process's :class:`~unetbg.inference.ModelInference` for ``checkpoint``.
 
@@ -51,7 +52,8 @@ def model_for(
     (new mtime/size) is loaded again. One model is kept: GPU memory is the limit.
     """
     stat = os.stat(checkpoint)
-    key = (checkpoint, stat.st_mtime_ns, stat.st_size, device, max_pixels, backend, flip_average)
+    key = (checkpoint, stat.st_mtime_ns, stat.st_size, device, max_pixels, backend)
+    key += (flip_average, refine_edges)
     handle = _models.get(key)
     if handle is None:
         from unetbg.inference import ModelInference
@@ -65,6 +67,7 @@ def model_for(
             max_pixels=max_pixels,
             backend=backend,
             flip_average=flip_average,
+            refine_edges=refine_edges,
         )
         metrics.observe_model_load(time.perf_counter() - started)
         _models[key] = handle
@@ -259,7 +262,9 @@ def _remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> di
             params.get("batch_size", 4),
             settings.max_image_pixels,
             backend,
-            params.get("flip_average"),  # None, as jobs recorded before it: the checkpoint's
+            # None, as in jobs recorded before these existed: what the checkpoint says.
+            params.get("flip_average"),
+            params.get("refine_edges"),
         )
     except BackendUnavailable as exc:
         # Like a missing device: the same on every chunk of this worker; fail once, clearly.

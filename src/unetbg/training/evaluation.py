@@ -9,7 +9,6 @@ the same pixels so the figures have a floor to compare with.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -27,6 +26,7 @@ from unetbg.data.sources import (
     shows_nobody,
     unique_names,
 )
+from unetbg.edges import refine_probability
 from unetbg.model import (
     Preprocessing,
     SegmentationMeter,
@@ -56,6 +56,7 @@ def evaluate_checkpoint(
     progress: Callable[[int, int], None] | None = None,
     image_size: int | None = None,
     flip_average: bool | None = None,
+    refine_edges: bool | None = None,
 ) -> dict[str, Any]:
     """IoU, Dice and pixel accuracy (micro and macro) of ``checkpoint`` on ``split``.
 
@@ -71,8 +72,9 @@ def evaluate_checkpoint(
     ``progress(done, total)`` is called after each group of images. ``image_size``
     letterboxes the photos to another size than the checkpoint's (a multiple of 32),
     to measure how the model fares there; the result's ``image_size`` says which ran.
-    ``flip_average`` overrides the checkpoint's test-time flip (``None``: keep it); the
-    result's ``flip_average`` says which ran.
+    ``flip_average`` and ``refine_edges`` override the checkpoint's test-time flip and
+    edge refinement (``None``: keep what it says); the result's fields of the same
+    names say which ran.
     """
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
@@ -94,11 +96,9 @@ def evaluate_checkpoint(
     started = time.perf_counter()
     torch_device = resolve_device(device)
     model, ckpt = load_model(checkpoint, device=torch_device)
-    preprocessing = Preprocessing.from_dict(ckpt["preprocessing"])
-    if image_size is not None:
-        preprocessing = dataclasses.replace(preprocessing, image_size=image_size)
-    if flip_average is not None:
-        preprocessing = dataclasses.replace(preprocessing, flip_average=flip_average)
+    preprocessing = Preprocessing.from_dict(ckpt["preprocessing"]).overridden(
+        image_size=image_size, flip_average=flip_average, refine_edges=refine_edges
+    )
 
     meter = SegmentationMeter(threshold=threshold)
     baseline = SegmentationMeter(threshold=threshold)
@@ -134,6 +134,11 @@ def evaluate_checkpoint(
                 probs = predict_probabilities(
                     model, images, preprocessing, torch_device, batch_size=batch_size
                 )
+                if preprocessing.refine_edges:
+                    probs = [
+                        refine_probability(p, image, preprocessing)
+                        for p, image in zip(probs, images, strict=True)
+                    ]
                 ones = [np.ones(m.shape, np.float32) for m in masks]
                 for m, b in ((meter, baseline), (source_meter, source_baseline)):
                     m.update(probs, masks, ignores)
@@ -166,6 +171,7 @@ def evaluate_checkpoint(
         "epoch": ckpt.get("epoch"),
         "image_size": preprocessing.image_size,
         "flip_average": preprocessing.flip_average,
+        "refine_edges": preprocessing.refine_edges,
         "device": str(torch_device),
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from unetbg.data.sources import manifest_sha256, unique_names
+from unetbg.edges import refine_probability
 from unetbg.model import (
     Preprocessing,
     SegmentationMeter,
@@ -63,11 +64,19 @@ def _model(checkpoint: dict[str, Any]) -> torch.nn.Module:
 def mask_agreement(
     reference: dict[str, Any], other: dict[str, Any], images: Sequence[np.ndarray]
 ) -> float:
-    """Pooled IoU of the two checkpoints' masks (threshold 0.5) over ``images``."""
+    """Pooled IoU of the two checkpoints' masks (threshold 0.5) over ``images``, each
+    made as the reference's preprocessing says (edge refinement included)."""
     preprocessing = Preprocessing.from_dict(reference["preprocessing"])
     device = torch.device("cpu")
-    ref = predict_probabilities(_model(reference), list(images), preprocessing, device)
-    got = predict_probabilities(_model(other), list(images), preprocessing, device)
+    ref, got = (
+        predict_probabilities(_model(c), list(images), preprocessing, device)
+        for c in (reference, other)
+    )
+    if preprocessing.refine_edges:
+        ref, got = (
+            [refine_probability(p, i, preprocessing) for p, i in zip(ps, images, strict=True)]
+            for ps in (ref, got)
+        )
     meter = SegmentationMeter(threshold=0.5)
     meter.update(got, [(r >= 0.5).astype(np.uint8) for r in ref])
     return meter.compute()["iou"]
@@ -81,13 +90,15 @@ def ship(
     min_agreement: float = MIN_AGREEMENT,
     checkpoint: str | os.PathLike | None = None,
     flip_average: bool = False,
+    refine_edges: bool = False,
     evaluation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``run_dir``'s best model to ``destination`` as the shipped model; its card.
 
     ``checkpoint`` ships another checkpoint of the run than ``best_model.pth`` (e.g. one
     epoch's weight average); ``flip_average`` makes the shipped model average each
-    prediction with the mirrored one by default. ``evaluation`` (``unetbg evaluate
+    prediction with the mirrored one by default, ``refine_edges`` move its outlines
+    onto the photo's edges by default (:mod:`unetbg.edges`). ``evaluation`` (``unetbg evaluate
     --json`` of the weights shipped) goes on the card; by default the run's own
     ``evaluation.json``, when there is one.
     """
@@ -95,7 +106,13 @@ def ship(
     source = Path(checkpoint) if checkpoint is not None else run_dir / "best_model.pth"
     checkpoint = load_checkpoint(source)
     cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-    checkpoint["preprocessing"] = {**checkpoint["preprocessing"], "flip_average": flip_average}
+    # Every field written out, so that the file says what it does whatever the defaults
+    # of a later version are.
+    checkpoint["preprocessing"] = (
+        Preprocessing.from_dict(checkpoint["preprocessing"])
+        .overridden(flip_average=flip_average, refine_edges=refine_edges)
+        .to_dict()
+    )
     shipped = half_precision(checkpoint)
     agreement = mask_agreement(checkpoint, shipped, agreement_images)
     if agreement < min_agreement:
@@ -104,7 +121,13 @@ def ship(
             "not shipped"
         )
     evaluation_file = run_dir / "evaluation.json"
-    history = json.loads((run_dir / "metrics.json").read_text())
+    # The epochs that made these weights: not those the run went on with afterwards.
+    epoch = checkpoint.get("epoch")
+    history = [
+        row
+        for row in json.loads((run_dir / "metrics.json").read_text())
+        if epoch is None or row["epoch"] <= epoch
+    ]
     card = {
         "name": "unetbg person",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -112,7 +135,7 @@ def ship(
         "config": cfg.to_dict(),
         "data": data_manifests(cfg),
         "epochs_trained": len(history),
-        "best_epoch": checkpoint.get("epoch"),
+        "best_epoch": epoch,
         "training_seconds": round(sum(r["seconds"] for r in history), 1),
         "source_checkpoint": str(source),
         "evaluation": evaluation
