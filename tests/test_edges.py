@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from inference_fixtures import person_photo
-from unetbg.edges import photo_radius, refine_probability
+from unetbg.edges import photo_radius, refine_all, refine_probability
 from unetbg.model import Preprocessing
 
 NETWORK = Preprocessing(image_size=32, refine_edges=True)
@@ -88,3 +88,14 @@ def test_preprocessing_fields_are_checked_and_overridden() -> None:
             with pytest.raises(ValueError, match=f"{name} must be a finite number > 0"):
                 Preprocessing(**{name: value})
     assert Preprocessing(edge_radius=3).edge_radius == 3.0
+
+
+def test_refine_all_follows_the_preprocessing() -> None:
+    rgb, truth = _disc_photo(128)
+    coarse = _coarse(truth, NETWORK.image_size)
+    (same,) = refine_all([coarse], [rgb], NETWORK.overridden(refine_edges=False))
+    assert same is coarse  # off: nothing computed, nothing copied
+    (refined,) = refine_all([coarse], [rgb], NETWORK)
+    np.testing.assert_array_equal(refined, refine_probability(coarse, rgb, NETWORK))
+    with pytest.raises(ValueError, match="zip"):
+        refine_all([coarse], [], NETWORK)

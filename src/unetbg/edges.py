@@ -16,6 +16,7 @@ count alone: docs/performance.md measures it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import cv2
@@ -60,3 +61,16 @@ def refine_probability(
     b = mean_p - a * mean_i
     refined = box(a) * guide + box(b)
     return np.clip(refined, 0.0, 1.0, out=refined)
+
+
+def refine_all(
+    probabilities: Sequence[np.ndarray], images: Sequence[np.ndarray], preprocessing: Preprocessing
+) -> list[np.ndarray]:
+    """Each of ``probabilities`` refined by its photo in ``images`` when
+    ``preprocessing.refine_edges`` says so; otherwise the same arrays, as a list."""
+    if not preprocessing.refine_edges:
+        return list(probabilities)
+    return [
+        refine_probability(p, image, preprocessing)
+        for p, image in zip(probabilities, images, strict=True)
+    ]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unetbg.edges import refine_probability
+from unetbg.edges import refine_all, refine_probability
 from unetbg.images import read_image, save_image_atomic, to_rgb_array
 from unetbg.model import Preprocessing, load_model, resolve_device
 from unetbg.model.predict import Box, letterbox, network_logits, restore_probabilities
@@ -178,7 +178,7 @@ class ModelInference:
     def predict_arrays(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """``H×W×3`` uint8 RGB arrays -> ``H×W`` float32 person probabilities in [0, 1]."""
         probs = self.predict_prepared([self.prepare(image) for image in images])
-        return [self.refine(image, prob) for image, prob in zip(images, probs, strict=True)]
+        return refine_all(probs, images, self.preprocessing)
 
     def load(self, image: ImageInput) -> np.ndarray:
         """Any accepted input (path, PIL image, array) -> ``H×W×3`` uint8 RGB array."""

@@ -26,7 +26,7 @@ from unetbg.data.sources import (
     shows_nobody,
     unique_names,
 )
-from unetbg.edges import refine_probability
+from unetbg.edges import refine_all
 from unetbg.model import (
     Preprocessing,
     SegmentationMeter,
@@ -134,11 +134,7 @@ def evaluate_checkpoint(
                 probs = predict_probabilities(
                     model, images, preprocessing, torch_device, batch_size=batch_size
                 )
-                if preprocessing.refine_edges:
-                    probs = [
-                        refine_probability(p, image, preprocessing)
-                        for p, image in zip(probs, images, strict=True)
-                    ]
+                probs = refine_all(probs, images, preprocessing)
                 ones = [np.ones(m.shape, np.float32) for m in masks]
                 for m, b in ((meter, baseline), (source_meter, source_baseline)):
                     m.update(probs, masks, ignores)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from unetbg.data.sources import manifest_sha256, unique_names
-from unetbg.edges import refine_probability
+from unetbg.edges import refine_all
 from unetbg.model import (
     Preprocessing,
     SegmentationMeter,
@@ -69,14 +69,13 @@ def mask_agreement(
     preprocessing = Preprocessing.from_dict(reference["preprocessing"])
     device = torch.device("cpu")
     ref, got = (
-        predict_probabilities(_model(c), list(images), preprocessing, device)
+        refine_all(
+            predict_probabilities(_model(c), list(images), preprocessing, device),
+            images,
+            preprocessing,
+        )
         for c in (reference, other)
     )
-    if preprocessing.refine_edges:
-        ref, got = (
-            [refine_probability(p, i, preprocessing) for p, i in zip(ps, images, strict=True)]
-            for ps in (ref, got)
-        )
     meter = SegmentationMeter(threshold=0.5)
     meter.update(got, [(r >= 0.5).astype(np.uint8) for r in ref])
     return meter.compute()["iou"]
