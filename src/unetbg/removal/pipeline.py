@@ -301,9 +301,12 @@ def _prepared_path(handle: Any) -> tuple[Callable | None, Callable | None]:
     return predict, getattr(handle, "refine", None)
 
 
-def _predict(handle: Any, loaded: list[tuple]) -> list[np.ndarray | BaseException]:
-    """Probabilities for a batch; on failure one image at a time, so only culprits fail."""
-    prepared, _ = _prepared_path(handle)
+def _predict(
+    handle: Any, prepared: Callable | None, loaded: list[tuple]
+) -> list[np.ndarray | BaseException]:
+    """Probabilities for a batch, by ``prepared`` (the handle's ``predict_prepared``, see
+    :func:`_prepared_path`) or else ``predict_arrays``; on failure one image at a time,
+    so only culprits fail."""
 
     def run(rows):
         if prepared is not None:
@@ -352,7 +355,7 @@ def process_images(
             "plan with the same output format"
         )
     background = load_background(options)
-    _, refine = _prepared_path(model_handle)
+    predict_prepared, refine = _prepared_path(model_handle)
     limits = limits or getattr(model_handle, "limits", None) or PipelineLimits()
     stats = stats if stats is not None else PipelineStats()
     batch_size = max(1, int(getattr(model_handle, "batch_size", 8)))
@@ -409,7 +412,7 @@ def process_images(
             if not loaded:
                 continue
             t0 = time.perf_counter()
-            probs = _predict(model_handle, loaded)
+            probs = _predict(model_handle, predict_prepared, loaded)
             share = (time.perf_counter() - t0) / len(loaded)
             stats.network_s += time.perf_counter() - t0
             stats.batches += 1
