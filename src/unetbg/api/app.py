@@ -9,14 +9,18 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from unetbg.api import jobs_routes, remove_routes
 from unetbg.api.auth import BearerAuth
 from unetbg.api.config import ApiConfig
 from unetbg.api.errors import install_handlers
+from unetbg.api.limits import DeclaredSizeLimit
 from unetbg.api.metrics import ApiMetrics, LatencyMiddleware
-from unetbg.api.removal import ModelCache, RemovalQueue
+from unetbg.api.removal import MAX_MODELS, RemovalQueue
 from unetbg.api.runners import Runners
+from unetbg.inference import ModelCache
+from unetbg.removal import RunOptions
 
 #: Request bodies other than uploads (job JSON) are small.
 JSON_BODY_LIMIT = 1 * 2**20
@@ -29,8 +33,9 @@ def create_app(config: ApiConfig) -> FastAPI:
     """The API for ``config``: the removal queue starts with it; at shutdown, jobs this
     process runs (embedded mode) are cancelled and queued images refused."""
     metrics = ApiMetrics(config.settings)
-    models = ModelCache(config.device, config.batch_size, on_load=metrics.model_loaded)
-    removal = RemovalQueue(models, config.queue_size, config.batch_size)
+    models = ModelCache(MAX_MODELS, on_load=metrics.model_loaded)
+    run = RunOptions(device=config.device, batch_size=config.batch_size)
+    removal = RemovalQueue(models, config.queue_size, run)
     runners = Runners(config.settings)
     metrics.remove_queue.set_function(lambda: removal.depth)
 
@@ -50,7 +55,6 @@ def create_app(config: ApiConfig) -> FastAPI:
         "`Authorization: Bearer KEY`. See docs/api.md.",
         lifespan=lifespan,
         redoc_url=None,  # one documentation page, /docs (public, see auth.PUBLIC_PATHS)
-        max_body_size=JSON_BODY_LIMIT,
         dependencies=[_bearer_scheme],
     )
     app.state.config, app.state.removal, app.state.runners = config, removal, runners
@@ -66,7 +70,15 @@ def create_app(config: ApiConfig) -> FastAPI:
     def prometheus(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # Added last, run first: latency is measured for refused requests too.
+    # Added last, run first: latency is measured for refused requests too, and the key is
+    # checked before any body limit, so a stranger's large upload is told 401, not 413.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=JSON_BODY_LIMIT)
+    app.add_middleware(
+        DeclaredSizeLimit,
+        default=JSON_BODY_LIMIT,
+        routes=app.router.routes,
+        upload_bytes=config.max_upload_bytes,
+    )
     app.add_middleware(BearerAuth, key=config.key)
     app.add_middleware(LatencyMiddleware, metrics=metrics, routes=app.router.routes)
     return app

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: The window of ``unetbg_images_per_second``.
 RATE_WINDOW_S = 60
+#: Request latency buckets (seconds): Prometheus's defaults stop at 10 s, but a CPU
+#: ``/api/remove`` under load (a queue of full-size photos) takes longer; up to 2 min.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 
 class JobCollector:
@@ -97,6 +100,7 @@ class ApiMetrics:
             "unetbg_request_duration_seconds",
             "HTTP request latency by route template, method and status.",
             ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from unetbg import jobs
 from unetbg.api.config import ApiConfig
 from unetbg.api.errors import ApiError
+from unetbg.api.rembg import rembg_parameters
 from unetbg.api.removal import QueueFull
 from unetbg.api.roots import checked_checkpoint
 from unetbg.images import read_image
@@ -49,6 +50,7 @@ def register(app: FastAPI, config: ApiConfig) -> None:
     )
     def remove(
         request: Request,
+        rembg: Annotated[dict[str, str], Depends(rembg_parameters)],
         file: Annotated[UploadFile, File(description="The photo (JPEG, PNG, WebP, …).")],
         background: Annotated[
             UploadFile | None, File(description="Image to put behind the person.")
@@ -73,6 +75,7 @@ def register(app: FastAPI, config: ApiConfig) -> None:
             "om": om,
         }
         fields = {k: v if v is not None else request.query_params.get(k) for k, v in given.items()}
+        fields |= rembg  # bgc as color; rembg's other parameters were refused
         for upload in (file, background):
             if upload is not None and (upload.size or 0) > config.max_upload_bytes:
                 raise ApiError(
