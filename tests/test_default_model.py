@@ -62,7 +62,7 @@ def test_model_inference_without_a_checkpoint_uses_the_shipped_model(monkeypatch
         ModelInference(device="cpu")
 
 
-def test_best_prefers_a_registered_checkpoint_and_falls_back_to_the_default(
+def test_best_is_the_default_unless_shown_better_and_a_registered_one_without_it(
     empty_registry, tiny, monkeypatch
 ):
     monkeypatch.setenv("UNETBG_DEFAULT_MODEL", str(tiny))
@@ -75,9 +75,13 @@ def test_best_prefers_a_registered_checkpoint_and_falls_back_to_the_default(
     trained.write_bytes(tiny.read_bytes())
     with jobs.db_session() as session:
         jobs.register_checkpoint(session, None, trained, 3, {"iou": 0.5}, True)
-    assert jobs.resolve_checkpoint("best") == str(trained.resolve())
+    # This default's card records no figures: nothing shows the trained one is better.
+    choice = jobs.choose_checkpoint("best")
+    assert choice.path == str(tiny.resolve()) and "records no validation figures" in choice.reason
     assert jobs.resolve_checkpoint("default") == str(tiny.resolve())
     assert jobs.describe_checkpoint(trained) is None
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", "none")  # no default: the best registered
+    assert jobs.resolve_checkpoint("best") == str(trained.resolve())
 
     monkeypatch.delenv("UNETBG_DEFAULT_MODEL")
     assert jobs.resolve_checkpoint("default") == str(SHIPPED.resolve())

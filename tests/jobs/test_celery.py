@@ -9,6 +9,7 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from service_fixtures import (
 from unetbg import jobs
 from unetbg.cli import main
 from unetbg.durable import file_sha256
+from unetbg.settings import get_settings
 
 pytestmark = pytest.mark.services
 
@@ -124,7 +126,9 @@ def test_training_job_records_epochs_and_checkpoints(broker_env, coco_mini):
         assert row.sha256 == file_sha256(row.path) and row.epoch == 1
     assert Path(rows["best_model.pth"].path).parent == Path(job.params["run_dir"])
     assert rows["best_model.pth"].val_iou == pytest.approx(val.iou)
-    assert jobs.resolve_checkpoint("best") == rows["best_model.pth"].path
+    # `best` among the registered only: one epoch does not beat the default model.
+    no_default = replace(get_settings(), default_model="none")
+    assert jobs.resolve_checkpoint("best", no_default) == rows["best_model.pth"].path
 
 
 def test_cancel_running_training_keeps_last_checkpoint(broker_env, coco_mini):

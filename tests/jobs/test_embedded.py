@@ -114,7 +114,8 @@ def test_bad_requests_are_clear(embedded_env, photos, tmp_path, checkpoint, monk
     assert jobs.list_jobs() == []  # nothing half-recorded
 
 
-def test_best_checkpoint_is_highest_val_iou(embedded_env, tmp_path, checkpoint):
+def test_best_checkpoint_is_highest_val_iou(embedded_env, tmp_path, checkpoint, monkeypatch):
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", "none")  # `best` among the registered only
     weak, strong = tmp_path / "weak.pth", tmp_path / "strong.pth"
     weak.write_bytes(checkpoint.read_bytes())
     strong.write_bytes(checkpoint.read_bytes())

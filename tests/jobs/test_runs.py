@@ -46,7 +46,7 @@ def _run_folder(runs: Path, name: str, val_iou: float, register: bool, old: bool
     return folder
 
 
-def test_prune_keeps_the_best_runs_and_every_registered_best(embedded_env):
+def test_prune_keeps_the_best_runs_and_every_registered_best(embedded_env, monkeypatch):
     runs = embedded_env / "runs"
     best = _run_folder(runs, "job000000001", 0.6, register=True)
     second = _run_folder(runs, "20261201_100000", 0.4, register=True)
@@ -81,6 +81,7 @@ def test_prune_keeps_the_best_runs_and_every_registered_best(embedded_env):
     # The deleted checkpoint's registration went with it; `best` still resolves.
     paths = {c.path for c in jobs.list_checkpoints()}
     assert str(second / "last_model.pth") not in paths and str(second / "best_model.pth") in paths
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", "none")  # `best` among the registered only
     assert jobs.resolve_checkpoint("best") == str(best / "best_model.pth")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -153,7 +154,9 @@ def test_train_registers_its_checkpoints_and_never_reuses_a_run_folder(
         ("best_model.pth", True, job.id, 1),
         ("last_model.pth", False, job.id, 1),
     ]
-    assert resolve_checkpoint("best", settings) == str((run / "best_model.pth").resolve())
+    # `best` among the registered only: one epoch does not beat the default model.
+    no_default = replace(settings, default_model="none")
+    assert resolve_checkpoint("best", no_default) == str((run / "best_model.pth").resolve())
 
     # The same folder again without --resume: refused, nothing replaced.
     digest = hashlib.sha256((run / "last_model.pth").read_bytes()).hexdigest()

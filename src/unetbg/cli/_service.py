@@ -53,15 +53,15 @@ def service_errors(fn: Callable[[], Any]) -> Any:
 
 def checkpoint_path(spec: str) -> str:
     """The absolute path of ``spec`` (``best``, ``default``, a registered id, a path); exit
-    status 2 (:class:`RequestError`) when there is no such checkpoint. Says on stderr when
-    the default model was chosen. The file is not loaded."""
+    status 2 (:class:`RequestError`) when there is no such checkpoint. Says on stderr
+    which model ``best`` chose and why, and which registered files are gone. The file is
+    not loaded."""
     from unetbg import jobs
 
-    path = service_errors(lambda: jobs.resolve_checkpoint(spec))
-    note = jobs.describe_checkpoint(path)
-    if note is not None:
+    choice = service_errors(lambda: jobs.choose_checkpoint(spec))
+    for note in choice.notes():
         click.echo(note, err=True)
-    return path
+    return choice.path
 
 
 def verified_checkpoint(spec: str) -> str:

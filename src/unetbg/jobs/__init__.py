@@ -17,7 +17,9 @@ The modules, each importing only those listed before it:
 * ``queries``: one job, lists, waiting for a job to end;
 * ``watched``: a remove-dir job kept open by ``remove-dir --watch``: adding the files
   that arrive, the watcher's beat, ending the watch;
-* ``create``: recording new jobs, resolving a checkpoint;
+* ``checkpoints``: which model ``--checkpoint`` names (``best`` against the default),
+  and forgetting a registered one;
+* ``create``: recording new jobs;
 * ``dispatch``: starting (embedded or on workers) and cancelling jobs, sending again
   what a broker restart lost;
 * ``hints``: why a queued job may be waiting (no worker consumes its queue);
@@ -33,15 +35,22 @@ It never imports ``unetbg.tasks`` nor its front ends (``unetbg.cli``, ``unetbg.w
 
 from __future__ import annotations
 
-from unetbg.jobs.create import (
+from unetbg.jobs.checkpoints import (
+    MODEL_HEADER,
+    ModelChoice,
     best_checkpoint,
+    choose_checkpoint,
+    describe_checkpoint,
+    describe_model,
+    resolve_checkpoint,
+    unregister_checkpoint,
+)
+from unetbg.jobs.create import (
     create_evaluate_job,
     create_remove_dir_job,
     create_train_job,
-    describe_checkpoint,
     forget_train_run,
     record_train_run,
-    resolve_checkpoint,
     resume_train_job,
 )
 from unetbg.jobs.dispatch import (
@@ -110,7 +119,12 @@ __all__ = [
     "NoCheckpointError",
     "PrunePlan",
     "RunView",
+    "MODEL_HEADER",
+    "ModelChoice",
     "best_checkpoint",
+    "choose_checkpoint",
+    "describe_model",
+    "unregister_checkpoint",
     "cancel_job",
     "checkpoint_documents",
     "claimant_fresh",

@@ -1,5 +1,5 @@
-"""Recording new jobs (validated now, so a mistake fails here and not in a worker), and
-resolving which checkpoint a job is to use.
+"""Recording new jobs (validated now, so a mistake fails here and not in a worker); which
+checkpoint a job is to use is :mod:`unetbg.jobs.checkpoints`' question.
 
 Every ``create_*`` function records the job (and a remove-dir job's items) in one
 transaction and returns its id once committed; :func:`unetbg.jobs.dispatch` starts it.
@@ -16,17 +16,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from unetbg.db.models import Checkpoint, Job, JobItem
+from unetbg.db.models import Job, JobItem
 from unetbg.durable import remove_stale_temporaries
-from unetbg.jobs.errors import JobError, NoCheckpointError
+from unetbg.jobs.checkpoints import resolve_checkpoint
+from unetbg.jobs.errors import JobError
 from unetbg.jobs.liveness import heartbeat_fresh
-from unetbg.jobs.queries import list_checkpoints
 from unetbg.jobs.records import reopen_job, settle_remove_dir
 from unetbg.jobs.store import db_session, find_job
-from unetbg.jobs.views import CheckpointView
 from unetbg.jobs.watched import new_watch
 from unetbg.settings import Settings, get_settings
-from unetbg.weights import DEFAULT_SPEC, default_checkpoint
 
 if TYPE_CHECKING:
     from unetbg.training.config import TrainConfig
@@ -342,73 +340,3 @@ def absolute(path: str | os.PathLike) -> Path:
     """``path`` made absolute and resolved (``~`` expanded), as every path a job records
     must be: the workers that read it run in other folders, or on other machines."""
     return Path(path).expanduser().resolve()
-
-
-# ---------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def resolve_checkpoint(spec: str, settings: Settings | None = None) -> str:
-    """Absolute path for ``best``, ``default``, a registered id, or a path.
-
-    ``best`` is the registered best-model checkpoint with the highest val IoU, and the
-    shipped default model (:mod:`unetbg.weights`) while none is registered; ``default``
-    is always the shipped one. :func:`describe_checkpoint` says which was chosen.
-    """
-    settings = settings or get_settings()
-    spec = str(spec)
-    if spec in ("best", DEFAULT_SPEC):
-        best = best_checkpoint(settings) if spec == "best" else None
-        if best is not None:
-            path = best.path
-        else:
-            shipped = default_checkpoint(settings)
-            if shipped is None:
-                raise NoCheckpointError(_no_checkpoint_message(spec, settings))
-            path = str(shipped)
-    elif spec.isdigit() and not Path(spec).exists():
-        with db_session(settings) as session:
-            row = session.get(Checkpoint, int(spec))
-            if row is None:
-                raise NoCheckpointError(
-                    f"no registered checkpoint with id {spec} (see `unetbg checkpoints`)"
-                )
-            path = row.path
-    else:
-        path = spec
-    resolved = absolute(path)
-    if not resolved.is_file():
-        raise NoCheckpointError(f"checkpoint file not found: {resolved}")
-    return str(resolved)
-
-
-def _no_checkpoint_message(spec: str, settings: Settings) -> str:
-    off = (settings.default_model or "").lower() == "none"
-    reason = (
-        "the default model is turned off (UNETBG_DEFAULT_MODEL=none)"
-        if off
-        else "this installation has no default model"
-    )
-    first = f"no trained checkpoint is registered yet and {reason}" if spec == "best" else reason
-    return (
-        f"{first}. Train one with `unetbg submit-train --preset smoke --coco-root DIR` "
-        "(or `unetbg train`), or pass a checkpoint file with --checkpoint PATH"
-    )
-
-
-def describe_checkpoint(path: str | os.PathLike, settings: Settings | None = None) -> str | None:
-    """A note for people when ``path`` is the default model (``None`` otherwise)."""
-    shipped = default_checkpoint(settings or get_settings())
-    if shipped is None or Path(path).resolve() != shipped.resolve():
-        return None
-    return f"using the default model {shipped} (see docs/model-card.md)"
-
-
-def best_checkpoint(settings: Settings | None = None) -> CheckpointView | None:
-    """The registered best-model checkpoint with the highest validation IoU, if any."""
-    candidates = [
-        c for c in list_checkpoints(settings=settings) if c.is_best and c.val_iou is not None
-    ]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda c: (c.val_iou, c.created_at))
