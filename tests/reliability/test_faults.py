@@ -394,3 +394,37 @@ def test_training_killed_mid_epoch_resumes_from_its_last_checkpoint(fault_env, c
     assert metrics[:2] == epoch1  # epoch 1 was not trained (or recorded) again
     run_log = (Path(job.params["run_dir"]) / "train.log").read_text()
     assert f"resumed {job.params['run_dir']} at epoch 2 step 0" in run_log
+
+
+def _cli(cluster, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``unetbg ARGS`` as a user runs it on ``cluster``; a hang fails the test."""
+    try:
+        return subprocess.run(
+            [str(VENV_BIN / "unetbg"), *args],
+            env=cluster.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"unetbg {' '.join(args)} hung\n{cluster.log_tail()}") from exc
+
+
+def test_retry_after_cancel_sends_new_task_ids_and_finishes(fault_env, tmp_path, checkpoint):
+    # Issue 20, item 1: the cancel revokes the queued chunks' task ids, and a worker keeps
+    # revoked ids for as long as it runs; a retry that sent the same ids again was
+    # discarded unrun ("Discarding revoked task") and its job waited for ever.
+    worker = fault_env.start_worker(queues="infer")
+    _, out, job_id = _remove_dir_under_way(tmp_path, checkpoint, 12, chunk_size=4)
+    jobs.cancel_job(job_id)
+    wait_until(lambda: "Tasks flagged as revoked" in worker.text(), 30, "the revoke to arrive")
+    cancelled = _wait(fault_env, job_id, timeout=60)
+    assert cancelled.state == "cancelled" and cancelled.items.get("cancelled"), cancelled.items
+
+    retried = _cli(fault_env, "retry", job_id, "--wait", "--json")
+    assert retried.returncode == 0, retried.stderr + fault_env.log_tail()
+    job = json.loads(retried.stdout)
+    assert job["state"] == "succeeded" and job["items"] == {"succeeded": 12}
+    # The chunks of the retry ran under the job's next send round.
+    assert f"Task unetbg.remove_chunk[{job_id}-chunk0002-r1] received" in worker.text()
+    _assert_complete_outputs(job_id, out, SLOW)

@@ -66,6 +66,10 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     #: How many times a worker has started this job (redelivery after a crash adds one).
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: How many times the job's unfinished work was sent again (``unetbg retry``,
+    #: ``submit-train --resume``, the work of a dead worker): task ids of a later round
+    #: carry it (``jobs.sending``), so an id that a cancel revoked is never sent again.
+    send_round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -98,6 +102,9 @@ class JobItem(Base):
     #: ``host:pid`` of the chunk attempt that claimed the item (``running``): only that
     #: attempt writes its outcome; another takes it over only once the claimant is dead.
     claimed_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: How many times a worker claimed the image; a worker that dies holding it has it
+    #: sent again only while this is below ``jobs.claims.MAX_ITEM_ATTEMPTS``.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )

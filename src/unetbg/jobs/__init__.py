@@ -61,7 +61,6 @@ from unetbg.jobs.dispatch import (
     retry_job,
     run_inline,
     start_job,
-    task_ids,
     wait_for_run,
 )
 from unetbg.jobs.documents import ITEM_CHOICES, checkpoint_documents, job_document
@@ -94,6 +93,7 @@ from unetbg.jobs.records import (
     upsert_epoch_metrics,
 )
 from unetbg.jobs.runs import PrunePlan, RunView, list_runs, plan_prune, prune_runs
+from unetbg.jobs.sending import task_ids
 from unetbg.jobs.stats import (
     item_counts_by_state,
     items_finished_since,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -34,18 +34,18 @@ from unetbg.jobs.records import (
     reopen_job,
     settle_remove_dir,
 )
+from unetbg.jobs.sending import (
+    Sending,
+    next_round,
+    send_tasks,
+    task_ids,
+    task_ids_of_every_round,
+)
 from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.views import JobView
 from unetbg.settings import Settings, get_settings, mask_url
 
 log = logging.getLogger(__name__)
-
-
-def task_ids(job: JobView | Job, chunks: Iterable[int] = ()) -> list[str]:
-    """Celery task ids of a job: readable in Flower, and computable again to revoke."""
-    if job.kind == "remove_dir":
-        return [f"{job.id}-chunk{chunk:04d}" for chunk in chunks]
-    return [f"{job.id}-{job.kind}"]
 
 
 def _pending_chunks(
@@ -81,45 +81,23 @@ def dispatch(
             return []
         if chunks is None:
             chunks = _pending_chunks(session, job.id) if job.kind == "remove_dir" else {}
-        view = JobView.of(job)
+        sending = Sending.of(job)
     if settings.embedded:
-        run_inline(view, chunks, settings)
+        run_inline(sending, chunks, settings)
         return []
 
     try:
-        sent = _send(view, chunks, settings)
+        sent = send_tasks(sending, chunks, settings)
     except Exception as exc:  # broker unreachable after the publish retries
         # Stop what was sent (the cancel flag), fail the rest.
-        fail_job(view.id, f"could not enqueue on {mask_url(settings.broker_url)}: {exc}", settings)
+        fail_job(
+            sending.id, f"could not enqueue on {mask_url(settings.broker_url)}: {exc}", settings
+        )
         raise JobError(
-            f"job {view.id} was recorded but could not be queued: broker "
+            f"job {sending.id} was recorded but could not be queued: broker "
             f"{mask_url(settings.broker_url)} unreachable ({exc}); it is marked failed"
         ) from exc
-    log.info("job %s: enqueued %d task(s)", view.id, len(sent))
-    return sent
-
-
-def _send(view: JobView, chunks: dict[int, list[int]], settings: Settings) -> list[str]:
-    """Publish the job's tasks (``chunks`` for a remove-dir job); the task ids sent."""
-    # Here, not at the top: reading jobs (the web page, `unetbg status`) needs no Celery.
-    from unetbg.workers.app import EVALUATE_TASK, REMOVE_CHUNK_TASK, TRAIN_TASK, get_app
-
-    app = get_app(settings)
-    if view.kind != "remove_dir":
-        name = TRAIN_TASK if view.kind == "train" else EVALUATE_TASK
-        (task_id,) = task_ids(view)
-        app.send_task(name, args=[view.id], task_id=task_id, argsrepr=f"job={view.id}")
-        return [task_id]
-    sent: list[str] = []
-    for chunk, item_ids in chunks.items():
-        (task_id,) = task_ids(view, [chunk])
-        app.send_task(
-            REMOVE_CHUNK_TASK,
-            args=[view.id, item_ids],
-            task_id=task_id,
-            argsrepr=f"job={view.id} chunk={chunk} items={len(item_ids)}",
-        )
-        sent.append(task_id)
+    log.info("job %s: enqueued %d task(s)", sending.id, len(sent))
     return sent
 
 
@@ -135,30 +113,32 @@ def resend_lost(queued: set[str], settings: Settings | None = None) -> list[str]
     is deferred. Raises what the broker raises when it cannot be reached.
     """
     settings = settings or get_settings()
-    plans: list[tuple[JobView, dict[int, list[int]]]] = []
+    plans: list[tuple[Sending, dict[int, list[int]]]] = []
     with db_session(settings) as session:
         open_jobs = session.scalars(
             select(Job).where(Job.state.not_in(FINAL_JOB_STATES)).order_by(Job.created_at)
         ).all()
         for job in open_jobs:
-            view = JobView.of(job)
+            view = Sending.of(job)  # a lost message is sent again under its own id
             if job.kind == "remove_dir":
                 unclaimed = _pending_chunks(session, job.id, states=("pending",))
                 lost = {
-                    c: ids for c, ids in unclaimed.items() if task_ids(view, [c])[0] not in queued
+                    c: ids
+                    for c, ids in unclaimed.items()
+                    if queued.isdisjoint(task_ids_of_every_round(job, [c]))
                 }
                 if lost:
                     plans.append((view, lost))
-            elif job.state == "queued" and task_ids(view)[0] not in queued:
+            elif job.state == "queued" and queued.isdisjoint(task_ids_of_every_round(job)):
                 plans.append((view, {}))
     sent: list[str] = []
     for view, chunks in plans:
-        sent += _send(view, chunks, settings)
+        sent += send_tasks(view, chunks, settings)
     return sent
 
 
 def run_inline(
-    job: JobView, chunks: dict[int, list[int]], settings: Settings | None = None
+    job: Sending, chunks: dict[int, list[int]], settings: Settings | None = None
 ) -> None:
     """Embedded mode: run the job's Celery tasks in this process, in order.
 
@@ -284,11 +264,16 @@ def retry_job(job_id: str, settings: Settings | None = None) -> str:
                 .values(state="pending", error=None, claimed_by=None, updated_at=utcnow())
             ).rowcount
             if job.state in FINAL_JOB_STATES and again:
-                reopen_job(job)
+                reopen_job(job)  # (a new send round too)
+            else:
+                # New task ids: a cancel may have revoked the old ones (workers keep them).
+                next_round(job)
         elif job.state in FINAL_JOB_STATES or (
             job.state == "running" and not heartbeat_fresh(job, settings)
         ):
             reopen_job(job)  # its worker is gone: the next attempt takes over
+        else:
+            next_round(job)
         return job.id
 
 
@@ -317,7 +302,7 @@ def cancel_job(job_id: str, settings: Settings | None = None) -> JobView:
                 .where(JobItem.job_id == job.id, JobItem.state == "pending")
                 .distinct()
             ).scalars()
-            revoke = task_ids(job, sorted(c for c in pending if c is not None))
+            revoke = task_ids_of_every_round(job, sorted(c for c in pending if c is not None))
             session.execute(
                 update(JobItem)
                 .where(JobItem.job_id == job.id, JobItem.state == "pending")
@@ -326,7 +311,7 @@ def cancel_job(job_id: str, settings: Settings | None = None) -> JobView:
             settle_remove_dir(session, job)
         elif job.state == "queued" or not heartbeat_fresh(job, settings):
             # Nobody is running it (or its worker is gone): nothing else will finish it.
-            revoke = task_ids(job)
+            revoke = task_ids_of_every_round(job)
             end_job(job, "cancelled")
         view = job_view(session, job)
     if revoke and not settings.embedded:

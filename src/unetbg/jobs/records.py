@@ -26,6 +26,7 @@ from unetbg.db.models import (
     utcnow,
 )
 from unetbg.durable import file_sha256
+from unetbg.jobs.sending import next_round
 from unetbg.jobs.store import db_session, find_job
 from unetbg.settings import Settings, get_settings
 
@@ -55,9 +56,11 @@ def end_job(job: Job, state: str, error: str | None = None) -> None:
 
 def reopen_job(job: Job) -> None:
     """Queue a job that ended, or whose worker is gone, again, keeping its record (items,
-    epochs, checkpoints, attempts): the next attempt claims it afresh."""
+    epochs, checkpoints, attempts): the next attempt claims it afresh, under new task ids
+    (a cancel may have revoked the old ones, :mod:`unetbg.jobs.sending`)."""
     job.state, job.error, job.finished_at, job.result = "queued", None, None, None
     job.cancel_requested, job.worker_host = False, None
+    next_round(job)
 
 
 def watching(job: Job) -> bool:
