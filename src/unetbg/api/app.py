@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from unetbg.api import jobs_routes, remove_routes
-from unetbg.api.auth import BearerAuth
+from unetbg.api.auth import DOCS_ASSETS, BearerAuth
 from unetbg.api.config import ApiConfig
 from unetbg.api.errors import install_handlers
 from unetbg.api.limits import DeclaredSizeLimit
@@ -48,7 +49,10 @@ def create_app(config: ApiConfig) -> FastAPI:
             removal.stop()
             runners.stop()
 
-    app = FastAPI(
+    # Swagger UI's script and style come from the fastapi-offline wheel, not a CDN: the
+    # docs must work on a server without internet.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="unetbg",
         summary="Remove the background around people; jobs, checkpoints and metrics.",
         description="Every endpoint but /healthz and these docs needs "

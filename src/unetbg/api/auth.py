@@ -26,6 +26,8 @@ from unetbg.settings import Settings
 #: Paths anyone may read: the health check, and the API's own description (it tells
 #: nothing the published docs do not; the endpoints it lists still need the key).
 PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+#: Where the docs page's script, style and icon are served from (public, as the page).
+DOCS_ASSETS = "/docs/assets"
 KEY_FILE = "api-key"
 
 
@@ -77,7 +79,8 @@ class BearerAuth:
         self.app, self.key = app, key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS + "/"):
             await self.app(scope, receive, send)
             return
         scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
