@@ -77,7 +77,8 @@ ALLOWED: dict[str, set[str]] = {
     "edges": set(),
     "images": {"durable", "settings"},
     "data": {"model", "images", "durable", "settings"},
-    "training": {"model", "data", "images", "durable", "settings", "edges"},
+    # weights: a run may start from the shipped model (--init-weights default).
+    "training": {"model", "data", "images", "durable", "settings", "edges", "weights"},
     "removal": {"model", "images", "durable", "settings"},
     "backends": {"model"},
     "inference": {

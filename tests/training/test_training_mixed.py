@@ -110,3 +110,40 @@ def test_evaluate_command_scores_coco_and_mask_folders(folders, coco_root, tmp_p
     held_out = len(MaskFolder(folders[1], "val", 25))
     assert figures["sources"]["scenes"]["images"] == min(4, held_out) > 0
     assert figures["sources"][coco_root.name]["images"] == 4
+
+
+def test_a_run_can_start_from_a_checkpoint_and_swap_backdrops(folders, tmp_path):
+    first = fit(_mixed(folders, epochs=1, final_evaluation=False, ema_decay=None), tmp_path / "a")
+    start = torch.load(first.best_checkpoint, weights_only=True)["state_dict"]
+    # Zero steps of training beyond the start: the new run's epoch-0 weights are the file's.
+    cfg = _mixed(
+        folders,
+        epochs=1,
+        final_evaluation=False,
+        init_weights=str(first.best_checkpoint),
+        background_swap=0.5,
+        augment_range="wide",
+        lr=1e-12,
+        ema_decay=None,
+    )
+    second = fit(cfg, tmp_path / "b")
+    got = torch.load(second.best_checkpoint, weights_only=True)["state_dict"]
+    for key, value in start.items():
+        if value.is_floating_point() and "running" not in key:
+            assert torch.allclose(got[key], value, atol=1e-6), key
+    assert "weights initialised from" in (tmp_path / "b" / "train.log").read_text()
+    # Another architecture is refused with both configs named, before any step.
+    with pytest.raises(Exception, match="another model config"):
+        fit(
+            _mixed(folders, init_weights=str(first.best_checkpoint), attention=None),
+            tmp_path / "c",
+        )
+
+
+def test_new_recipe_fields_are_validated():
+    with pytest.raises(ValueError, match="background_swap must be in"):
+        resolve_config("smoke", data=("masks:/x",), background_swap=1.5)
+    with pytest.raises(ValueError, match="background_swap needs sources"):
+        resolve_config("smoke", background_swap=0.5)
+    with pytest.raises(ValueError, match="augment_range must be one of standard, wide"):
+        resolve_config("smoke", augment_range="extreme")

@@ -7,7 +7,8 @@ The layout of ``coco-person`` and ``ccp-person`` and of most person data sets ou
     ROOT/ignore/NAME.png    optional, same size: >= 128 and not person -> "don't score,
                             don't train" (COCO's crowd regions, as in coco-mini)
 
-A folder is split deterministically by a hash of each file stem (:func:`split_of`): about
+A folder with a ``VALIDATION_ONLY`` file at its root is validation data only: every pair
+is in ``val``, none in ``train``. Any other folder is split deterministically by a hash of each file stem (:func:`split_of`): about
 ``val_percent`` % of the names go to ``val``, the rest to ``train``. The split depends on the
 name alone, so it stays fixed when files are added or the folder is copied elsewhere, and a
 validation photo can never reach training.
@@ -28,6 +29,9 @@ from unetbg.data.coco import UnreadableImageError, read_rgb
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val", "all")
+#: A folder holding a file of this name is validation only: all of its pairs are its
+#: ``val`` split and none trains (``studio-val``, built from other sets' val photos).
+VALIDATION_ONLY = "VALIDATION_ONLY"
 #: A mask pixel at or above this 8-bit value is person (a soft mask is cut at one half).
 MASK_THRESHOLD = 128
 
@@ -124,6 +128,9 @@ class MaskFolder:
         self.missing_masks = sorted(set(self.images) - set(self.masks_by_stem))
         self.extra_masks = sorted(set(self.masks_by_stem) - set(self.images))
         paired = sorted(set(self.images) & set(self.masks_by_stem))
+        if (self.root / VALIDATION_ONLY).is_file():
+            self.stems = [] if self.split == "train" else paired
+            return
         self.stems = [
             s for s in paired if self.split == "all" or split_of(s, self.val_percent) == self.split
         ]

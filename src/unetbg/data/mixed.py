@@ -1,7 +1,8 @@
 """Several sources in one run: weighted training mixtures and per-source validation sets.
 
 :class:`MixedSamples` draws each epoch's samples from the training readers in proportion to
-their weights; with ``empty_share`` that share of the positions instead holds a photo
+their weights (with ``swap``, some of them on a new backdrop,
+:mod:`unetbg.data.composite`); with ``empty_share`` that share of the positions instead holds a photo
 without people, drawn from every source that trains. Which image a position holds and how
 it is composited are fixed by ``(seed, epoch, index)`` alone, like the augmentation
 (``unetbg.training.loaders``), so an epoch can be replayed exactly after a resume. Within a
@@ -20,6 +21,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from unetbg.data.coco import UnreadableImageError
+from unetbg.data.composite import BackdropSwap
 from unetbg.data.copypaste import CopyPaste
 from unetbg.data.sources import SourceReader
 
@@ -54,6 +56,7 @@ class MixedSamples(Dataset):
         copy_paste: CopyPaste | None = None,
         partial: Sequence[bool] = (),
         empty_share: float = 0.0,
+        swap: BackdropSwap | None = None,
     ) -> None:
         if len(readers) != len(weights) or not readers:
             raise ValueError("need one weight per reader and at least one reader")
@@ -71,6 +74,7 @@ class MixedSamples(Dataset):
         self.samples_per_epoch = samples_per_epoch
         self.seed = seed
         self.copy_paste = copy_paste
+        self.swap = swap
         #: Per reader: do its masks label only some of the people (``sample["partial"]``)?
         self.partial = list(partial) or [False] * len(self.readers)
         if len(self.partial) != len(self.readers):
@@ -137,12 +141,19 @@ class MixedSamples(Dataset):
     def __getitem__(self, index: int) -> dict:
         r, item = self.plan()[index]
         image, mask, ignore = _load_readable(self.readers[r], item, self.unreadable)
+        swapped = False
+        if self.swap is not None:
+            # Its own stream: runs without the swap draw what they always drew.
+            rng = np.random.default_rng([self.seed, self.epoch, 6, index])
+            swapped_image, mask, ignore = self.swap(image, mask, ignore, rng)
+            swapped, image = swapped_image is not image, swapped_image
         if self.copy_paste is not None:
             rng = np.random.default_rng([self.seed, self.epoch, 3, index])
             image, mask, ignore = self.copy_paste(image, mask, ignore, rng)
         sample = self.transform(image, mask, ignore)
         sample["source"] = r
-        sample["partial"] = self.partial[r]
+        # A swapped sample holds the labelled person alone: its mask is complete.
+        sample["partial"] = self.partial[r] and not swapped
         return sample
 
 

@@ -61,8 +61,8 @@ class _Preset:
         self.size = int(size)
         self.mean, self.std = _default_norm(mean, std)
         self.transform = A.Compose(self._transforms(), seed=seed)
-        self._mean_t = torch.tensor(self.mean).view(3, 1, 1)
-        self._std_t = torch.tensor(self.std).view(3, 1, 1)
+        self._mean_np = np.asarray(self.mean, np.float32).reshape(3, 1, 1)
+        self._std_np = np.asarray(self.std, np.float32).reshape(3, 1, 1)
         self._seeded_worker: int | None = None
 
     def _transforms(self) -> list:
@@ -87,15 +87,16 @@ class _Preset:
         self._reseed_in_worker()
         valid = np.ones(image.shape[:2], np.uint8)
         out = self.transform(image=image, masks=[mask, ignore, valid])
-        mask_t, ignore_t, valid_t = (
-            torch.from_numpy(np.ascontiguousarray(m)).float()[None] for m in out["masks"]
-        )
-        raw = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1).float() / 255.0
+        # In numpy, not torch: these small element-wise steps run in the loading thread
+        # beside the model, and torch's thread pool stalls on them when the cores are busy
+        # (8 ms instead of 50 µs a step). The float32 arithmetic is the same.
+        mask, ignore, valid = out["masks"]
+        raw = np.ascontiguousarray(out["image"].transpose(2, 0, 1), dtype=np.float32) / 255.0
         return {
-            "image": (raw - self._mean_t) / self._std_t,
-            "raw": raw,
-            "mask": (mask_t > 0).float(),
-            "ignore": ((ignore_t > 0) | (valid_t == 0)).float(),
+            "image": torch.from_numpy((raw - self._mean_np) / self._std_np),
+            "raw": torch.from_numpy(raw),
+            "mask": torch.from_numpy((mask > 0)[None].astype(np.float32)),
+            "ignore": torch.from_numpy(((ignore > 0) | (valid == 0))[None].astype(np.float32)),
         }
 
     def __repr__(self) -> str:
@@ -144,15 +145,17 @@ class TrainPreset(_Preset):
         std: Sequence[float] | None = None,
         seed: int | None = None,
         max_zoom: float = 1.6,
+        wide: bool = False,
     ) -> None:
         if max_zoom < 1:
             raise ValueError(f"max_zoom must be >= 1, got {max_zoom}")
-        self.max_zoom = max_zoom  # read by _transforms, which the base __init__ calls
+        # Read by _transforms, which the base __init__ calls.
+        self.max_zoom, self.wide = max_zoom, wide
         super().__init__(size, mean, std, seed=seed)
 
     def _transforms(self) -> list:
         s = self.size
-        return [
+        geometry = [
             A.LongestMaxSize(
                 max_size=s, interpolation=cv2.INTER_LINEAR, area_for_downscale="image"
             ),
@@ -165,6 +168,12 @@ class TrainPreset(_Preset):
             A.RandomCrop(s, s),
             A.Affine(rotate=(-10, 10), border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.3),
             A.HorizontalFlip(p=0.5),
+        ]
+        return geometry + (self._wide_extras() if self.wide else self._standard_colour())
+
+    @staticmethod
+    def _standard_colour() -> list:
+        return [
             A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03, p=0.8),
             A.RandomGamma(gamma_limit=(80, 120), p=0.3),
             A.ToGray(p=0.05),
@@ -173,4 +182,25 @@ class TrainPreset(_Preset):
                 p=0.2,
             ),
             A.GaussNoise(std_range=(0.01, 0.05), p=0.2),
+        ]
+
+    @staticmethod
+    def _wide_extras() -> list:
+        """Photos as users bring them: lying and tilted people, any colour cast, strong
+        light changes, black and white, soft focus, grain and heavy JPEG compression."""
+        return [
+            A.Affine(
+                rotate=(-90, 90), border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.08
+            ),
+            A.ColorJitter(brightness=0.45, contrast=0.45, saturation=0.6, hue=0.05, p=0.8),
+            # The whole hue circle, rarely: a person is a person in any colour cast.
+            A.HueSaturationValue(hue_shift_limit=180, sat_shift_limit=0, val_shift_limit=0, p=0.1),
+            A.RandomGamma(gamma_limit=(70, 140), p=0.3),
+            A.ToGray(p=0.1),
+            A.OneOf(
+                [A.GaussianBlur(blur_limit=(3, 7)), A.MotionBlur(blur_limit=(3, 7))],
+                p=0.25,
+            ),
+            A.GaussNoise(std_range=(0.01, 0.08), p=0.25),
+            A.ImageCompression(quality_range=(30, 95), p=0.3),
         ]

@@ -27,6 +27,7 @@ OPTIMIZERS = ("adamw",)
 #: peak found by a range test, and it stays well defined when a run is extended on resume.
 SCHEDULERS = ("cosine",)
 CROWD_MODES = ("ignore", "background", "skip")
+AUGMENT_RANGES = ("standard", "wide")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class TrainConfig:
     #: Paste into photos without any person too. ``False`` keeps them as pure negatives:
     #: without those, a model calls any large central object (a pizza, a bear) a person.
     copy_paste_empty: bool = True
+    #: Probability of moving a sample's labelled people onto a new backdrop (solid colours,
+    #: gradients, textures, photos without people; ``unetbg.data.composite``), framed from
+    #: small to head-and-shoulders larger than the frame (0: off). Teaches what a person
+    #: looks like rather than what the training photos' backgrounds look like.
+    background_swap: float = 0.0
     #: Evaluate and keep an exponential moving average of the weights (and BatchNorm
     #: statistics) with this decay; ``None``: the raw weights.
     ema_decay: float | None = None
@@ -83,6 +89,13 @@ class TrainConfig:
     #: Largest random rescale of the letterboxed photo before the crop. Above 1 the crop
     #: shows part of the photo, as large people cut by the frame look at inference.
     max_zoom: float = 1.6
+    #: ``standard``: the augmentation the first models trained with; ``wide``: rotations up
+    #: to ±90° at a low rate, any hue, strong colour/light jitter, more grayscale, blur,
+    #: noise and JPEG artefacts (quality 30–95): photos as users bring them.
+    augment_range: str = "standard"
+    #: Weights to start a fresh run from: ``default`` (the shipped model) or a checkpoint
+    #: path with the same model config; ``None``: the encoder's ``encoder_weights``.
+    init_weights: str | None = None
 
     device: str = "auto"
     seed: int = 42
@@ -242,6 +255,12 @@ def _problems(cfg: TrainConfig):
         yield "empty_share needs sources given with data (--data)"
     if cfg.copy_paste_max < 1:
         yield f"copy_paste_max must be >= 1, got {cfg.copy_paste_max}"
+    if cfg.augment_range not in AUGMENT_RANGES:
+        yield f"augment_range must be one of {', '.join(AUGMENT_RANGES)}, got {cfg.augment_range!r}"
+    if not 0 <= cfg.background_swap <= 1:
+        yield f"background_swap must be in [0, 1], got {cfg.background_swap}"
+    if cfg.background_swap > 0 and not cfg.data:
+        yield "background_swap needs sources given with data (--data)"
     if not 1 <= cfg.max_zoom <= 4:
         yield f"max_zoom must be in [1, 4], got {cfg.max_zoom}"
     if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
@@ -403,6 +422,12 @@ FIELD_HELP: dict[str, str] = {
     "empty_share": "Share of each epoch drawn from training photos without any person.",
     "copy_paste_empty": "Also paste into photos without anyone (--no-copy-paste-empty keeps "
     "them as pure negatives).",
+    "background_swap": "Probability of moving a sample's people onto a new backdrop "
+    "(colours, gradients, textures, photos without people), from small to close-up.",
+    "augment_range": "Augmentation range: standard, or wide (±90° rotations at a low rate, "
+    "any hue, strong colour jitter, blur, noise, JPEG quality 30-95).",
+    "init_weights": "Start a fresh run from these weights: 'default' (the shipped model) or "
+    "a checkpoint path of the same architecture.",
     "ema_decay": "Keep and evaluate an exponential moving average of the weights.",
     "epochs": "Number of epochs.",
     "batch_size": "Images per optimisation step.",

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from unetbg.data import CocoPersonDataset, CocoPersons, EvalPreset, PersonFilter, TrainPreset
+from unetbg.data.composite import BackdropSwap
 from unetbg.data.copypaste import CopyPaste
 from unetbg.data.mixed import MixedSamples, SourceSamples
 from unetbg.data.sources import unique_names
@@ -105,7 +106,9 @@ def _limited(dataset: CocoPersonDataset, limit: int | None) -> CocoPersonDataset
 def _train_preset(cfg: TrainConfig) -> TrainPreset | EvalPreset:
     if not cfg.augment:
         return EvalPreset(cfg.image_size)
-    return TrainPreset(cfg.image_size, seed=cfg.seed, max_zoom=cfg.max_zoom)
+    return TrainPreset(
+        cfg.image_size, seed=cfg.seed, max_zoom=cfg.max_zoom, wide=cfg.augment_range == "wide"
+    )
 
 
 def build_data(cfg: TrainConfig) -> RunData:
@@ -145,6 +148,7 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
             donors, cfg.copy_paste, cfg.copy_paste_max, onto_empty=cfg.copy_paste_empty
         )
     train_preset = _train_preset(cfg)
+    swap = _backdrop_swap(cfg, train, weights, names) if cfg.background_swap > 0 else None
     mixture = MixedSamples(
         train,
         weights,
@@ -154,6 +158,7 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
         copy_paste,
         partial=[n in cfg.partial_sources for n in names],
         empty_share=cfg.empty_share,
+        swap=swap,
     )
     val_readers = [r for r in val if len(r)]
     val_base: Dataset = SourceSamples(val_readers, EvalPreset(cfg.image_size))
@@ -164,6 +169,24 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
     return _loaders(
         cfg, EpochSeededSamples(mixture, cfg.seed), val_base, [r.name for r in val_readers]
     )
+
+
+def _backdrop_swap(cfg: TrainConfig, train, weights, names) -> BackdropSwap:
+    """The background swap of a run; its photo backdrops are the training photos without
+    people of the sources that label everyone (never a validation photo)."""
+    photos = [
+        (reader, i)
+        for reader, weight, name in zip(train, weights, names, strict=True)
+        if weight > 0 and name not in cfg.partial_sources
+        for i in range(len(reader))
+        if not reader.has_person(i)
+    ]
+
+    def load(index: int) -> np.ndarray:
+        reader, i = photos[index]
+        return reader.load(i)[0]
+
+    return BackdropSwap(cfg.background_swap, load, len(photos))
 
 
 def _loaders(cfg: TrainConfig, train_samples, val_base, val_sources: list[str]) -> RunData:

@@ -25,6 +25,7 @@ import torch
 
 from unetbg.images import write_atomic
 from unetbg.model import (
+    CheckpointError,
     CompositeLoss,
     ModelConfig,
     Preprocessing,
@@ -148,6 +149,8 @@ class TrainingRun:
         self.model = create_model(
             replace(self.model_config, encoder_weights=None) if resuming else self.model_config
         )
+        if cfg.init_weights and not resuming:
+            self._initialise(cfg.init_weights)
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -376,6 +379,27 @@ class TrainingRun:
                 )
             self.ema.load_state_dict(state["ema"])
         return RunState(**state["progress"])
+
+    def _initialise(self, spec: str) -> None:
+        """Load the weights of ``spec`` (``default`` or a checkpoint path) into the fresh
+        model: fine-tuning the shipped model on a new mixture instead of starting over."""
+        from unetbg.weights import DEFAULT_SPEC, default_checkpoint
+
+        path = default_checkpoint() if spec == DEFAULT_SPEC else Path(spec)
+        if path is None:
+            raise CheckpointError("init_weights 'default': no default model is installed")
+        ckpt = load_checkpoint(path, map_location="cpu")
+        mine = self.model_config.to_dict() | {"encoder_weights": None}
+        theirs = dict(ckpt["model_config"]) | {"encoder_weights": None}
+        if mine != theirs:
+            raise CheckpointError(
+                f"{path}: init_weights has another model config ({theirs}) than this run ({mine})"
+            )
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()
+        }
+        self.model.load_state_dict(state)
+        log.info("weights initialised from %s (epoch %s)", path, ckpt.get("epoch"))
 
     def _apply_schedule_config(self) -> None:
         """Make the run's config win over the restored optimizer and scheduler state.
