@@ -401,3 +401,18 @@ def scratch_postgres_database(admin, prefix: str = "unetbg_test") -> Iterator[st
         get_engine(url).dispose()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def make_carded_checkpoint(path: Path, scores: dict[str, float]) -> Path:
+    """A real checkpoint whose card records validation IoU ``scores`` per set, as the
+    shipped default model's card does (``card["evaluation"]["sources"]``)."""
+    import torch
+
+    make_checkpoint(path)
+    state = torch.load(path, weights_only=True)
+    state["card"] = {
+        "data": [{"name": name} for name in scores],
+        "evaluation": {"sources": {name: {"iou": iou} for name, iou in scores.items()}},
+    }
+    torch.save(state, path)
+    return path

@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
 from inference_fixtures import write_photo
-from service_fixtures import make_checkpoint
+from service_fixtures import make_carded_checkpoint, make_checkpoint
 from unetbg import jobs
 from unetbg.cli import main
 from unetbg.weights import SHIPPED
@@ -29,13 +28,7 @@ CARD_SCORES = {"coco-mini": 0.40, "ccp-person": 0.85}
 @pytest.fixture
 def registry(embedded_env, tmp_path, monkeypatch) -> Path:
     """An empty job database and a default model whose card has :data:`CARD_SCORES`."""
-    default = make_checkpoint(tmp_path / "default" / "person.pth")
-    state = torch.load(default, weights_only=True)
-    state["card"] = {
-        "data": [{"name": n} for n in CARD_SCORES],
-        "evaluation": {"iou": 0.6, "sources": {n: {"iou": v} for n, v in CARD_SCORES.items()}},
-    }
-    torch.save(state, default)
+    default = make_carded_checkpoint(tmp_path / "default" / "person.pth", CARD_SCORES)
     monkeypatch.setenv("UNETBG_DEFAULT_MODEL", str(default))
     return tmp_path
 

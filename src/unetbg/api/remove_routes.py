@@ -39,7 +39,12 @@ def register(app: FastAPI, config: ApiConfig) -> None:
         summary="Remove the background of one photo",
         response_class=Response,
         responses={
-            200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "The image."},
+            200: {
+                "content": {t: {} for t in MEDIA_TYPES.values()},
+                "description": "The image; its X-Unetbg-Model header names the model that "
+                "made it: `id=N` (a registered checkpoint) or `sha256=…` (the first 12 "
+                "hex digits; `default` first for the default model), then `path=…`.",
+            },
             400: {"description": "Not an image, too many pixels, or a bad option."},
             413: {"description": "The upload is larger than the server's limit."},
             503: {"description": "Too many images wait for the model (see Retry-After)."},
@@ -90,9 +95,10 @@ def register(app: FastAPI, config: ApiConfig) -> None:
         spec = config.checkpoint
         if fields["checkpoint"]:
             spec = checked_checkpoint(fields["checkpoint"], config.resolved_roots)
-        path = jobs.resolve_checkpoint(spec, config.settings)
+        # Which model made the image is said in every response (X-Unetbg-Model).
+        model = jobs.choose_checkpoint(spec, config.settings)
         try:
-            prob = request.app.state.removal.probabilities(rgb, path)
+            prob = request.app.state.removal.probabilities(rgb, model.path)
         except QueueFull as exc:
             raise ApiError(
                 503, f"busy: {exc}; try again", {"Retry-After": str(RETRY_AFTER_S)}
@@ -100,7 +106,11 @@ def register(app: FastAPI, config: ApiConfig) -> None:
         except CheckpointError as exc:
             raise ApiError(400, f"refusing checkpoint {exc}") from None
         image = render_output(rgb, prob, options, back)
-        return Response(encode_output(image, options), media_type=MEDIA_TYPES[options.format])
+        return Response(
+            encode_output(image, options),
+            media_type=MEDIA_TYPES[options.format],
+            headers={jobs.MODEL_HEADER: model.header()},
+        )
 
 
 def _options(fields: dict[str, str | None], background) -> OutputOptions:

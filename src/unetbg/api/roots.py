@@ -37,4 +37,10 @@ def checked_checkpoint(spec: str, roots: tuple[Path, ...]) -> str:
     (files the server chose) as they are; a path only under the roots, resolved."""
     if spec in ("best", DEFAULT_SPEC) or spec.isdigit():
         return spec
+    if not Path(spec).expanduser().is_absolute():
+        raise ApiError(
+            400,
+            f"no checkpoint {spec!r}: checkpoint takes best, default, a registered "
+            "checkpoint id (GET /api/checkpoints) or an absolute path on the server",
+        )
     return str(checked_path(spec, "checkpoint", roots))
