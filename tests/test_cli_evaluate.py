@@ -120,3 +120,68 @@ def test_inference_steps_follow_the_checkpoint_unless_told(
     assert asks["images"] == off["images"] == own["images"]
     assert (asks["dice"], asks["iou"]) != (off["dice"], off["iou"])
     assert (off["dice"], off["iou"]) == (own["dice"], own["iou"])
+
+
+@pytest.mark.usefixtures("embedded_env")
+def test_groups_missed_photos_and_alpha_cleanliness(random_checkpoint, tmp_path):
+    from maskgen import make_mask_folder
+
+    folder = make_mask_folder(tmp_path / "studio", count=12)
+    names = sorted(p.stem for p in (folder / "images").iterdir())
+    rows = ["name\tbackdrop\tframing"] + [
+        f"{n}\t{'red' if i % 2 else 'white'}\t{'head' if i < 6 else 'whole'}"
+        for i, n in enumerate(names)
+    ]
+    (folder / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    (folder / "VALIDATION_ONLY").write_text("")
+
+    def run(threshold: str, *extra: str):
+        args = ["evaluate", str(random_checkpoint), "--data", f"masks:{folder}"]
+        args += ["--device", "cpu", "--threshold", threshold, "--group-by", "backdrop"]
+        return CliRunner().invoke(main, [*args, "--group-by", "framing,backdrop", *extra])
+
+    # Every pixel called person: the 8 photos with people score their person share,
+    # all below 0.2 (small ellipses); every background pixel is visible.
+    everything = run("0.000001", "--json")
+    assert everything.exit_code == 0, everything.output
+    source = json.loads(everything.stdout)["sources"]["studio"]
+    assert source["images"] == 12  # VALIDATION_ONLY: all of the folder validates
+    assert source["low_iou"] == 8
+    groups = source["groups"]
+    assert set(groups["backdrop"]) == {"red", "white"}
+    assert sum(g["images"] for g in groups["backdrop"].values()) == 12
+    assert set(groups["framing,backdrop"]) == {"head/red", "head/white", "whole/red", "whole/white"}
+    assert sum(g["low_iou"] for g in groups["backdrop"].values()) == 8
+    nothing = json.loads(run("0.999999", "--json").stdout)["sources"]["studio"]
+    assert nothing["low_iou"] == 8  # found nobody: IoU 0 on each photo with a person
+    text = run("0.5").stdout
+    assert "studio by framing,backdrop:" in text and "head/red" in text
+    assert "photos in studio with a person scored below IoU 0.2:" in text
+    # A column the manifest lacks is named, with the ones it has.
+    wrong = CliRunner().invoke(
+        main,
+        ["evaluate", str(random_checkpoint), "--data", f"masks:{folder}", "--group-by", "wall"],
+    )
+    assert wrong.exit_code == 1 and "no column wall (columns: backdrop, framing)" in wrong.output
+
+
+def test_alpha_figures_count_visible_background_and_empty_photos():
+    import numpy as np
+
+    from unetbg.training.evaluation import AlphaFigures
+
+    mask = np.zeros((10, 10), np.uint8)
+    mask[:5] = 1
+    ignore = np.zeros_like(mask)
+    ignore[9] = 1  # not scored
+    prob = np.zeros((10, 10), np.float32)
+    prob[5] = 2.4 / 255  # rounds to 2: invisible
+    prob[6] = 2.6 / 255  # rounds to 3: visible
+    prob[9] = 1.0  # ignored
+    figures = AlphaFigures()
+    figures.update([prob], [mask], [ignore])
+    empty = np.full((4, 4), 0.25, np.float32)
+    figures.update([empty], [np.zeros((4, 4), np.uint8)], [np.zeros((4, 4), np.uint8)])
+    result = figures.compute()
+    assert result["background_alpha"] == pytest.approx((10 + 16) / (40 + 16))
+    assert result["empty_mean_alpha"] == pytest.approx(0.25)

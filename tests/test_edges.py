@@ -99,3 +99,26 @@ def test_refine_all_follows_the_preprocessing() -> None:
     np.testing.assert_array_equal(refined, refine_probability(coarse, rgb, NETWORK))
     with pytest.raises(ValueError, match="zip"):
         refine_all([coarse], [], NETWORK)
+
+
+def test_alpha_curve_clears_the_veil_and_keeps_the_half_cut() -> None:
+    rgb, truth = _disc_photo(128)
+    coarse = _coarse(truth, NETWORK.image_size)
+    haze = np.clip(coarse + 0.04, 0, 1).astype(np.float32)  # a faint veil everywhere
+    curved = NETWORK.overridden(refine_edges=False, alpha_low=0.1, alpha_high=0.9)
+    (out,) = refine_all([haze], [rgb], curved)
+    assert (haze > 0).all() and (out[haze <= 0.1] == 0).all()
+    assert (out[haze >= 0.9] == 1).all()
+    np.testing.assert_array_equal(out >= 0.5, haze >= 0.5)  # the hard mask is unchanged
+    soft = (haze > 0.15) & (haze < 0.85)
+    assert ((out[soft] > 0) & (out[soft] < 1)).all()  # the soft edge stays soft
+    # After the guided filter, not before: the refined veil is cleared too.
+    both = NETWORK.overridden(alpha_low=0.1, alpha_high=0.9)
+    (final,) = refine_all([haze], [rgb], both)
+    refined = refine_probability(haze, rgb, NETWORK)
+    np.testing.assert_allclose(final, np.clip((refined - 0.1) / 0.8, 0, 1), atol=1e-6)
+    for low, high in ((0.5, 0.5), (-0.1, 0.9), (0.2, 1.2), (True, 0.9)):
+        with pytest.raises(ValueError, match="alpha_low and alpha_high"):
+            Preprocessing(alpha_low=low, alpha_high=high)
+    old = Preprocessing.from_dict({"image_size": 192})
+    assert (old.alpha_low, old.alpha_high) == (0.0, 1.0)  # old checkpoints: unchanged

@@ -63,14 +63,28 @@ def refine_probability(
     return np.clip(refined, 0.0, 1.0, out=refined)
 
 
+def alpha_curve(probability: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``probability`` with everything up to ``low`` at 0, from ``high`` at 1 and a
+    straight line between: a new float32 array (the input is not modified)."""
+    out = (np.asarray(probability, dtype=np.float32) - np.float32(low)) * np.float32(
+        1.0 / (high - low)
+    )
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
 def refine_all(
     probabilities: Sequence[np.ndarray], images: Sequence[np.ndarray], preprocessing: Preprocessing
 ) -> list[np.ndarray]:
-    """Each of ``probabilities`` refined by its photo in ``images`` when
-    ``preprocessing.refine_edges`` says so; otherwise the same arrays, as a list."""
-    if not preprocessing.refine_edges:
-        return list(probabilities)
-    return [
-        refine_probability(p, image, preprocessing)
-        for p, image in zip(probabilities, images, strict=True)
-    ]
+    """Each of ``probabilities`` made final: refined by its photo in ``images`` when
+    ``preprocessing.refine_edges`` says so, then put through the alpha curve when the
+    preprocessing has one (``alpha_low``/``alpha_high``); otherwise the same arrays."""
+    probs = list(probabilities)
+    if preprocessing.refine_edges:
+        probs = [
+            refine_probability(p, image, preprocessing)
+            for p, image in zip(probs, images, strict=True)
+        ]
+    low, high = preprocessing.alpha_low, preprocessing.alpha_high
+    if (low, high) != (0.0, 1.0):
+        probs = [alpha_curve(p, low, high) for p in probs]
+    return probs

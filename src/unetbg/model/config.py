@@ -85,7 +85,11 @@ class Preprocessing:
     With ``refine_edges`` the probability, once back at the photo's size, is guided-
     filtered by the photo (:mod:`unetbg.edges`): outlines follow the photo's edges
     instead of the network's coarser pixels. ``edge_radius`` is the filter's radius in
-    network pixels, ``edge_eps`` how much contrast counts as an edge.
+    network pixels, ``edge_eps`` how much contrast counts as an edge. Last, the alpha
+    curve: a probability up to ``alpha_low`` becomes fully transparent, one from
+    ``alpha_high`` fully opaque, linearly in between (the defaults 0 and 1 change
+    nothing), so the background the model is sure of carries no faint veil while the soft
+    edge stays soft; with ``alpha_low + alpha_high = 1`` the 0.5 cut is where it was.
     """
 
     image_size: int = 384
@@ -95,6 +99,8 @@ class Preprocessing:
     refine_edges: bool = False
     edge_radius: float = 2.0
     edge_eps: float = 1e-3
+    alpha_low: float = 0.0
+    alpha_high: float = 1.0
 
     def __post_init__(self) -> None:
         if (
@@ -122,6 +128,15 @@ class Preprocessing:
             ):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
             object.__setattr__(self, name, float(value))
+        low, high = self.alpha_low, self.alpha_high
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+        if not numbers or not 0 <= low < high <= 1:
+            raise ValueError(
+                f"alpha_low and alpha_high must be numbers with 0 <= alpha_low < alpha_high "
+                f"<= 1, got {low!r} and {high!r}"
+            )
+        object.__setattr__(self, "alpha_low", float(low))
+        object.__setattr__(self, "alpha_high", float(high))
 
     def overridden(self, **changes: Any) -> Preprocessing:
         """A copy with each field given a value other than ``None`` replaced (``None``:

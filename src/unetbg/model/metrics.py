@@ -158,6 +158,15 @@ class SegmentationMeter:
             "images": int(counts.shape[0]),
         }
 
+    def low_iou_images(self, limit: float) -> int:
+        """How many of the images with a person (any labelled pixel) scored an IoU of
+        their own below ``limit``: the photos where the person was all but missed."""
+        if not self._counts:
+            return 0
+        tp, fp, fn, _ = torch.cat(self._counts).unbind(1)
+        with_person = (tp + fn) > 0
+        return int(((iou_score(tp, fp, fn) < limit) & with_person).sum())
+
     def iou_interval(
         self, level: float = 0.9, resamples: int = INTERVAL_RESAMPLES, seed: int = 0
     ) -> tuple[float, float]:
