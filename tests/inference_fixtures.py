@@ -88,3 +88,20 @@ def mask_iou(expected: list[np.ndarray], got: list[np.ndarray], threshold: float
     b = np.concatenate([g.ravel() >= threshold for g in got])
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def rewrite_as_constant(source: Path, target: Path, person: bool) -> Path:
+    """Write ``source``'s checkpoint over ``target`` IN PLACE (same file, same path, as a
+    training run saving ``best_model.pth`` again), its mask head biased so that every
+    pixel is person (``person``) or none: the two versions' masks cannot be mistaken."""
+    import io
+
+    from unetbg.model import load_checkpoint
+
+    state = load_checkpoint(source)
+    state["state_dict"]["mask_head.bias"].fill_(40.0 if person else -40.0)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with open(target, "wb") as file:  # truncated and written: the same inode
+        file.write(buffer.getvalue())
+    return target

@@ -279,14 +279,19 @@ def test_device_takes_free_text_checked_by_resolve_device(
 
 
 def test_remove_and_remove_dir_share_the_output_options() -> None:
-    from unetbg.cli._options import resolve_kind
+    from unetbg.cli._options import output_options_from_flags
 
-    assert resolve_kind(None, None, None) == "cutout"
-    assert resolve_kind(None, "red", None) == "color"
-    assert resolve_kind(None, None, Path("bg.jpg")) == "background"
-    assert resolve_kind("mask", None, None) == "mask"
+    def kind(kind, color, background) -> str:
+        return output_options_from_flags(kind, color, background, "png", None, None).kind
+
+    assert kind(None, None, None) == "cutout"
+    assert kind(None, "red", None) == "color"
+    assert kind(None, None, Path("bg.jpg")) == "background"
+    assert kind("mask", None, None) == "mask"
     with pytest.raises(click.UsageError, match="--color needs --kind color"):
-        resolve_kind("mask", "red", None)
+        kind("mask", "red", None)
+    with pytest.raises(click.UsageError, match="jpeg cannot store kind 'mask'"):
+        output_options_from_flags("mask", None, None, "jpeg", None, None)
 
     def options(name: str) -> dict[str, str]:
         ctx = click.Context(main)

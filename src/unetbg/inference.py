@@ -5,7 +5,8 @@
 >>> mi.remove_background("me.jpg", "me.png")                 # doctest: +SKIP
 >>> summary = mi.batch_process("photos/", "cutouts/", kind="mask")  # doctest: +SKIP
 
-The checkpoint is loaded once; every method reuses the model. Outputs always keep the
+The checkpoint is loaded once; every method reuses the model. :class:`ModelCache` keeps
+the loaded models of a long-running process (worker, HTTP API, web page). Outputs always keep the
 input's width and height (after EXIF orientation). Folder runs share their planning and
 per-image processing with the CLI, the Celery tasks and the web page
 (:mod:`unetbg.removal`).
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unetbg.edges import refine_all, refine_probability
+from unetbg.edges import refine_all
 from unetbg.images import read_image, save_image_atomic, to_rgb_array
 from unetbg.model import Preprocessing, load_model, resolve_device
 from unetbg.model.predict import Box, letterbox, network_logits, restore_probabilities
@@ -34,6 +38,7 @@ from unetbg.removal import (
     OutputOptions,
     PipelineLimits,
     PlannedItem,
+    RunOptions,
     load_background,
     normalize_format,
     plan_folder,
@@ -50,42 +55,43 @@ ImageInput = str | os.PathLike | Image.Image | np.ndarray
 class ModelInference:
     """A loaded checkpoint, ready to predict masks and write cut-outs.
 
-    ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or
+    ``run``: how the model runs (:class:`unetbg.removal.RunOptions`), or its fields as
+    keywords (``device=``, ``batch_size=`` (here 8 by default), ``backend=``, and the
+    switches that override the checkpoint's preprocessing, ``None`` keeping what it
+    says). ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or
     ``"cuda:N"``; asking for CUDA without a GPU raises ``RuntimeError``. ``batch_size``
-    images are run through the network together. ``channels_last`` (default on) and
-    ``amp`` (default: on CUDA only; float16 there, bfloat16 on the CPU) set how the
+    images are run through the network together. ``backend``: ``"torch"`` (default),
+    ``"onnxruntime"`` or ``"openvino"`` (CPU; extras ``unetbg[onnxruntime]``,
+    ``unetbg[openvino]``), see :mod:`unetbg.backends`. ``channels_last`` (default on)
+    and ``amp`` (default: on CUDA only; float16 there, bfloat16 on the CPU) set how the
     torch backend runs. ``max_pixels`` overrides the decompression-bomb limit for files
-    read here. ``backend``: ``"torch"`` (default), ``"onnxruntime"`` or ``"openvino"``
-    (CPU; extras ``unetbg[onnxruntime]``, ``unetbg[openvino]``), see
-    :mod:`unetbg.backends`. ``fuse`` (default on): run the model with batch norms
-    folded and decoder concatenations split (:mod:`unetbg.model.fuse`; same outputs
-    to float rounding, ~40 % faster on the CPU, docs/performance.md). ``limits``:
-    threads and queue depths of the folder loop (:class:`unetbg.removal.PipelineLimits`;
-    default :func:`default_limits`). ``flip_average``: also run each image mirrored and
-    average the two predictions (twice the network time), or not; ``refine_edges``:
-    move the mask's outlines onto the photo's edges (:mod:`unetbg.edges`), or not;
-    ``None`` keeps what the checkpoint's preprocessing says. A bad checkpoint raises
-    :class:`unetbg.model.CheckpointError`. Without ``checkpoint_path`` the default
-    model that ships with unetbg is used (:mod:`unetbg.weights`); the job database is
-    not consulted here (``unetbg.jobs.resolve_checkpoint("best")`` does that).
+    read here. ``fuse`` (default on): run the model with batch norms folded and decoder
+    concatenations split (:mod:`unetbg.model.fuse`; same outputs to float rounding, ~40 %
+    faster on the CPU, docs/performance.md). ``limits``: threads and queue depths of the
+    folder loop (:class:`unetbg.removal.PipelineLimits`; default :func:`default_limits`).
+    A bad checkpoint raises :class:`unetbg.model.CheckpointError`. Without
+    ``checkpoint_path`` the default model that ships with unetbg is used
+    (:mod:`unetbg.weights`); the job database is not consulted here
+    (``unetbg.jobs.resolve_checkpoint("best")`` does that).
     """
 
     def __init__(
         self,
         checkpoint_path: str | os.PathLike | None = None,
-        device: str = "auto",
-        batch_size: int = 8,
+        run: RunOptions | None = None,
+        *,
         channels_last: bool | None = None,
         amp: bool | None = None,
         max_pixels: int | None = None,
-        backend: str = "torch",
         fuse: bool = True,
         limits: PipelineLimits | None = None,
-        flip_average: bool | None = None,
-        refine_edges: bool | None = None,
+        **run_fields: Any,
     ) -> None:
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if run is not None and run_fields:
+            raise TypeError("pass either run or its fields as keywords, not both")
+        run = run or RunOptions.take(run_fields, batch_size=8)
+        if run_fields:
+            raise TypeError(f"unexpected keyword arguments: {', '.join(run_fields)}")
         if checkpoint_path is None:
             from unetbg.weights import default_checkpoint
 
@@ -97,18 +103,19 @@ class ModelInference:
                 )
             log.info("using the default model %s", checkpoint_path)
         self.checkpoint_path = Path(checkpoint_path)
-        self.device: torch.device = resolve_device(device)
-        self.batch_size = int(batch_size)
+        self.run = run
+        self.device: torch.device = resolve_device(run.device)
+        self.batch_size = run.batch_size
         self.channels_last = channels_last
         self.amp = amp
         self.max_pixels = max_pixels
         t0 = time.perf_counter()
         self.model, self.checkpoint = load_model(self.checkpoint_path, device=self.device)
         self.preprocessing = Preprocessing.from_dict(self.checkpoint["preprocessing"]).overridden(
-            flip_average=flip_average, refine_edges=refine_edges
+            **run.checkpoint_overrides()
         )
         self.limits = limits or default_limits(self.device)
-        self.set_backend(backend, fuse)
+        self.set_backend(run.backend, fuse)
         log.info(
             "loaded %s (epoch %s, image_size %d) on %s in %.1fs",
             self.checkpoint_path,
@@ -140,6 +147,7 @@ class ModelInference:
             amp=self.amp,
         )
         self.backend_name = backend
+        self.run = replace(self.run, backend=backend)
 
     def prepare(self, image: np.ndarray) -> tuple[torch.Tensor, Box]:
         """One ``H×W×3`` uint8 RGB array as the network's input (letterboxed and
@@ -171,9 +179,7 @@ class ModelInference:
         the final probability: edges refined when the preprocessing says so
         (:mod:`unetbg.edges`), else ``probability`` itself. The removal loop calls it
         in its writer threads, beside the network."""
-        if not self.preprocessing.refine_edges:
-            return probability
-        return refine_probability(probability, image, self.preprocessing)
+        return refine_all([probability], [image], self.preprocessing)[0]
 
     def predict_arrays(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """``H×W×3`` uint8 RGB arrays -> ``H×W`` float32 person probabilities in [0, 1]."""
@@ -280,6 +286,61 @@ class ModelInference:
             summary.seconds,
         )
         return summary
+
+
+class ModelCache:
+    """Loaded models, shared by the requests of one process: the Celery worker's chunks,
+    the HTTP API's removal queue and the web page's sessions all use one of these.
+
+    The key is the checkpoint's resolved path, its file identity (``st_mtime_ns``,
+    ``st_size``), the run options but the batch size (set on each use) and
+    ``max_pixels``: a checkpoint rewritten in place (a training run saving
+    ``best_model.pth`` again) is loaded afresh, and its old version dropped. At most
+    ``size`` models stay loaded, the least recently used going first (GPU memory is the
+    limit). Loads happen under a lock, so two threads never load the same model twice.
+    ``on_load(path, seconds)`` is told of every load (the metrics count them).
+    """
+
+    def __init__(self, size: int = 1, on_load: Callable[[str, float], None] | None = None) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size, self.on_load = size, on_load
+        self._models: OrderedDict[tuple, ModelInference] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(checkpoint: str | os.PathLike, run: RunOptions, max_pixels: int | None = None) -> tuple:
+        """What tells two loaded models apart (raises ``OSError`` for a missing file)."""
+        path = Path(checkpoint).expanduser().resolve()
+        stat = path.stat()
+        return (str(path), stat.st_mtime_ns, stat.st_size, run.model_key(), max_pixels)
+
+    def get(
+        self, checkpoint: str | os.PathLike, run: RunOptions, max_pixels: int | None = None
+    ) -> ModelInference:
+        """The model for ``checkpoint`` run as ``run`` says, loaded now if needed."""
+        key = self.key(checkpoint, run, max_pixels)
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                model = self._load(key, run, max_pixels)
+            self._models.move_to_end(key)
+            model.batch_size = run.batch_size
+            return model
+
+    def _load(self, key: tuple, run: RunOptions, max_pixels: int | None) -> ModelInference:
+        path, identity = key[0], key[1:3]
+        # The file's older versions go first: they are never asked for again.
+        for stale in [k for k in self._models if k[0] == path and k[1:3] != identity]:
+            del self._models[stale]
+        while len(self._models) >= self.size:
+            self._models.popitem(last=False)
+        started = time.perf_counter()
+        model = ModelInference(path, run, max_pixels=max_pixels)
+        if self.on_load is not None:
+            self.on_load(path, time.perf_counter() - started)
+        self._models[key] = model
+        return model
 
 
 def default_limits(device: torch.device) -> PipelineLimits:

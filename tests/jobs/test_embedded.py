@@ -99,8 +99,10 @@ def test_bad_requests_are_clear(embedded_env, photos, tmp_path, checkpoint, monk
         jobs.create_remove_dir_job(photos, tmp_path / "out", str(tmp_path / "nope.pth"))
     with pytest.raises(jobs.JobError, match="inside the input folder"):
         jobs.create_remove_dir_job(photos, photos / "out", str(checkpoint))
-    with pytest.raises(jobs.JobError, match="jpeg cannot store kind 'cutout'"):
-        jobs.create_remove_dir_job(photos, tmp_path / "o", str(checkpoint), output_format="jpeg")
+    with pytest.raises(jobs.JobError, match="batch_size must be >= 1"):
+        jobs.create_remove_dir_job(photos, tmp_path / "o", str(checkpoint), batch_size=0)
+    with pytest.raises(jobs.JobError, match="unknown backend 'tpu'"):
+        jobs.create_remove_dir_job(photos, tmp_path / "o", str(checkpoint), backend="tpu")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(jobs.JobError, match="no images found"):

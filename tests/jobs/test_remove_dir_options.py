@@ -12,7 +12,7 @@ from PIL import Image
 from inference_fixtures import write_photo
 from unetbg import jobs
 from unetbg.cli import main
-from unetbg.removal import OutputOptions
+from unetbg.removal import OutputOptions, RunOptions
 
 
 def test_output_options_round_trip_through_job_params(tmp_path):
@@ -60,3 +60,40 @@ def test_remove_dir_runs_on_the_chosen_backend(embedded_env, tmp_path, checkpoin
         assert job.params["backend"] == backend and job.state == "succeeded"
         masks[backend] = np.asarray(Image.open(tmp_path / backend / "p.png"), np.int16)
     assert np.abs(masks["torch"] - masks["onnxruntime"]).max() <= 2  # 8-bit alpha
+
+
+def test_the_chunks_model_follows_a_checkpoint_rewritten_in_place(
+    embedded_env, tmp_path, checkpoint
+):
+    # The chunk task's cache (the same in a worker process) keys on the file's identity.
+    from inference_fixtures import rewrite_as_constant
+
+    photo = write_photo(tmp_path / "in" / "p.png", 40, 30)
+    model = rewrite_as_constant(checkpoint, tmp_path / "best_model.pth", person=True)
+    masks = []
+    for person in (True, False):
+        if not person:
+            rewrite_as_constant(checkpoint, model, person=False)
+        job_id = jobs.create_remove_dir_job(
+            photo.parent, tmp_path / "out", str(model), overwrite=True,
+            output=OutputOptions(kind="mask"), run=RunOptions(device="cpu"),
+        )  # fmt: skip
+        jobs.dispatch(job_id)
+        assert jobs.get_job(job_id).state == "succeeded"
+        masks.append(np.asarray(Image.open(tmp_path / "out" / "p.png")))
+    assert (masks[0] == 255).all() and (masks[1] == 0).all()
+
+
+def test_remove_dir_records_the_run_options_and_old_records_still_run(
+    embedded_env, tmp_path, checkpoint
+):
+    photo = write_photo(tmp_path / "in" / "p.png", 40, 30)
+    result = CliRunner().invoke(
+        main,
+        ["remove-dir", str(photo.parent), str(tmp_path / "out"), "--checkpoint",
+         str(checkpoint), "--no-flip-average", "--batch-size", "3", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    params = jobs.get_job(json.loads(result.stdout)["id"]).params
+    assert RunOptions.from_params(params) == RunOptions(batch_size=3, flip_average=False)
+    assert params["flip_average"] is False and params["refine_edges"] is None

@@ -8,19 +8,21 @@ service sees it, and the job is recorded with the resolved path that was checked
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from unetbg import jobs
 from unetbg.api.config import ApiConfig
 from unetbg.api.errors import ApiError
 from unetbg.api.roots import checked_checkpoint, checked_path
 from unetbg.model import CheckpointError, load_checkpoint, resolve_device
+from unetbg.removal import KindConflict, OutputOptions, RunOptions, output_options
 
 
-class RemoveDirJob(BaseModel):
+class _RemoveDirFields(BaseModel):
     """``unetbg remove-dir INPUT_DIR OUTPUT_DIR``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -35,16 +37,9 @@ class RemoveDirJob(BaseModel):
     background: str | None = None
     format: Literal["png", "webp", "jpeg", "jpg"] = "png"
     png_level: int | None = Field(None, ge=0, le=9)
-    backend: Literal["torch", "onnxruntime", "openvino"] = "torch"
-    #: Also run each image mirrored and average the masks; ``None``: as the checkpoint says.
-    flip_average: bool | None = None
-    #: Move the mask's outlines onto the photo's edges; ``None``: as the checkpoint says.
-    refine_edges: bool | None = None
     chunk_size: int | None = Field(None, ge=1)
-    batch_size: int = Field(4, ge=1)
     overwrite: bool = False
     follow_symlinks: bool = False
-    device: str = "auto"
 
     def create(self, config: ApiConfig) -> str:
         roots = config.resolved_roots
@@ -53,32 +48,59 @@ class RemoveDirJob(BaseModel):
         input_dir = checked_path(self.input_dir, "input_dir", roots)
         output_dir = checked_path(self.output_dir, "output_dir", roots)
         background = self.background and str(checked_path(self.background, "background", roots))
-        kind = self.output_kind or (
-            "background" if background else "color" if self.color else "cutout"
-        )
-        if self.color is not None and kind != "color":
-            raise ApiError(400, f"color needs output_kind color (got {kind})")
+        output = self._output_options(background)
         if not input_dir.is_dir():
             raise ApiError(400, f"input_dir {input_dir} is not a folder")
+        checkpoint = _verified_checkpoint(self.checkpoint, config)
+        run = RunOptions(**{name: getattr(self, name) for name in _RUN_FIELDS})
         return jobs.create_remove_dir_job(
             input_dir,
             output_dir,
-            _verified_checkpoint(self.checkpoint, config),
-            kind=kind,
-            output_format=self.format,
-            threshold=self.threshold,
-            color=self.color or (255, 255, 255),
-            background=background,
-            png_level=self.png_level,
-            backend=self.backend,
-            flip_average=self.flip_average,
-            refine_edges=self.refine_edges,
+            checkpoint,
+            output=output,
+            run=replace(run, device=_usable_device(run.device, config)),
             chunk_size=self.chunk_size,
-            batch_size=self.batch_size,
             overwrite=self.overwrite,
-            device=_usable_device(self.device, config),
             settings=config.settings,
         )
+
+    def _output_options(self, background: str | None) -> OutputOptions:
+        try:
+            return output_options(
+                self.output_kind,
+                self.color,
+                background or None,
+                format=self.format,
+                threshold=self.threshold,
+                png_level=self.png_level,
+            )
+        except KindConflict as exc:
+            raise ApiError(400, f"color needs output_kind color (got {exc.kind})") from None
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+
+
+def _run_fields() -> dict[str, Any]:
+    """:class:`RunOptions`' fields as body fields, with their CLI help and bounds."""
+    hints = get_type_hints(RunOptions)
+    return {
+        f.name: (
+            hints[f.name],
+            Field(f.default, description=f.metadata.get("help"), ge=f.metadata.get("ge")),
+        )
+        for f in fields(RunOptions)
+    }
+
+
+_RUN_FIELDS = tuple(f.name for f in fields(RunOptions))
+#: The body of a remove-dir job: its own fields and the model-run options (one list, in
+#: :class:`unetbg.removal.RunOptions`).
+RemoveDirJob = create_model(
+    "RemoveDirJob",
+    __base__=_RemoveDirFields,
+    __doc__=_RemoveDirFields.__doc__,
+    **_run_fields(),
+)
 
 
 class TrainJob(BaseModel):

@@ -1,4 +1,5 @@
-"""The model behind ``POST /api/remove``: loaded once per checkpoint, fed by one thread.
+"""The model behind ``POST /api/remove``: loaded once per checkpoint file version, fed by
+one thread.
 
 Request threads decode the upload and encode the answer (Pillow releases the GIL while
 it does); between the two, each puts its image on a bounded queue and waits. One
@@ -13,15 +14,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from unetbg.inference import ModelInference
+from unetbg.inference import ModelCache
+from unetbg.removal import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +32,6 @@ class QueueFull(Exception):
     """More images wait for the model than the queue holds."""
 
 
-class ModelCache:
-    """Loaded models by checkpoint path, loaded on first use under a lock.
-
-    ``on_load(path, seconds)`` is told of every load (the metrics count them).
-    """
-
-    def __init__(self, device: str, batch_size: int, on_load: Callable[[str, float], None]) -> None:
-        self.device, self.batch_size, self.on_load = device, batch_size, on_load
-        self._models: OrderedDict[str, ModelInference] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, path: str) -> ModelInference:
-        with self._lock:
-            model = self._models.get(path)
-            if model is None:
-                t0 = time.perf_counter()
-                model = ModelInference(path, device=self.device, batch_size=self.batch_size)
-                self.on_load(path, time.perf_counter() - t0)
-                self._models[path] = model
-                while len(self._models) > MAX_MODELS:
-                    self._models.popitem(last=False)
-            self._models.move_to_end(path)
-            return model
-
-
 @dataclass
 class _Request:
     rgb: np.ndarray
@@ -66,10 +40,12 @@ class _Request:
 
 
 class RemovalQueue:
-    """The bounded queue of images waiting for the model, and its inference thread."""
+    """The bounded queue of images waiting for the model, and its inference thread,
+    which runs each checkpoint as ``run`` says (:class:`unetbg.inference.ModelCache`:
+    a checkpoint rewritten in place is loaded again)."""
 
-    def __init__(self, models: ModelCache, size: int, batch_size: int) -> None:
-        self.models, self.batch_size = models, batch_size
+    def __init__(self, models: ModelCache, size: int, run: RunOptions) -> None:
+        self.models, self.run, self.batch_size = models, run, run.batch_size
         self._queue: queue.Queue[_Request] = queue.Queue(maxsize=size)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="api-inference", daemon=True)
@@ -117,7 +93,8 @@ class RemovalQueue:
 
     def _predict(self, requests: list[_Request], checkpoint: str) -> None:
         try:
-            probs = self.models.get(checkpoint).predict_arrays([r.rgb for r in requests])
+            model = self.models.get(checkpoint, self.run)
+            probs = model.predict_arrays([r.rgb for r in requests])
         except Exception as exc:  # a bad checkpoint, out of memory: every waiter is told
             log.exception("inference on %d image(s) failed", len(requests))
             for request in requests:

@@ -8,13 +8,21 @@ from typing import TypeVar
 
 import click
 
-from unetbg.removal import FORMATS, KINDS
+from unetbg.removal import (
+    BACKENDS,
+    FORMATS,
+    KINDS,
+    KindConflict,
+    OutputOptions,
+    RunOptions,
+    output_options,
+)
 
 F = TypeVar("F", bound=Callable[..., object])
 
 #: Images per model forward pass for ``remove`` and ``remove-dir``: CPU-friendly; raise
 #: it with --batch-size on a GPU.
-DEFAULT_BATCH_SIZE = 4
+DEFAULT_BATCH_SIZE = RunOptions().batch_size
 
 batch_size_option = click.option(
     "--batch-size",
@@ -27,32 +35,28 @@ batch_size_option = click.option(
 
 backend_option = click.option(
     "--backend",
-    type=click.Choice(["torch", "onnxruntime", "openvino"]),
+    type=click.Choice(BACKENDS),
     default="torch",
     show_default=True,
     help="What runs the network: torch, or (CPU) onnxruntime / openvino from the extras "
     "unetbg[onnxruntime] / unetbg[openvino]. See docs/performance.md.",
 )
 
-flip_average_option = click.option(
-    "--flip-average/--no-flip-average",
-    default=None,
-    help="Also run each photo mirrored and average the two masks (twice the network "
-    "time), or not. Default: what the checkpoint says.",
-)
 
-refine_edges_option = click.option(
-    "--refine-edges/--no-refine-edges",
-    default=None,
-    help="Move the mask's outlines onto the photo's own edges (a guided filter at the "
-    "photo's size, about 20 ms per megapixel), or not. Default: what the checkpoint says.",
-)
+def checkpoint_switches(command: F) -> F:
+    """Add ``--NAME/--no-NAME`` for each :class:`RunOptions` switch that overrides the
+    checkpoint's preprocessing (default: what the checkpoint says); the command gets
+    them as keywords, for :meth:`RunOptions.take`."""
+    for name, help in reversed(RunOptions.switches()):
+        flag = name.replace("_", "-")
+        command = click.option(f"--{flag}/--no-{flag}", default=None, help=help)(command)
+    return command
 
 
 def output_option_flags(command: F) -> F:
     """Add ``--kind``, ``--threshold``, ``--color``, ``--background``, ``--format``
-    (parameter ``output_format``) and ``--png-level`` to ``command``; pass ``kind`` through
-    :func:`resolve_kind`."""
+    (parameter ``output_format``) and ``--png-level`` to ``command``; pass them through
+    :func:`output_options_from_flags`."""
     decorators = [
         click.option(
             "--kind",
@@ -98,11 +102,26 @@ def output_option_flags(command: F) -> F:
     return command
 
 
-def resolve_kind(kind: str | None, color: str | None, background: Path | None) -> str:
-    """The output kind: as given, else ``background`` with a background image, ``color``
-    with a colour, else ``cutout``. A colour with another kind is a usage error."""
-    if kind is None:
-        kind = "background" if background else "color" if color else "cutout"
-    if color is not None and kind != "color":
-        raise click.UsageError(f"--color needs --kind color (got --kind {kind})")
-    return kind
+def output_options_from_flags(
+    kind: str | None,
+    color: str | None,
+    background: Path | None,
+    output_format: str,
+    threshold: float | None,
+    png_level: int | None,
+) -> OutputOptions:
+    """The output options of ``--kind``, ``--color``, … (:func:`unetbg.removal.output_options`
+    picks the kind); a colour with another kind, or a bad combination, is a usage error."""
+    try:
+        return output_options(
+            kind,
+            color,
+            background,
+            format=output_format,
+            threshold=threshold,
+            png_level=png_level,
+        )
+    except KindConflict as exc:
+        raise click.UsageError(f"--color needs --kind color (got --kind {exc.kind})") from None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None

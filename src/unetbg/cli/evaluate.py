@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._options import flip_average_option, refine_edges_option
+from unetbg.cli._options import checkpoint_switches
 from unetbg.cli._service import RequestError, checkpoint_path, usable_device
 
 _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
@@ -63,8 +63,7 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
     help="Letterbox size to run the model at (a multiple of 32; default: the checkpoint's "
     "own), to see how it fares at another resolution.",
 )
-@flip_average_option
-@refine_edges_option
+@checkpoint_switches
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
     checkpoint,
@@ -77,9 +76,8 @@ def evaluate(
     device,
     batch_size,
     image_size,
-    flip_average,
-    refine_edges,
     as_json,
+    **switches,
 ) -> None:
     """IoU, Dice and pixel accuracy of CHECKPOINT at each photo's own resolution, next to
     the all-person baseline (every pixel called person). Crowd/ignore areas are not scored.
@@ -122,8 +120,7 @@ def evaluate(
             val_percent=val_percent,
             progress=progress,
             image_size=image_size,
-            flip_average=flip_average,
-            refine_edges=refine_edges,
+            **switches,  # the RunOptions switches, by their names
         )
     except CocoError as exc:  # --coco-root is not a COCO folder for this split
         raise click.BadParameter(str(exc), param_hint="'--coco-root'") from None
@@ -152,13 +149,13 @@ def evaluate(
 
 def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None:
     from unetbg.model.metrics import INTERVAL_RESAMPLES
+    from unetbg.removal import describe_run
 
     base = result["baseline"]
     click.echo(
         f"{checkpoint} (epoch {result['epoch']}) on {result['images']} {split} images, "
         f"threshold {threshold}, letterbox {result['image_size']} px"
-        f"{', flip-averaged' if result['flip_average'] else ''}"
-        f"{', edges refined' if result['refine_edges'] else ''}, {result['device']}, "
+        f"{describe_run(result)}, {result['device']}, "
         f"{result['seconds']:.1f}s"
     )
     click.echo(f"{'':16} {'pooled':>9} {'per image':>9} {'baseline':>9} {'per image':>9}")

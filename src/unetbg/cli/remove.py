@@ -11,13 +11,12 @@ import click
 from unetbg.cli._options import (
     backend_option,
     batch_size_option,
-    flip_average_option,
+    checkpoint_switches,
     output_option_flags,
-    refine_edges_option,
-    resolve_kind,
+    output_options_from_flags,
 )
 from unetbg.cli._service import RequestError, checkpoint_path, usable_device
-from unetbg.removal import SKIP_EXISTS
+from unetbg.removal import SKIP_EXISTS, RunOptions
 from unetbg.settings import CHECKPOINT_ENV
 
 #: ``-`` as IMAGE reads stdin, as ``-o`` writes stdout (one image), as rembg does.
@@ -52,8 +51,7 @@ STDIO = "-"
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @batch_size_option
 @backend_option
-@flip_average_option
-@refine_edges_option
+@checkpoint_switches
 def remove(images: tuple[Path, ...], output_dir: Path, **options) -> None:
     """Remove the background around the people in IMAGE... .
 
@@ -86,7 +84,7 @@ def remove(images: tuple[Path, ...], output_dir: Path, **options) -> None:
             sources[0].write_bytes(sys.stdin.buffer.read())
             names[str(sources[0])] = "- (stdin)"
         out = Path(scratch) / "out" if to_stdout else output_dir
-        results = _remove(sources, out, names, to_stdout, **options)
+        results = _remove(sources, out, names, to_stdout, RunOptions.take(options), **options)
         if to_stdout and results[0].ok:
             sys.stdout.buffer.write(Path(results[0].output).read_bytes())
             sys.stdout.buffer.flush()
@@ -100,6 +98,7 @@ def _remove(
     output_dir: Path,
     names: dict[str, str],
     to_stdout: bool,
+    run: RunOptions,
     *,
     checkpoint: str,
     kind: str | None,
@@ -107,56 +106,43 @@ def _remove(
     color: str | None,
     background: Path | None,
     output_format: str,
-    device: str,
     overwrite: bool,
-    batch_size: int,
-    backend: str,
     png_level: int | None,
-    flip_average: bool | None,
-    refine_edges: bool | None,
 ):
     """Plan, load, process; report each image on stdout/stderr. Returns the results.
     ``names`` shows some sources under another name (stdin's scratch file)."""
     from unetbg.images import ImageError
-    from unetbg.removal import (
-        ItemResult,
-        OutputOptions,
-        PlanError,
-        PlannedItem,
-        plan_files,
-        process_images,
-    )
+    from unetbg.removal import PlanError, plan_files, process_images
 
-    kind = resolve_kind(kind, color, background)
-    fields = {"kind": kind, "threshold": threshold, "format": output_format}
-    if png_level is not None:
-        fields["png_level"] = png_level
-    if color is not None:
-        fields["color"] = color
-    if background is not None:
-        fields["background"] = background
+    options = output_options_from_flags(
+        kind, color, background, output_format, threshold, png_level
+    )
     try:
-        options = OutputOptions(**fields)
         items = plan_files(images, output_dir, options.format, overwrite=overwrite)
     except (PlanError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
-    usable_device(device, here=True)  # exit status 2 for cuda without a GPU
+    usable_device(run.device, here=True)  # exit status 2 for cuda without a GPU
+    model = _load_model(checkpoint, run)
+    try:
+        results = process_images(model, items, options, on_result=_reporter(names, to_stdout))
+    except ImageError as exc:  # the --background image
+        raise click.ClickException(f"background: {exc}") from None
+    _summarize(results)
+    return results
 
-    # torch is imported only now, after the arguments are known to be usable.
+
+def _load_model(checkpoint: str, run: RunOptions):
+    """The model, loaded now (torch is imported only here, once the arguments are known
+    to be usable); says on stderr what runs it. A file that is no usable checkpoint is
+    exit status 2."""
     from unetbg.backends import BackendUnavailable
     from unetbg.inference import ModelInference
     from unetbg.model import CheckpointError
+    from unetbg.removal import describe_run
 
     try:
-        model = ModelInference(
-            checkpoint,
-            device=device,
-            batch_size=batch_size,
-            backend=backend,
-            flip_average=flip_average,
-            refine_edges=refine_edges,
-        )
+        model = ModelInference(checkpoint, run)
     except BackendUnavailable as exc:
         raise click.UsageError(str(exc)) from None
     except CheckpointError as exc:  # the file named is not a usable checkpoint
@@ -169,15 +155,18 @@ def _remove(
         ) from None
     click.echo(
         f"model on {model.device} (checkpoint {checkpoint}, "
-        f"image size {model.preprocessing.image_size}"
-        f"{', flip-averaged' if model.preprocessing.flip_average else ''}"
-        f"{', edges refined' if model.preprocessing.refine_edges else ''})",
+        f"image size {model.preprocessing.image_size}{describe_run(model.preprocessing)})",
         err=True,
     )
-    if backend != "torch":
-        click.echo(f"network run by {backend}", err=True)
+    if run.backend != "torch":
+        click.echo(f"network run by {run.backend}", err=True)
+    return model
 
-    def report(item: PlannedItem, result: ItemResult) -> None:
+
+def _reporter(names: dict[str, str], to_stdout: bool):
+    """The per-image report: each output's path on stdout, skips and errors on stderr."""
+
+    def report(item, result) -> None:
         source = names.get(str(item.source), item.source)
         if result.ok:
             if not to_stdout:
@@ -188,10 +177,11 @@ def _remove(
             label = "skipped" if result.skipped else "error"
             click.echo(f"{label}: {source}: {result.error}", err=True)
 
-    try:
-        results = process_images(model, items, options, on_result=report)
-    except ImageError as exc:  # the --background image
-        raise click.ClickException(f"background: {exc}") from None
+    return report
+
+
+def _summarize(results) -> None:
+    """One line on stderr when an image was skipped or not written."""
     existing = sum(r.error == SKIP_EXISTS for r in results)
     bad = sum(not r.ok for r in results) - existing
     if bad or existing:
@@ -201,4 +191,3 @@ def _remove(
         if bad:
             summary.append(f"{bad} not written")
         click.echo(", ".join(summary), err=True)
-    return results

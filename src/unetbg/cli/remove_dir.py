@@ -11,12 +11,12 @@ from unetbg.cli._follow import JSON_HELP, submit_and_follow, watch_and_report
 from unetbg.cli._options import (
     backend_option,
     batch_size_option,
-    flip_average_option,
+    checkpoint_switches,
     output_option_flags,
-    refine_edges_option,
-    resolve_kind,
+    output_options_from_flags,
 )
 from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verified_checkpoint
+from unetbg.removal import RunOptions
 
 
 @click.command(epilog=EXIT_HELP)
@@ -52,8 +52,7 @@ from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verifi
     help="Where the workers run the model: auto, cpu, cuda or cuda:N.",
 )
 @backend_option
-@flip_average_option
-@refine_edges_option
+@checkpoint_switches
 @click.option(
     "--watch",
     is_flag=True,
@@ -80,7 +79,6 @@ def remove_dir(
     checkpoint,
     wait,
     chunk_size,
-    batch_size,
     overwrite,
     follow_symlinks,
     kind,
@@ -89,13 +87,10 @@ def remove_dir(
     color,
     background,
     png_level,
-    device,
-    backend,
-    flip_average,
-    refine_edges,
     watch,
     settle,
     as_json,
+    **run_fields,
 ) -> None:
     """Remove the background of every image under INPUT_DIR into OUTPUT_DIR.
 
@@ -109,8 +104,11 @@ def remove_dir(
 
     if settle is not None and not watch:
         raise click.UsageError("--settle needs --watch")
-    kind = resolve_kind(kind, color, background)
-    usable_device(device)
+    options = output_options_from_flags(
+        kind, color, background, output_format, threshold, png_level
+    )
+    run = RunOptions.take(run_fields)
+    usable_device(run.device)
     checkpoint_path = verified_checkpoint(checkpoint)
 
     def create() -> str:
@@ -118,20 +116,11 @@ def remove_dir(
             input_dir,
             output_dir,
             checkpoint_path,
-            kind=kind,
-            output_format=output_format,
-            threshold=threshold,
-            color=color or (255, 255, 255),
-            background=background,
-            png_level=png_level,
-            backend=backend,
-            flip_average=flip_average,
-            refine_edges=refine_edges,
+            output=options,
+            run=run,
             chunk_size=chunk_size,
-            batch_size=batch_size,
             overwrite=overwrite,
             follow_symlinks=follow_symlinks,
-            device=device,
             watch=watch,
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from unetbg.jobs.watched import new_watch
 from unetbg.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from unetbg.removal import OutputOptions, PlannedItem, RemovalRequest, RunOptions
     from unetbg.training.config import TrainConfig
 
 
@@ -225,115 +226,125 @@ def create_remove_dir_job(
     output_dir: str | os.PathLike,
     checkpoint: str = "best",
     *,
-    kind: str = "cutout",
-    output_format: str = "png",
-    threshold: float | None = None,
-    color: str | Sequence[int] = (255, 255, 255),
-    background: str | None = None,
-    png_level: int | None = None,
-    backend: str = "torch",
-    flip_average: bool | None = None,
-    refine_edges: bool | None = None,
+    output: OutputOptions | None = None,
+    run: RunOptions | None = None,
     chunk_size: int | None = None,
-    batch_size: int = 4,
     overwrite: bool = False,
     follow_symlinks: bool = False,
-    device: str = "auto",
     watch: bool = False,
     settings: Settings | None = None,
+    **run_fields: Any,
 ) -> str:
     """Scan ``input_dir`` and record the job with ALL its items in one transaction.
 
-    Images whose output already exists are recorded as ``skipped`` (unless
-    ``overwrite``), so running the same command again processes only what is missing
-    or failed before. Raises :class:`JobError` for a bad folder, option or checkpoint.
-    ``watch``: this process goes on to watch the folder (:mod:`unetbg.jobs.watched`);
-    the job is recorded watched, so it stays open after its first items, and a folder
-    with no image yet is fine. ``flip_average``, ``refine_edges``: as in
-    :class:`unetbg.inference.ModelInference` (``None``: what the checkpoint says).
+    ``output``: what to write (default: soft cut-outs as PNG); ``run``: how the workers
+    run the model (:class:`unetbg.removal.RunOptions`), or its fields as keywords
+    (``batch_size=2``, ``device="cuda"``). Images whose output already exists are
+    recorded as ``skipped`` (unless ``overwrite``), so running the same command again
+    processes only what is missing or failed before. Raises :class:`JobError` for a bad
+    folder, option or checkpoint. ``watch``: this process goes on to watch the folder
+    (:mod:`unetbg.jobs.watched`); the job is recorded watched, so it stays open after
+    its first items, and a folder with no image yet is fine.
     """
-    # Folder planning and option checks are shared with `unetbg remove` and the web page.
-    from unetbg.removal import OutputOptions, plan_folder
-
     settings = settings or get_settings()
     chunk_size = chunk_size or settings.chunk_size
     if chunk_size < 1:
         raise JobError(f"chunk size must be >= 1, got {chunk_size}")
-    if batch_size < 1:
-        raise JobError(f"batch size must be >= 1, got {batch_size}")
-    checkpoint_path = resolve_checkpoint(checkpoint, settings)
+    request = _removal_request(checkpoint, output, run, run_fields, settings)
     # Resolved once, here: the items' paths derive from these and cross to the workers,
     # whose working directory is not the submitter's.
     input_dir, output_dir = absolute(input_dir), absolute(output_dir)
-    background_path = str(absolute(background)) if background else None
+    planned = _plan_remove_dir(input_dir, output_dir, request, follow_symlinks, overwrite)
+    if not planned and not watch:
+        raise JobError(f"no images found in {input_dir}")
+    todo = [p for p in planned if not p.skip_reason]
+    # A worker killed mid-write (lost host) leaves a hidden temporary beside an output
+    # that this job will write again; no chunk of this job runs yet, so clear them now.
+    remove_stale_temporaries(p.output for p in todo)
+    params = {
+        "input_dir": str(input_dir),
+        "output_dir": str(output_dir),
+        **request.to_params(),
+        "chunk_size": chunk_size,
+        "overwrite": overwrite,
+        "follow_symlinks": follow_symlinks,
+    }
+    with db_session(settings) as session:
+        job = Job(kind="remove_dir", state="queued", progress_total=len(todo), params=params)
+        if watch:
+            job.params["watch"] = new_watch(settings)
+        session.add(job)
+        session.flush()
+        _record_items(session, job, planned, chunk_size)
+        if not todo:
+            settle_remove_dir(session, job)
+        return job.id
+
+
+def _removal_request(
+    checkpoint: str,
+    output: OutputOptions | None,
+    run: RunOptions | None,
+    run_fields: dict[str, Any],
+    settings: Settings,
+) -> RemovalRequest:
+    """The request a remove-dir job records: the checkpoint resolved, the background
+    image's path made absolute (the workers read it), the run options checked."""
+    # Option checks and folder planning are shared with `unetbg remove` and the web page.
+    from unetbg.removal import OutputOptions, RemovalRequest, RunOptions
+
+    if run is not None and run_fields:
+        raise TypeError("pass either run or its fields as keywords, not both")
+    checkpoint_path = resolve_checkpoint(checkpoint, settings)
     try:
-        parsed = OutputOptions(
-            kind=kind,
-            threshold=threshold,
-            color=color,
-            background=background_path,
-            format=output_format,
-            png_level=png_level,
-        )
-        planned = plan_folder(
+        run = run or RunOptions(**run_fields)
+        output = output or OutputOptions()
+        if output.background is not None:
+            output = replace(output, background=str(absolute(output.background)))
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    return RemovalRequest(checkpoint_path, output, run)
+
+
+def _plan_remove_dir(
+    input_dir: Path,
+    output_dir: Path,
+    request: RemovalRequest,
+    follow_symlinks: bool,
+    overwrite: bool,
+) -> list[PlannedItem]:
+    from unetbg.removal import plan_folder
+
+    try:
+        return plan_folder(
             input_dir,
             output_dir,
-            output_format=parsed.format,
+            output_format=request.output.format,
             follow_symlinks=follow_symlinks,
             overwrite=overwrite,
         )
     except (ValueError, OSError) as exc:
         raise JobError(str(exc)) from None
-    options = parsed.to_params()
-    if not planned and not watch:
-        raise JobError(f"no images found in {input_dir}")
 
-    todo = [p for p in planned if not p.skip_reason]
-    # A worker killed mid-write (lost host) leaves a hidden temporary beside an output
-    # that this job will write again; no chunk of this job runs yet, so clear them now.
-    remove_stale_temporaries(p.output for p in todo)
-    with db_session(settings) as session:
-        job = Job(
-            kind="remove_dir",
-            state="queued",
-            progress_total=len(todo),
-            params={
-                "input_dir": str(input_dir),
-                "output_dir": str(output_dir),
-                "checkpoint": checkpoint_path,
-                "options": options,
-                "chunk_size": chunk_size,
-                "batch_size": batch_size,
-                "overwrite": overwrite,
-                "follow_symlinks": follow_symlinks,
-                "device": device,
-                "backend": backend,
-                "flip_average": flip_average,
-                "refine_edges": refine_edges,
-            },
+
+def _record_items(session: Session, job: Job, planned: list[PlannedItem], chunk_size: int) -> None:
+    """One row per planned image: ``skipped`` with its reason, else ``pending`` in chunk
+    ``index // chunk_size`` of the images to do."""
+    index = 0
+    for plan in planned:
+        item = JobItem(
+            job_id=job.id,
+            source_path=str(plan.source),
+            # Skipped entries (links, non-images) may have no output at all.
+            output_path=None if plan.output is None else str(plan.output),
         )
-        if watch:
-            job.params["watch"] = new_watch(settings)
-        session.add(job)
-        session.flush()
-        index = 0
-        for plan in planned:
-            item = JobItem(
-                job_id=job.id,
-                source_path=str(plan.source),
-                # Skipped entries (links, non-images) may have no output at all.
-                output_path=None if plan.output is None else str(plan.output),
-            )
-            if plan.skip_reason:
-                item.state, item.error = "skipped", plan.skip_reason
-            else:
-                item.state, item.chunk = "pending", index // chunk_size
-                index += 1
-            session.add(item)
-        session.flush()
-        if not todo:
-            settle_remove_dir(session, job)
-        return job.id
+        if plan.skip_reason:
+            item.state, item.error = "skipped", plan.skip_reason
+        else:
+            item.state, item.chunk = "pending", index // chunk_size
+            index += 1
+        session.add(item)
+    session.flush()
 
 
 def absolute(path: str | os.PathLike) -> Path:

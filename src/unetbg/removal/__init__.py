@@ -8,6 +8,9 @@
   in that module's docstring.
 * :mod:`~unetbg.removal.outputs`: :class:`OutputOptions`, :func:`render_output`,
   encoding and the atomic write of one output.
+* :mod:`~unetbg.removal.request`: :class:`RunOptions` (how the model runs) and
+  :class:`RemovalRequest` (checkpoint + outputs + run options, as a job records them),
+  and :func:`output_options`, the one rule for the default output kind.
 * :mod:`~unetbg.removal.pipeline`: :func:`process_images` reads, predicts in batches,
   renders and writes, in overlapping stages with bounded queues; a failing image
   becomes an error in its :class:`ItemResult`, never the end of the batch.
@@ -29,7 +32,6 @@ from unetbg.removal.outputs import (
     render_output,
     save_params,
     write_encoded,
-    write_output,
 )
 from unetbg.removal.pipeline import (
     BatchSummary,
@@ -49,8 +51,26 @@ from unetbg.removal.planning import (
     plan_folder,
     unique_output_names,
 )
+from unetbg.removal.request import (
+    BACKENDS,
+    DEFAULT_BATCH_SIZE,
+    KindConflict,
+    RemovalRequest,
+    RunOptions,
+    describe_run,
+    output_kind,
+    output_options,
+)
 
 __all__ = [
+    "BACKENDS",
+    "DEFAULT_BATCH_SIZE",
+    "KindConflict",
+    "RemovalRequest",
+    "RunOptions",
+    "describe_run",
+    "output_kind",
+    "output_options",
     "DEFAULT_PNG_LEVEL",
     "FORMATS",
     "IMAGE_EXTENSIONS",
@@ -78,5 +98,4 @@ __all__ = [
     "save_params",
     "unique_output_names",
     "write_encoded",
-    "write_output",
 ]

@@ -212,8 +212,3 @@ def write_encoded(item: PlannedItem, data: bytes) -> Path:
         return write_atomic(output, data, overwrite=item.overwrite)
     except FileExistsError as exc:
         raise OutputExistsError(errno.EEXIST, SKIP_EXISTS, str(output)) from exc
-
-
-def write_output(item: PlannedItem, image: Image.Image, options: OutputOptions) -> Path:
-    """Encode and write one rendered output (:func:`write_encoded`)."""
-    return write_encoded(item, encode_output(image, options))

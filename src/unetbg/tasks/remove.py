@@ -10,11 +10,10 @@ image.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery import shared_task
 from sqlalchemy import and_, or_, select, update
@@ -29,50 +28,28 @@ from unetbg.jobs import (
     worker_alive,
     worker_identity,
 )
+from unetbg.removal import PlannedItem, RemovalRequest, process_images
 from unetbg.tasks.base import ImagesFailed, JobCancelled, JobTask
 from unetbg.workers import metrics
 
-#: Loaded models of this worker process, keyed by checkpoint file version and device.
-#: Filled on the first chunk (never at fork time: CUDA must start in the child).
-_models: dict[tuple, Any] = {}
+if TYPE_CHECKING:
+    from unetbg.inference import ModelCache
+
+#: Loaded models of this worker process (one: GPU memory is the limit). Made and filled
+#: on the first chunk: never at fork time (CUDA must start in the child), and importing
+#: the tasks imports no torch.
+_models: list[ModelCache] = []
 
 
-def model_for(
-    checkpoint: str,
-    device: str,
-    batch_size: int,
-    max_pixels: int | None,
-    backend: str = "torch",
-    flip_average: bool | None = None,
-    refine_edges: bool | None = None,
-):
-    """This process's :class:`~unetbg.inference.ModelInference` for ``checkpoint``.
+def model_cache() -> ModelCache:
+    """This worker process's :class:`~unetbg.inference.ModelCache`."""
+    if not _models:
+        from unetbg.inference import ModelCache
 
-    Loaded once and reused by every later chunk; a checkpoint rewritten in place
-    (new mtime/size) is loaded again. One model is kept: GPU memory is the limit.
-    """
-    stat = os.stat(checkpoint)
-    key = (checkpoint, stat.st_mtime_ns, stat.st_size, device, max_pixels, backend)
-    key += (flip_average, refine_edges)
-    handle = _models.get(key)
-    if handle is None:
-        from unetbg.inference import ModelInference
-
-        _models.clear()
-        started = time.perf_counter()
-        handle = ModelInference(
-            checkpoint,
-            device=device,
-            batch_size=batch_size,
-            max_pixels=max_pixels,
-            backend=backend,
-            flip_average=flip_average,
-            refine_edges=refine_edges,
+        _models.append(
+            ModelCache(1, on_load=lambda _, seconds: metrics.observe_model_load(seconds))
         )
-        metrics.observe_model_load(time.perf_counter() - started)
-        _models[key] = handle
-    handle.batch_size = batch_size
-    return handle
+    return _models[0]
 
 
 class _Cancelled(Exception):
@@ -238,51 +215,12 @@ def _remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> di
             len(claim.reclaimed),
             removed,
         )
-    from unetbg.backends import BackendUnavailable
-    from unetbg.model import resolve_device
-    from unetbg.removal import OutputOptions, PlannedItem, process_images
-
-    settings, params = self.settings, claim.params
+    settings = self.settings
+    request = RemovalRequest.from_params(claim.params)
     claimed_ids = [item_id for item_id, _, _ in claim.rows]
-    device = params.get("device", "auto")
-    try:
-        resolve_device(device)
-    except (RuntimeError, ValueError) as exc:
-        # The same on every image and every chunk here: fail the job once, saying why.
-        reason = f"device {device!r} is not usable on worker {worker_identity()}: {exc}"
-        fail_job(job_id, reason, settings)
-        self.close_items(job_id, claimed_ids, "failed", "not processed: the job failed (device)")
-        raise ImagesFailed(f"job {job_id}: {reason}") from None
-    options = OutputOptions.from_params(params["options"])
-    backend = params.get("backend", "torch")  # jobs recorded before backends: torch
-    try:
-        handle = model_for(
-            params["checkpoint"],
-            device,
-            params.get("batch_size", 4),
-            settings.max_image_pixels,
-            backend,
-            # None, as in jobs recorded before these existed: what the checkpoint says.
-            params.get("flip_average"),
-            params.get("refine_edges"),
-        )
-    except BackendUnavailable as exc:
-        # Like a missing device: the same on every chunk of this worker; fail once, clearly.
-        reason = f"backend {backend!r} is not usable on worker {worker_identity()}: {exc}"
-        fail_job(job_id, reason, settings)
-        self.close_items(job_id, claimed_ids, "failed", "not processed: the job failed (backend)")
-        raise ImagesFailed(f"job {job_id}: {reason}") from None
-    input_root, output_root = Path(params["input_dir"]), Path(params["output_dir"])
-    planned, ids = [], {}
-    for item_id, source, output in claim.rows:
-        source_path = Path(source)
-        relative = (
-            source_path.relative_to(input_root)
-            if source_path.is_relative_to(input_root)
-            else Path(source_path.name)
-        )
-        planned.append(PlannedItem(source_path, relative, Path(output), None, output_root))
-        ids[source] = item_id
+    handle = _usable_model(self, job_id, claimed_ids, request)
+    planned, ids = _planned_items(claim.rows, claim.params)
+    options = request.output
     counts = {"succeeded": 0, "failed": 0}
 
     def on_result(item, result) -> None:
@@ -321,3 +259,50 @@ def _remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> di
     if cancelled:
         raise JobCancelled(f"job {job_id}: cancelled after {sum(counts.values())} image(s)")
     return {"job": job_id, "processed": sum(counts.values()), **counts}
+
+
+def _usable_model(
+    self: RemoveChunkTask, job_id: str, claimed_ids: list[int], request: RemovalRequest
+):
+    """This worker's model for ``request``. A device or backend this worker lacks is the
+    same on every image and every chunk here: the job fails once, saying why."""
+    from unetbg.backends import BackendUnavailable
+    from unetbg.model import resolve_device
+
+    run = request.run
+    try:
+        resolve_device(run.device)
+    except (RuntimeError, ValueError) as exc:
+        reason = f"device {run.device!r} is not usable on worker {worker_identity()}: {exc}"
+        _fail_chunk_job(self, job_id, claimed_ids, "device", reason)
+    try:
+        return model_cache().get(request.checkpoint, run, self.settings.max_image_pixels)
+    except BackendUnavailable as exc:
+        reason = f"backend {run.backend!r} is not usable on worker {worker_identity()}: {exc}"
+        _fail_chunk_job(self, job_id, claimed_ids, "backend", reason)
+
+
+def _fail_chunk_job(
+    self: RemoveChunkTask, job_id: str, claimed_ids: list[int], what: str, reason: str
+) -> NoReturn:
+    fail_job(job_id, reason, self.settings)
+    self.close_items(job_id, claimed_ids, "failed", f"not processed: the job failed ({what})")
+    raise ImagesFailed(f"job {job_id}: {reason}") from None
+
+
+def _planned_items(
+    rows: list[tuple[int, str, str]], params: dict[str, Any]
+) -> tuple[list[PlannedItem], dict[str, int]]:
+    """The claimed rows as the removal loop's items, and each source's item id."""
+    input_root, output_root = Path(params["input_dir"]), Path(params["output_dir"])
+    planned, ids = [], {}
+    for item_id, source, output in rows:
+        source_path = Path(source)
+        relative = (
+            source_path.relative_to(input_root)
+            if source_path.is_relative_to(input_root)
+            else Path(source_path.name)
+        )
+        planned.append(PlannedItem(source_path, relative, Path(output), None, output_root))
+        ids[source] = item_id
+    return planned, ids

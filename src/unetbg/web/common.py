@@ -1,4 +1,4 @@
-"""Pieces both views share: the schema check and the process-wide model cache."""
+"""Pieces both views share: the schema check and the process-wide models."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def schema_ready() -> bool:
 
 @dataclass
 class LoadedModel:
-    """A loaded checkpoint plus the lock that serialises its use across sessions.
+    """A loaded checkpoint, the key it is cached under, and the lock that serialises
+    the use of the models across sessions.
 
     One forward pass already uses every CPU core; two sessions running at once would
     only fight over them (and over GPU memory), so they take turns.
@@ -37,22 +38,26 @@ class LoadedModel:
     inference: object
     device: str
     lock: threading.Lock
+    key: tuple
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
-def load_model_cached(path: str, mtime_ns: int, device: str) -> LoadedModel:
-    """The model for ``path`` on ``device``, loaded once per process.
-
-    ``mtime_ns`` is only part of the cache key: a checkpoint overwritten in place
-    (training saves ``model_best.pth`` again) is loaded afresh.
-    """
-    from unetbg.inference import ModelInference
-
-    inference = ModelInference(path, device=device)
-    return LoadedModel(inference=inference, device=str(inference.device), lock=threading.Lock())
+#: Models of this process, shared by every session (two at most):
+#: :class:`unetbg.inference.ModelCache`, made on first use (importing the page imports
+#: no torch), so a checkpoint rewritten in place is loaded afresh, as everywhere else.
+_MODELS: list = []
+_RUN_LOCK = threading.Lock()
 
 
 def load_model(path: Path, device: str) -> LoadedModel:
     """Load (or reuse) the model for the checkpoint file ``path`` on ``device``."""
-    resolved = path.expanduser().resolve()
-    return load_model_cached(str(resolved), resolved.stat().st_mtime_ns, device)
+    from unetbg.inference import ModelCache
+    from unetbg.removal import RunOptions
+
+    with _RUN_LOCK:
+        if not _MODELS:
+            _MODELS.append(ModelCache(2))
+        cache, run = _MODELS[0], RunOptions(device=device, batch_size=8)
+        key = cache.key(path, run)
+        with st.spinner("Loading the model…"):
+            inference = cache.get(path, run)
+    return LoadedModel(inference, str(inference.device), _RUN_LOCK, key)

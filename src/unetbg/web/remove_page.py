@@ -8,7 +8,6 @@ fails in the model gets an error naming it, and the others still come out.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from dataclasses import dataclass
@@ -89,7 +88,7 @@ def render() -> None:
     if checkpoint is None or output is None:
         return  # the sidebar or the error above says what is missing
 
-    model_key = (str(checkpoint), checkpoint.stat().st_mtime_ns, loaded.device)
+    model_key = loaded.key
     cache: dict = st.session_state.setdefault("predictions", {})
     # Forget predictions for files that were removed from the uploader.
     current = {(upload.file_id, model_key) for upload in uploads}
@@ -233,6 +232,7 @@ def _load(checkpoint: Path, device: str):
 
 def _one_upload(upload, loaded, model_key, cache, output, limit, settings) -> None:
     from unetbg.images import ImageError, read_image
+    from unetbg.removal import encode_output
 
     options, fmt_label = output
     name = upload.name
@@ -262,7 +262,7 @@ def _one_upload(upload, loaded, model_key, cache, output, limit, settings) -> No
 
     result = _compose(rgb, prediction.probability, options)
     ext, mime = FORMATS[fmt_label]
-    data = _encode(result, options)
+    data = encode_output(result, options)
     height, width = rgb.shape[:2]
     timing = f"{prediction.seconds:.2f} s" + ("" if fresh else ", computed earlier")
     st.markdown(f"**{name}** · {width}×{height} · {prediction.device} · {timing}")
@@ -300,12 +300,3 @@ def _compose(rgb: np.ndarray, probability: np.ndarray, options) -> Image.Image:
 
     # The sidebar already read the background upload into an array.
     return render_output(rgb, probability, options, background=options.background)
-
-
-def _encode(image: Image.Image, options) -> bytes:
-    from unetbg.removal import save_params
-
-    pil_format, params = save_params(options)
-    buffer = io.BytesIO()
-    image.save(buffer, format=pil_format, **params)
-    return buffer.getvalue()
