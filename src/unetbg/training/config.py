@@ -66,6 +66,9 @@ class TrainConfig:
     #: small to head-and-shoulders larger than the frame (0: off). Teaches what a person
     #: looks like rather than what the training photos' backgrounds look like.
     background_swap: float = 0.0
+    #: Share of the swapped samples framed head and shoulders, larger than the frame (the
+    #: rest: 4/7 whole people from small to large, 3/7 half body).
+    swap_close_ups: float = 0.3
     #: Evaluate and keep an exponential moving average of the weights (and BatchNorm
     #: statistics) with this decay; ``None``: the raw weights.
     ema_decay: float | None = None
@@ -259,6 +262,8 @@ def _problems(cfg: TrainConfig):
         yield f"augment_range must be one of {', '.join(AUGMENT_RANGES)}, got {cfg.augment_range!r}"
     if not 0 <= cfg.background_swap <= 1:
         yield f"background_swap must be in [0, 1], got {cfg.background_swap}"
+    if not 0 <= cfg.swap_close_ups <= 1:
+        yield f"swap_close_ups must be in [0, 1], got {cfg.swap_close_ups}"
     if cfg.background_swap > 0 and not cfg.data:
         yield "background_swap needs sources given with data (--data)"
     if not 1 <= cfg.max_zoom <= 4:
@@ -424,6 +429,8 @@ FIELD_HELP: dict[str, str] = {
     "them as pure negatives).",
     "background_swap": "Probability of moving a sample's people onto a new backdrop "
     "(colours, gradients, textures, photos without people), from small to close-up.",
+    "swap_close_ups": "Share of swapped samples framed head and shoulders (cut by the "
+    "frame); the rest whole people and half bodies.",
     "augment_range": "Augmentation range: standard, or wide (±90° rotations at a low rate, "
     "any hue, strong colour jitter, blur, noise, JPEG quality 30-95).",
     "init_weights": "Start a fresh run from these weights: 'default' (the shipped model) or "

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from unetbg.data import CocoPersonDataset, CocoPersons, EvalPreset, PersonFilter, TrainPreset
-from unetbg.data.composite import BackdropSwap
+from unetbg.data.composite import BackdropSwap, SwapSettings
 from unetbg.data.copypaste import CopyPaste
 from unetbg.data.mixed import MixedSamples, SourceSamples
 from unetbg.data.sources import unique_names
@@ -186,7 +186,11 @@ def _backdrop_swap(cfg: TrainConfig, train, weights, names) -> BackdropSwap:
         reader, i = photos[index]
         return reader.load(i)[0]
 
-    return BackdropSwap(cfg.background_swap, load, len(photos))
+    rest = 1 - cfg.swap_close_ups
+    framings = (rest * 4 / 7, rest * 3 / 7, cfg.swap_close_ups)
+    return BackdropSwap(
+        cfg.background_swap, load, len(photos), SwapSettings(framing_shares=framings)
+    )
 
 
 def _loaders(cfg: TrainConfig, train_samples, val_base, val_sources: list[str]) -> RunData:
