@@ -47,6 +47,14 @@ def main() -> None:
         help="The shipped model moves its outlines onto the photo's edges by default.",
     )
     parser.add_argument(
+        "--alpha-curve",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="Alpha 0 up to probability LOW, 1 from HIGH, linear between (clean background).",
+    )
+    parser.add_argument(
         "--evaluation",
         type=Path,
         default=None,
@@ -65,6 +73,7 @@ def main() -> None:
         flip_average=args.flip_average,
         refine_edges=args.refine_edges,
         evaluation=evaluation,
+        alpha_curve=tuple(args.alpha_curve) if args.alpha_curve else None,
     )
     print(json.dumps({k: v for k, v in card.items() if k != "config"}, indent=2))
     print(f"wrote {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB)")

@@ -167,3 +167,35 @@ def test_ship_writes_half_precision_with_its_card_and_refuses_disagreement(tmp_p
     assert preprocessing.flip_average and preprocessing.refine_edges
     stored = torch.load(tmp_path / "flip.pth", weights_only=True)["preprocessing"]
     assert (stored["edge_radius"], stored["edge_eps"]) == (2.0, 1e-3)  # all written out
+
+
+def test_a_fine_tuned_model_ships_with_its_alpha_curve_and_lineage(tmp_path):
+    from unetbg.training.config import resolve_config
+    from unetbg.training.fit import fit
+    from unetbg.training.shipping import ship
+
+    folder = make_mask_folder(tmp_path / "people", count=12)
+    common = dict(
+        data=(f"masks:{folder}",),
+        samples_per_epoch=4,
+        epochs=1,
+        image_size=64,
+        val_limit=None,
+        final_evaluation=False,
+        device="cpu",
+    )
+    fit(resolve_config("smoke", **common), tmp_path / "first")
+    photos = [person_photo(64, 48)]
+    ship(tmp_path / "first", tmp_path / "first.pth", photos, "train first", 0.0)
+    cfg = resolve_config("smoke", **common, init_weights=str(tmp_path / "first.pth"))
+    fit(cfg, tmp_path / "tuned")
+    card = ship(
+        tmp_path / "tuned", tmp_path / "tuned.pth", photos, "tune", 0.0, alpha_curve=(0.1, 0.9)
+    )
+    assert card["started_from"]["path"] == str(tmp_path / "first.pth")
+    assert card["started_from"]["card"]["command"] == "train first"
+    stored = torch.load(tmp_path / "tuned.pth", weights_only=True)["preprocessing"]
+    assert (stored["alpha_low"], stored["alpha_high"]) == (0.1, 0.9)
+    assert ModelInference(tmp_path / "tuned.pth", device="cpu").preprocessing.alpha_low == 0.1
+    plain = ship(tmp_path / "first", tmp_path / "plain.pth", photos, "x", 0.0)
+    assert plain["started_from"] is None

@@ -91,13 +91,15 @@ def ship(
     flip_average: bool = False,
     refine_edges: bool = False,
     evaluation: dict[str, Any] | None = None,
+    alpha_curve: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Write ``run_dir``'s best model to ``destination`` as the shipped model; its card.
 
     ``checkpoint`` ships another checkpoint of the run than ``best_model.pth`` (e.g. one
     epoch's weight average); ``flip_average`` makes the shipped model average each
     prediction with the mirrored one by default, ``refine_edges`` move its outlines
-    onto the photo's edges by default (:mod:`unetbg.edges`). ``evaluation`` (``unetbg evaluate
+    onto the photo's edges by default (:mod:`unetbg.edges`), ``alpha_curve`` (low, high)
+    clears the faint alpha the model is sure is background. ``evaluation`` (``unetbg evaluate
     --json`` of the weights shipped) goes on the card; by default the run's own
     ``evaluation.json``, when there is one.
     """
@@ -109,7 +111,12 @@ def ship(
     # of a later version are.
     checkpoint["preprocessing"] = (
         Preprocessing.from_dict(checkpoint["preprocessing"])
-        .overridden(flip_average=flip_average, refine_edges=refine_edges)
+        .overridden(
+            flip_average=flip_average,
+            refine_edges=refine_edges,
+            alpha_low=alpha_curve[0] if alpha_curve else None,
+            alpha_high=alpha_curve[1] if alpha_curve else None,
+        )
         .to_dict()
     )
     shipped = half_precision(checkpoint)
@@ -142,8 +149,25 @@ def ship(
         else json.loads(evaluation_file.read_text())
         if evaluation_file.is_file()
         else None,
+        "started_from": _started_from(cfg),
         "fp16_mask_agreement_iou": agreement,
         "agreement_images": len(agreement_images),
     }
     save_checkpoint(destination, shipped | {"card": card})
     return card
+
+
+def _started_from(cfg: TrainConfig) -> dict[str, Any] | None:
+    """What a fine-tuned run's first weights were (``init_weights``): the file, and the
+    card of the model it was (its own training is part of this one's)."""
+    if not cfg.init_weights:
+        return None
+    from unetbg.weights import DEFAULT_SPEC, default_checkpoint
+
+    path = default_checkpoint() if cfg.init_weights == DEFAULT_SPEC else Path(cfg.init_weights)
+    entry: dict[str, Any] = {"init_weights": cfg.init_weights, "path": str(path)}
+    if path is not None and path.is_file():
+        card = load_checkpoint(path).get("card") or {}
+        keep = ("name", "created", "command", "epochs_trained", "training_seconds", "best_epoch")
+        entry["card"] = {k: card[k] for k in keep if k in card}
+    return entry
