@@ -18,8 +18,8 @@ from unetbg import jobs
 from unetbg.api.config import ApiConfig
 from unetbg.api.errors import ApiError
 from unetbg.api.roots import checked_checkpoint, checked_path
-from unetbg.model import CheckpointError, load_checkpoint, resolve_device
 from unetbg.removal import KindConflict, OutputOptions, RunOptions, output_options
+from unetbg.removal.checks import Refused, check_checkpoint, check_device
 
 
 class _RemoveDirFields(BaseModel):
@@ -184,19 +184,15 @@ def _verified_checkpoint(spec: str, config: ApiConfig) -> str:
     unsafe or corrupt file is refused before a job is recorded, as the CLI does."""
     path = jobs.resolve_checkpoint(checked_checkpoint(spec, config.resolved_roots), config.settings)
     try:
-        load_checkpoint(path)
-    except CheckpointError as exc:
-        raise ApiError(400, f"refusing checkpoint {exc}") from None
-    return path
+        return check_checkpoint(path)
+    except Refused as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def _usable_device(device: str, config: ApiConfig) -> str:
     """Refuse a malformed device, and one this machine lacks when it would run the job."""
+    note = " (no broker: this server would run the job)"
     try:
-        resolve_device(device)
-    except ValueError as exc:
+        return check_device(device, config.settings.embedded, note)
+    except Refused as exc:
         raise ApiError(400, str(exc)) from None
-    except RuntimeError as exc:
-        if config.settings.embedded:
-            raise ApiError(400, f"{exc} (no broker: this server would run the job)") from None
-    return device

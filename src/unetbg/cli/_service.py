@@ -70,14 +70,12 @@ def verified_checkpoint(spec: str) -> str:
     reason, instead of failing every chunk on the workers. Returns the absolute path.
     """
     path = checkpoint_path(spec)
-    # torch is imported only here, when a command really needs the file checked.
-    from unetbg.model import CheckpointError, load_checkpoint
+    from unetbg.removal.checks import Refused, check_checkpoint
 
     try:
-        load_checkpoint(path)  # weights_only=True: nothing in the file is executed
-    except CheckpointError as exc:
-        raise RequestError(f"refusing checkpoint {exc}") from None
-    return path
+        return check_checkpoint(path)
+    except Refused as exc:
+        raise RequestError(str(exc)) from None
 
 
 def usable_device(device: str, here: bool = False) -> str:
@@ -88,20 +86,15 @@ def usable_device(device: str, here: bool = False) -> str:
     With a broker, the workers' hardware decides, and a worker that cannot use it fails
     the job once, saying so.
     """
-    # torch is imported only here, when a command really needs the device checked.
-    from unetbg.model import resolve_device
+    from unetbg.removal.checks import Refused, check_device
     from unetbg.settings import get_settings
 
+    embedded = not here and get_settings().embedded
+    note = " (no broker: this process would run the job)" if embedded else ""
     try:
-        resolve_device(device)
-    except ValueError as exc:
+        return check_device(device, here or embedded, note)
+    except Refused as exc:
         raise RequestError(str(exc)) from None
-    except RuntimeError as exc:
-        if here:
-            raise RequestError(str(exc)) from None
-        if get_settings().embedded:
-            raise RequestError(f"{exc} (no broker: this process would run the job)") from None
-    return device
 
 
 def exit_code(state: str) -> int:

@@ -84,8 +84,9 @@ def _record(cfg, run_dir: Path) -> str | None:
 
 
 class _TaskThread(threading.Thread):
-    """Runs the training job's Celery task here (``Task.apply``, as embedded mode does,
-    whatever the broker), so a foreground run makes the records a worker's run makes."""
+    """Runs the training job's Celery task here (:func:`unetbg.jobs.dispatch.run_task_here`,
+    as embedded mode does, whatever the broker), so a foreground run makes the records a
+    worker's run makes."""
 
     def __init__(self, job_id: str) -> None:
         super().__init__(name=f"job-{job_id}", daemon=True)
@@ -95,13 +96,11 @@ class _TaskThread(threading.Thread):
         self.ended = threading.Event()
 
     def run(self) -> None:
-        from unetbg.workers.app import TRAIN_TASK, get_app
+        from unetbg.jobs.dispatch import run_task_here
+        from unetbg.workers.app import TRAIN_TASK
 
-        app = get_app()
-        app.loader.import_default_modules()
-        task = app.tasks[TRAIN_TASK]
         try:
-            self.result = task.apply(args=[self.job_id], task_id=f"{self.job_id}-train")
+            self.result = run_task_here(TRAIN_TASK, [self.job_id], f"{self.job_id}-train")
         finally:
             self.ended.set()
 

@@ -145,22 +145,31 @@ def run_inline(
     ``Task.apply`` runs the task through Celery's tracer exactly as a worker does
     (the base class's failure handling included), just without a broker.
     """
-    from unetbg.workers.app import EVALUATE_TASK, REMOVE_CHUNK_TASK, TRAIN_TASK, get_app
+    from unetbg.workers.app import EVALUATE_TASK, REMOVE_CHUNK_TASK, TRAIN_TASK
+
+    if job.kind == "remove_dir":
+        for chunk, item_ids in chunks.items():
+            if get_job(job.id, settings).final:  # cancelled/failed while earlier chunks ran
+                break
+            (task_id,) = task_ids(job, [chunk])
+            run_task_here(REMOVE_CHUNK_TASK, [job.id, item_ids], task_id, settings)
+        return
+    name = TRAIN_TASK if job.kind == "train" else EVALUATE_TASK
+    run_task_here(name, [job.id], task_ids(job)[0], settings)
+
+
+def run_task_here(name: str, args: list, task_id: str, settings: Settings | None = None):
+    """Run the job task ``name`` in this process and return its ``EagerResult``: the one
+    in-process runner (embedded mode, and ``unetbg train``'s foreground job whatever
+    the broker). ``Task.apply`` runs it through Celery's tracer exactly as a worker does
+    (the base class's failure handling included), just without a broker."""
+    from unetbg.workers.app import get_app
 
     app = get_app(settings)
     # The app's ``include`` names the task modules; importing them registers the
     # tasks on it, whose config (JSON, routing) also applies to eager runs.
     app.loader.import_default_modules()
-    if job.kind == "remove_dir":
-        remove_chunk = app.tasks[REMOVE_CHUNK_TASK]
-        for chunk, item_ids in chunks.items():
-            if get_job(job.id, settings).final:  # cancelled/failed while earlier chunks ran
-                break
-            (task_id,) = task_ids(job, [chunk])
-            remove_chunk.apply(args=[job.id, item_ids], task_id=task_id)
-        return
-    task = app.tasks[TRAIN_TASK if job.kind == "train" else EVALUATE_TASK]
-    task.apply(args=[job.id], task_id=task_ids(job)[0])
+    return app.tasks[name].apply(args=args, task_id=task_id)
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ class ChunkRunner(threading.Thread):
     One thread for every chunk: a chunk task treats an image claimed by its own process
     as a dead attempt's (a pool process runs one task at a time), so two chunks of one
     process must never run at once. The model stays loaded between chunks
-    (``unetbg.tasks.remove.model_for`` keeps it per process). ``error`` names what
+    (``unetbg.tasks.remove.model_cache`` keeps it per process). ``error`` names what
     ended the thread early, as :class:`unetbg.jobs.EmbeddedRunner`'s does, for
     :func:`unetbg.jobs.wait_for_run`.
     """
