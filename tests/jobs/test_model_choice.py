@@ -9,6 +9,7 @@ real CLI.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,18 +26,33 @@ from unetbg.weights import SHIPPED
 CARD_SCORES = {"coco-mini": 0.40, "ccp-person": 0.85}
 
 
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A checkpoint file, and one whose card has :data:`CARD_SCORES` (written once: each
+    test copies them)."""
+    folder = tmp_path_factory.mktemp("models")
+    carded = make_carded_checkpoint(folder / "carded.pth", CARD_SCORES)
+    return make_checkpoint(folder / "model.pth"), carded
+
+
 @pytest.fixture
-def registry(embedded_env, tmp_path, monkeypatch) -> Path:
-    """An empty job database and a default model whose card has :data:`CARD_SCORES`."""
-    default = make_carded_checkpoint(tmp_path / "default" / "person.pth", CARD_SCORES)
+def registry(embedded_env, tmp_path, monkeypatch, model_files) -> Path:
+    """An empty job database, a default model whose card has :data:`CARD_SCORES` and a
+    model file to register (``model.pth``)."""
+    shutil.copy(model_files[0], tmp_path / "model.pth")
+    default = tmp_path / "default" / "person.pth"
+    default.parent.mkdir()
+    shutil.copy(model_files[1], default)
     monkeypatch.setenv("UNETBG_DEFAULT_MODEL", str(default))
     return tmp_path
 
 
 def _register(folder: Path, metrics: dict, config: dict | None = None) -> jobs.CheckpointView:
-    """A run folder with a best_model.pth registered with ``metrics`` (its run's
-    ``config.json`` when given), as training registers its best checkpoint."""
-    path = make_checkpoint(folder / "best_model.pth")
+    """A run folder in the registry folder with a best_model.pth (a copy of its
+    ``model.pth``) registered with ``metrics`` (its run's ``config.json`` when given),
+    as training registers its best checkpoint."""
+    folder.mkdir()
+    path = Path(shutil.copy(folder.parent / "model.pth", folder / "best_model.pth"))
     if config is not None:
         (folder / "config.json").write_text(json.dumps(config))
     with jobs.db_session() as session:
@@ -75,7 +91,7 @@ def test_best_keeps_the_default_unless_a_checkpoint_beats_it_on_a_shared_set(reg
 
     # Explicit choices are kept whatever the scores: an id, a path, the default.
     assert jobs.choose_checkpoint(str(smoke.id)).path == smoke.path
-    assert jobs.choose_checkpoint(smoke.path).checkpoint_id is None
+    assert jobs.choose_checkpoint(smoke.path).checkpoint_id == smoke.id  # named by its id
     assert jobs.choose_checkpoint("default").path == default
 
 
@@ -171,3 +187,23 @@ def test_checkpoints_remove_forgets_and_deletes_only_when_asked(registry):
     assert jobs.list_checkpoints() == []
     result = runner.invoke(main, ["checkpoints", "remove", str(kept.id)])
     assert result.exit_code == 2 and f"no registered checkpoint with id {kept.id}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", ["remove", "remove-dir", "evaluate", "submit-evaluate", "serve", "web"]
+)
+def test_unetbg_checkpoint_is_read_by_every_command_that_takes_one(registry, monkeypatch, command):
+    photo = write_photo(registry / "in" / "p.jpg", 48, 32)
+    arguments = {
+        "remove": [str(photo), "-o", str(registry / "out")],
+        "remove-dir": [str(photo.parent), str(registry / "out")],
+        "evaluate": ["--coco-root", str(registry)],
+        "submit-evaluate": ["--coco-root", str(registry)],
+        "serve": [],
+        "web": [],
+    }
+    monkeypatch.setenv("UNETBG_CHECKPOINT", "nope")
+    result = CliRunner().invoke(main, [command, *arguments[command]])
+    assert result.exit_code == 2, result.output
+    assert "no checkpoint 'nope': --checkpoint takes best, default" in result.stderr
+    assert jobs.list_jobs() == []

@@ -37,7 +37,7 @@ def test_help_lists_the_options():
 def test_missing_checkpoint_file_is_refused(tmp_path):
     result = CliRunner().invoke(main, ["web", "--checkpoint", str(tmp_path / "none.pth")])
     assert result.exit_code == 2
-    assert "does not exist" in result.output
+    assert f"checkpoint file not found: {tmp_path / 'none.pth'}" in result.output
 
 
 def test_without_streamlit_says_how_to_install_it():

@@ -9,9 +9,13 @@ or was cancelled, 2 a usage error (unknown job, bad option, no checkpoint, …).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+
+from unetbg.settings import CHECKPOINT_ENV
+
+F = TypeVar("F", bound=Callable[..., object])
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE = 0, 1, 2
 #: Job states that make a command exit with 1.
@@ -32,6 +36,27 @@ CANCEL_EXIT_HELP = (
     "\b\nExit status: 0 cancel requested, or the job had already finished "
     "(nothing to cancel), 2 usage error (unknown job, …)."
 )
+
+
+#: What ``--checkpoint`` takes, said once for every command that has it.
+CHECKPOINT_HELP = (
+    "'best' (the best model here: a registered checkpoint only where its val IoU beats "
+    "the default model's on a validation set both were scored on, else the default; "
+    "`unetbg checkpoints` says which), 'default' (the model shipped with unetbg), a "
+    f"registered checkpoint id or a .pth path. Env: {CHECKPOINT_ENV}."
+)
+
+
+def checkpoint_option(what: str = "") -> Callable[[F], F]:
+    """``--checkpoint SPEC`` (default ``best``, else ``$UNETBG_CHECKPOINT``); ``what``
+    starts its help (e.g. "Model of /api/remove: ")."""
+    return click.option(
+        "--checkpoint",
+        envvar=CHECKPOINT_ENV,
+        default="best",
+        show_default=True,
+        help=what + CHECKPOINT_HELP,
+    )
 
 
 class RequestError(click.ClickException):

@@ -10,6 +10,7 @@ import click
 
 from unetbg.cli._options import checkpoint_switches
 from unetbg.cli._service import RequestError, checkpoint_path, usable_device
+from unetbg.settings import CHECKPOINT_ENV
 
 _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
 
@@ -19,7 +20,7 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
     "missing folder, no such checkpoint or one that cannot be loaded, a device this machine "
     "lacks): nothing is loaded then."
 )
-@click.argument("checkpoint", default="best", required=False)
+@click.argument("checkpoint", default="best", required=False, envvar=CHECKPOINT_ENV)
 @click.option(
     "--coco-root",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -85,8 +86,9 @@ def evaluate(
     The pooled IoU comes with a 90 % interval (the pooled IoU over resamplings of the
     photos), to tell how much a small validation set can say.
 
-    CHECKPOINT: 'best' (registered checkpoint with the best val IoU), a registered
-    checkpoint id (`unetbg checkpoints`) or a .pth path. Score one COCO split
+    CHECKPOINT (default: $UNETBG_CHECKPOINT, else best): 'best' (the best model here, the
+    default model unless a registered checkpoint beats it; `unetbg checkpoints` says
+    which), 'default', a registered checkpoint id or a .pth path. Score one COCO split
     (--coco-root), mask folders and COCO folders (--data), or both: each source gets its
     own figures, and the overall ones pool every pixel.
     """

@@ -15,9 +15,13 @@ from unetbg.cli._options import (
     output_option_flags,
     output_options_from_flags,
 )
-from unetbg.cli._service import RequestError, checkpoint_path, usable_device
+from unetbg.cli._service import (
+    RequestError,
+    checkpoint_option,
+    checkpoint_path,
+    usable_device,
+)
 from unetbg.removal import SKIP_EXISTS, RunOptions
-from unetbg.settings import CHECKPOINT_ENV
 
 #: ``-`` as IMAGE reads stdin, as ``-o`` writes stdout (one image), as rembg does.
 STDIO = "-"
@@ -33,14 +37,7 @@ STDIO = "-"
     help="Folder for the outputs (created if missing); not the folder of an input. "
     "'-': write the one output to stdout.",
 )
-@click.option(
-    "--checkpoint",
-    envvar=CHECKPOINT_ENV,
-    default="best",
-    show_default=True,
-    help="'best' (registered checkpoint with the best val IoU), a registered "
-    f"checkpoint id (`unetbg checkpoints`) or a .pth path. Env: {CHECKPOINT_ENV}.",
-)
+@checkpoint_option()
 @output_option_flags
 @click.option(
     "--device",

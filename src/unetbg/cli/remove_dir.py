@@ -15,20 +15,20 @@ from unetbg.cli._options import (
     output_option_flags,
     output_options_from_flags,
 )
-from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verified_checkpoint
+from unetbg.cli._service import (
+    EXIT_HELP,
+    checkpoint_option,
+    service_errors,
+    usable_device,
+    verified_checkpoint,
+)
 from unetbg.removal import RunOptions
 
 
 @click.command(epilog=EXIT_HELP)
 @click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--checkpoint",
-    default="best",
-    show_default=True,
-    help="'best' (registered checkpoint with the best val IoU), a registered "
-    "checkpoint id (`unetbg checkpoints`) or a .pth path.",
-)
+@checkpoint_option()
 @click.option(
     "--wait",
     is_flag=True,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from unetbg.cli._service import EXIT_USAGE
+from unetbg.cli._service import EXIT_USAGE, checkpoint_option
 
 EPILOG = """\b
 Examples (KEY is UNETBG_API_KEY, or the content of the api-key file named at start):
@@ -70,12 +70,9 @@ Endpoints, security and the rembg mapping: docs/api.md; interactive docs at /doc
     show_default=True,
     help="Waiting images run through the model together.",
 )
-@click.option(
-    "--checkpoint",
-    default="best",
-    show_default=True,
-    help="Model of /api/remove: 'best' (the registered best, else the shipped default "
-    "model), 'default', a registered id or a .pth path.",
+@checkpoint_option(
+    "Model of /api/remove (a request's checkpoint field picks another; every answer "
+    "names its model in X-Unetbg-Model): "
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(

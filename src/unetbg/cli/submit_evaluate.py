@@ -8,10 +8,11 @@ import click
 
 from unetbg.cli._follow import JSON_HELP, submit_and_follow
 from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verified_checkpoint
+from unetbg.settings import CHECKPOINT_ENV
 
 
 @click.command("submit-evaluate", epilog=EXIT_HELP)
-@click.argument("checkpoint")
+@click.argument("checkpoint", default="best", required=False, envvar=CHECKPOINT_ENV)
 @click.option(
     "--coco-root",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -32,8 +33,9 @@ from unetbg.cli._service import EXIT_HELP, service_errors, usable_device, verifi
 @click.option("--wait", is_flag=True, help="Follow the job until it ends and print the figures.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def submit_evaluate(checkpoint, coco_root, split, threshold, limit, device, wait, as_json) -> None:
-    """Submit an evaluation of CHECKPOINT ('best', a registered id or a path) at the
-    images' original resolution; prints the job id."""
+    """Submit an evaluation of CHECKPOINT (default: $UNETBG_CHECKPOINT, else best; or
+    'default', a registered id, a path) at the images' original resolution; prints the
+    job id."""
     from unetbg import jobs
 
     usable_device(device)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
+from unetbg.cli._service import checkpoint_option, checkpoint_path
 from unetbg.settings import CHECKPOINT_ENV
+from unetbg.weights import DEFAULT_SPEC
 
 
 def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
@@ -41,13 +42,8 @@ def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--checkpoint",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help=f"Default checkpoint for the page (else ${CHECKPOINT_ENV}, else the registered best).",
-)
-def web(host: str, port: int, checkpoint: Path | None) -> None:
+@checkpoint_option("The page's preselected model: ")
+def web(host: str, port: int, checkpoint: str) -> None:
     """Start the web page: cut-outs for uploaded photos and a read-only job dashboard.
 
     Needs the optional `web` extra (Streamlit). Upload size is limited by
@@ -63,8 +59,11 @@ def web(host: str, port: int, checkpoint: Path | None) -> None:
 
     settings = get_settings()
     env = dict(os.environ)
-    if checkpoint is not None:
-        env[CHECKPOINT_ENV] = str(checkpoint.resolve())
+    # Checked now (exit status 2, with the reason); `best` and ids are chosen again by
+    # the page at each visit, so a checkpoint registered meanwhile counts.
+    path = checkpoint_path(checkpoint)
+    keep = checkpoint in ("best", DEFAULT_SPEC) or checkpoint.strip().isdigit()
+    env[CHECKPOINT_ENV] = checkpoint.strip() if keep else path
     command = streamlit_command(host, port, settings.max_upload_mb)
     click.echo(f"Serving the unetbg page on http://{host}:{port} (Ctrl+C stops it)", err=True)
     sys.stderr.flush()

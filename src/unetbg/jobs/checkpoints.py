@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from unetbg.db.models import Checkpoint
+from unetbg.db.schema import SchemaOutOfDate
 from unetbg.durable import file_sha256
 from unetbg.jobs.errors import NoCheckpointError
 from unetbg.jobs.queries import list_checkpoints
@@ -131,7 +133,9 @@ def choose_checkpoint(spec: str, settings: Settings | None = None) -> ModelChoic
             "checkpoint id (see `unetbg checkpoints`) or a checkpoint file's path"
         )
     resolved = _checked_file(path)
-    return ModelChoice(str(resolved), default=_is_default(resolved, settings))
+    return ModelChoice(
+        str(resolved), _registered_id(resolved, settings), _is_default(resolved, settings)
+    )
 
 
 def resolve_checkpoint(spec: str, settings: Settings | None = None) -> str:
@@ -229,6 +233,20 @@ def _registered(checkpoint_id: int, settings: Settings) -> ModelChoice:
             f"(`unetbg checkpoints remove {checkpoint_id}` forgets it)"
         )
     return ModelChoice(str(_checked_file(Path(path))), checkpoint_id)
+
+
+def _registered_id(path: Path, settings: Settings) -> int | None:
+    """The id under which ``path`` is registered (the newest row), if it is. Only a
+    name for reports: a file named by its path works without a usable job database."""
+    try:
+        with db_session(settings) as session:
+            return session.scalars(
+                select(Checkpoint.id)
+                .where(Checkpoint.path == str(path))
+                .order_by(Checkpoint.created_at.desc(), Checkpoint.id.desc())
+            ).first()
+    except (SQLAlchemyError, SchemaOutOfDate):
+        return None
 
 
 def _candidates(settings: Settings) -> tuple[list[CheckpointView], tuple[str, ...]]:
