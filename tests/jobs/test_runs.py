@@ -96,3 +96,31 @@ def test_checkpoints_say_their_size(embedded_env):
     assert sizes[str(folder / "last_model.pth")] == 3 * MiB
     (folder / "last_model.pth").unlink()
     assert "missing" in run("checkpoints").stdout
+
+
+def test_prune_takes_the_default_model_as_the_baseline(embedded_env, tmp_path, monkeypatch):
+    from service_fixtures import make_carded_checkpoint
+
+    default = make_carded_checkpoint(tmp_path / "default.pth", {"coco-mini": 0.40})
+    monkeypatch.setenv("UNETBG_DEFAULT_MODEL", str(default))
+    runs = embedded_env / "runs"
+    # The highest pooled IoU, but below the default on the set both were scored on.
+    worse = _run_folder(runs, "20261201_100000", 0.9, register=False)
+    better = _run_folder(runs, "20261201_110000", 0.5, register=False)
+    with jobs.db_session() as session:
+        for folder, coco_mini in ((worse, 0.1), (better, 0.5)):
+            metrics = {"iou": 0.9 if folder == worse else 0.5, "coco-mini_iou": coco_mini}
+            jobs.register_checkpoint(session, None, folder / "best_model.pth", 2, metrics, True)
+
+    listed = {r["path"]: r for r in json.loads(run("runs", "list", "--json").stdout)}
+    assert listed[str(worse)]["beats_default"] is False
+    assert listed[str(better)]["beats_default"] is True
+    table = run("runs", "list").stdout
+    assert "VS DEFAULT" in table and "worse" in table and "better" in table
+
+    dry = run("runs", "prune", "--keep", "1")
+    assert dry.exit_code == 0, dry.output
+    assert f"below the default model, not kept whole: {worse}" in dry.stdout
+    assert f"keep: {better}" in dry.stdout
+    assert f"would delete: {worse / 'last_model.pth'}" in dry.stdout
+    assert str(better / "last_model.pth") not in dry.stdout

@@ -15,10 +15,16 @@ def runs() -> None:
     """Training run folders under <data dir>/runs (see `unetbg config`)."""
 
 
+#: How a run's best compares with the default model (``RunView.beats_default``).
+_VERSUS = {True: "better", False: "worse", None: "-"}
+
+
 @runs.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def list_runs(as_json: bool) -> None:
-    """List run folders, best validation IoU first, with their sizes on disk."""
+    """List run folders, best validation IoU first, with their sizes on disk and whether
+    their best beats the default model (as `--checkpoint best` compares them, on the
+    validation sets both were scored on; '-': no shared set to compare on)."""
     from unetbg import jobs
 
     found = service_errors(jobs.list_runs)
@@ -30,11 +36,12 @@ def list_runs(as_json: bool) -> None:
         return
     click.echo(
         table(
-            ("SIZE", "VAL IOU", "JOB", "STATE", "BEST CHECKPOINT", "PATH"),
+            ("SIZE", "VAL IOU", "VS DEFAULT", "JOB", "STATE", "BEST CHECKPOINT", "PATH"),
             [
                 (
                     size_text(r.bytes),
                     "-" if r.score is None else f"{r.score:.4f}",
+                    _VERSUS[r.beats_default],
                     r.job_id,
                     r.state,
                     "registered" if r.best_checkpoints else "",
@@ -61,8 +68,10 @@ def prune(keep: int, yes: bool, as_json: bool) -> None:
     """Free disk space: keep the best --keep runs whole; of every other run keep only its
     registered best checkpoint (`unetbg checkpoints`) and small records, and delete the
     rest (last_model.pth, the resume state, is most of a run). A run with no registered
-    best checkpoint is deleted entirely. Runs whose job is queued or running, or written
-    to within UNETBG_HEARTBEAT_TIMEOUT, are left alone. Without --yes nothing is deleted.
+    best checkpoint is deleted entirely. The default model is the baseline: a run that
+    scores below it (`unetbg runs list`, VS DEFAULT) is never kept whole. Runs whose job
+    is queued or running, or written to within UNETBG_HEARTBEAT_TIMEOUT, are left alone.
+    Without --yes nothing is deleted.
     """
     from unetbg import jobs
 
@@ -73,6 +82,8 @@ def prune(keep: int, yes: bool, as_json: bool) -> None:
         return
     for run in plan.busy:
         click.echo(f"busy, left alone: {run.path}")
+    for run in plan.below_default:
+        click.echo(f"below the default model, not kept whole: {run.path}")
     for run in plan.keep:
         click.echo(f"keep: {run.path} ({size_text(run.bytes)})")
     verb = "deleted" if yes else "would delete"

@@ -304,7 +304,7 @@ def _no_checkpoint_message(spec: str, settings: Settings) -> str:
 
 def _compare(candidate: CheckpointView, theirs: dict[str, float]) -> tuple[bool, str]:
     """Whether ``candidate`` beats the default (figures ``theirs`` per set), and why."""
-    mine = checkpoint_scores(candidate)
+    mine = checkpoint_scores(candidate.metrics, candidate.path)
     shared = sorted(set(mine) & set(theirs))
     if not theirs:
         return False, (
@@ -328,22 +328,39 @@ def _compare(candidate: CheckpointView, theirs: dict[str, float]) -> tuple[bool,
     )
 
 
-def checkpoint_scores(candidate: CheckpointView) -> dict[str, float]:
-    """Validation IoU per set that training recorded with ``candidate``: ``NAME_iou``
-    for each source of a mixed run; a COCO-only run's ``iou`` under its folder's name
-    (read from the run's ``config.json`` beside the file)."""
-    metrics = candidate.metrics or {}
+def checkpoint_scores(metrics: dict[str, Any] | None, path: str | os.PathLike) -> dict[str, float]:
+    """Validation IoU per set that training recorded (``metrics``) with the checkpoint at
+    ``path``: ``NAME_iou`` for each source of a mixed run; a COCO-only run's ``iou``
+    under its folder's name (read from the run's ``config.json`` beside the file)."""
+    metrics = metrics or {}
     scores = {
         key[: -len("_iou")]: float(value)
         for key, value in metrics.items()
         if key.endswith("_iou") and key != "mean_iou" and _number(value)
     }
-    if scores or candidate.val_iou is None:
+    if scores or not _number(metrics.get("iou")):
         return scores
-    config = _run_config(Path(candidate.path).parent)
+    config = _run_config(Path(path).parent)
     if config.get("coco_root") and not config.get("data"):
-        return {Path(config["coco_root"]).name: candidate.val_iou}
+        return {Path(config["coco_root"]).name: float(metrics["iou"])}
     return {}
+
+
+def beats_default(
+    metrics: dict[str, Any] | None, path: str | os.PathLike, settings: Settings | None = None
+) -> bool | None:
+    """Whether a checkpoint with these recorded ``metrics`` beats the default model as
+    ``best`` judges (the mean IoU over the validation sets both were scored on); ``None``
+    when that cannot be said: no default model, no figures on its card, no shared set."""
+    shipped = default_checkpoint(settings or get_settings())
+    if shipped is None or not shipped.is_file():
+        return None
+    theirs = default_scores(shipped)
+    mine = checkpoint_scores(metrics, path)
+    shared = set(mine) & set(theirs)
+    if not shared:
+        return None
+    return sum(mine[s] for s in shared) > sum(theirs[s] for s in shared)
 
 
 def default_scores(path: str | os.PathLike) -> dict[str, float]:

@@ -4,8 +4,11 @@ A run keeps everything ``--resume`` needs (``last_model.pth`` with the optimizer
 most of a run's size). :func:`plan_prune` keeps the best ``keep`` runs whole and, of the
 others, only what is registered as a best checkpoint (with the run's small records:
 config, metrics, log, plot): their other checkpoints go, and a run with no registered
-best checkpoint goes entirely. A run whose job is not final, or written to within
-``UNETBG_HEARTBEAT_TIMEOUT`` (a foreground run may be training), is never touched.
+best checkpoint goes entirely. The default model is the baseline: a run whose best
+scores below it (as ``--checkpoint best`` compares them, on the validation sets both
+were scored on) is never among the runs kept whole. A run whose job is not final, or
+written to within ``UNETBG_HEARTBEAT_TIMEOUT`` (a foreground run may be training), is
+never touched.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from unetbg.db.models import FINAL_JOB_STATES, Checkpoint, Job
+from unetbg.jobs.checkpoints import beats_default
 from unetbg.jobs.store import db_session
 from unetbg.settings import Settings, get_settings
 
@@ -39,6 +43,8 @@ class RunView:
     best_checkpoints: tuple[str, ...]
     #: Seconds since anything in it was last written.
     idle_s: float
+    #: Whether its best beats the default model (``None``: cannot be compared).
+    beats_default: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"best_checkpoints": list(self.best_checkpoints)}
@@ -51,6 +57,8 @@ class PrunePlan:
     keep: list[RunView]
     busy: list[RunView]
     remove: list[tuple[RunView, list[str]]] = field(default_factory=list)
+    #: Runs that scored below the default model: not kept whole, whatever ``keep``.
+    below_default: list[RunView] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -60,6 +68,7 @@ class PrunePlan:
         return {
             "keep": [r.path for r in self.keep],
             "busy": [r.path for r in self.busy],
+            "below_default": [r.path for r in self.below_default],
             "remove": {run.path: paths for run, paths in self.remove},
             "bytes": self.bytes,
         }
@@ -76,17 +85,27 @@ def _last_write(folder: Path) -> float:
     return max(stamps, default=folder.stat().st_mtime)
 
 
-def _metrics_score(folder: Path) -> float | None:
+def _best_record(folder: Path) -> dict[str, Any] | None:
+    """The validation figures of the run's best epoch in its ``metrics.json`` (``val_``
+    taken off the names, as a registered checkpoint records them), if any."""
     try:
         records = json.loads((folder / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
-    scores = [
-        r.get("val_mean_iou", r.get("val_iou"))
+    scored = [
+        r
         for r in records
         if isinstance(r, dict) and isinstance(r.get("val_mean_iou", r.get("val_iou")), int | float)
     ]
-    return max(scores, default=None)
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: r.get("val_mean_iou", r.get("val_iou")))
+    return {k[len("val_") :]: v for k, v in best.items() if k.startswith("val_")}
+
+
+def _score(metrics: dict[str, Any] | None) -> float | None:
+    value = (metrics or {}).get("mean_iou", (metrics or {}).get("iou"))
+    return value if isinstance(value, int | float) else None
 
 
 def list_runs(settings: Settings | None = None) -> list[RunView]:
@@ -107,9 +126,12 @@ def list_runs(settings: Settings | None = None) -> list[RunView]:
         mine = [row for row in best_rows if Path(row.path).parent == folder]
         job_id = next((row.job_id for row in mine if row.job_id), None)
         job_id = job_id or (folder.name if folder.name in states else None)
-        scores = [(row.metrics or {}).get("iou") for row in mine]
-        scores = [s for s in scores if isinstance(s, int | float)]
-        score = max(scores) if scores else _metrics_score(folder)
+        # The registered best's figures, else those of the best epoch in metrics.json.
+        scored = [row for row in mine if isinstance((row.metrics or {}).get("iou"), int | float)]
+        top = max(scored, key=lambda row: row.metrics["iou"], default=None)
+        metrics = top.metrics if top is not None else _best_record(folder)
+        checkpoint = top.path if top is not None else folder / "best_model.pth"
+        score = top.metrics["iou"] if top is not None else _score(metrics)
         runs.append(
             RunView(
                 path=str(folder),
@@ -119,6 +141,7 @@ def list_runs(settings: Settings | None = None) -> list[RunView]:
                 state=states.get(job_id) if job_id else None,
                 best_checkpoints=tuple(row.path for row in mine),
                 idle_s=now - _last_write(folder),
+                beats_default=beats_default(metrics, checkpoint, settings) if metrics else None,
             )
         )
     # Best score first; among equal (or no) scores, the most recently written first.
@@ -139,8 +162,10 @@ def plan_prune(keep: int, settings: Settings | None = None) -> PrunePlan:
         or r.idle_s < settings.heartbeat_timeout
     ]
     candidates = [r for r in runs if r not in busy]
-    plan = PrunePlan(keep=candidates[:keep], busy=busy)
-    for run in candidates[keep:]:
+    below = [r for r in candidates if r.beats_default is False]
+    whole = [r for r in candidates if r not in below][:keep]
+    plan = PrunePlan(keep=whole, busy=busy, below_default=below)
+    for run in (r for r in candidates if r not in whole):
         folder = Path(run.path)
         if not run.best_checkpoints:
             paths = [str(folder)]
