@@ -207,6 +207,31 @@ def train(preset, coco_root, data, device, resume_dir, output_dir, **fields) -> 
     it runs in this process whatever the broker. Ctrl-C (or SIGTERM) stops it at its
     next step, keeping its position for --resume.
     """
+    cfg, run_dir = _config(preset, coco_root, data, device, resume_dir, output_dir, fields)
+    from unetbg.data import CocoError
+    from unetbg.model import CheckpointError, EncoderWeightsError
+
+    _setup_logging()
+    click.echo(f"run folder: {run_dir}")
+    fresh = resume_dir is None
+    existed = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else None
+    job_id = _record(cfg, run_dir)
+    try:
+        result = _run(cfg, run_dir, job_id, fresh)
+    except (CocoError, EncoderWeightsError, CheckpointError) as exc:
+        if fresh:
+            _forget_failed_start(run_dir, existed)
+            if job_id is not None:  # nothing ran: as if never started
+                from unetbg.jobs import forget_train_run
+
+                forget_train_run(job_id)
+        raise _start_error(exc, cfg) from exc
+    _report(result, cfg, run_dir, job_id)
+
+
+def _config(preset, coco_root, data, device, resume_dir, output_dir, fields):
+    """The run's config and folder: the preset (or the resumed run's config) with the
+    options given; any mistake is a usage error, before anything is recorded."""
     from unetbg.training.config import TrainConfig, resolve_config
 
     overrides = field_overrides(fields)
@@ -240,34 +265,29 @@ def train(preset, coco_root, data, device, resume_dir, output_dir, **fields) -> 
         resolve_device(cfg.device)  # fails now, clearly, for --device cuda without a GPU
     except (ValueError, RuntimeError) as exc:
         raise click.UsageError(str(exc)) from exc
+    return cfg, run_dir
 
+
+def _start_error(exc: Exception, cfg) -> click.ClickException:
+    """What a run that could not start says: a COCO folder that is not one, ImageNet
+    weights that cannot be downloaded, or the checkpoint's own reason."""
     from unetbg.data import CocoError
-    from unetbg.model import CheckpointError, EncoderWeightsError
+    from unetbg.model import EncoderWeightsError
 
-    _setup_logging()
-    click.echo(f"run folder: {run_dir}")
-    fresh = resume_dir is None
-    existed = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else None
-    job_id = _record(cfg, run_dir)
-    try:
-        result = _run(cfg, run_dir, job_id, fresh)
-    except (CocoError, EncoderWeightsError, CheckpointError) as exc:
-        if fresh:
-            _forget_failed_start(run_dir, existed)
-            if job_id is not None:  # nothing ran: as if never started
-                from unetbg.jobs import forget_train_run
+    if isinstance(exc, CocoError):  # not a usable COCO folder: fails before any step
+        return click.BadParameter(str(exc), param_hint="'--coco-root'")
+    if isinstance(exc, EncoderWeightsError) and cfg.encoder_weights == "imagenet":
+        cause = exc.__cause__ or exc
+        return _WeightsUnavailable(
+            "ImageNet encoder weights: download failed (offline?): pass "
+            "--encoder-weights /path/resnet34.pth (a torchvision ResNet34 state_dict) "
+            f"or --encoder-weights none ({type(cause).__name__}: {cause})"
+        )
+    return click.ClickException(str(exc))
 
-                forget_train_run(job_id)
-        if isinstance(exc, CocoError):  # not a usable COCO folder: fails before any step
-            raise click.BadParameter(str(exc), param_hint="'--coco-root'") from exc
-        if isinstance(exc, EncoderWeightsError) and cfg.encoder_weights == "imagenet":
-            cause = exc.__cause__ or exc
-            raise _WeightsUnavailable(
-                "ImageNet encoder weights: download failed (offline?): pass "
-                "--encoder-weights /path/resnet34.pth (a torchvision ResNet34 state_dict) "
-                f"or --encoder-weights none ({type(cause).__name__}: {cause})"
-            ) from exc
-        raise click.ClickException(str(exc)) from exc
+
+def _report(result, cfg, run_dir: Path, job_id: str | None) -> None:
+    """The run's outcome and figures; exit status 1 when it was cancelled."""
     click.echo(
         f"status: {result.status} after {result.epochs_completed} epoch(s), {result.seconds:.1f}s"
     )

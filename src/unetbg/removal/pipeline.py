@@ -348,14 +348,8 @@ def process_images(
     planned for another format than ``options.format``, raise before anything is
     processed.
     """
-    wrong = [it for it in items if it.output is not None and it.output.suffix != options.suffix]
-    if wrong:
-        raise ValueError(
-            f"{wrong[0].output} was planned for another format than {options.format}; "
-            "plan with the same output format"
-        )
+    _check_planned_format(items, options)
     background = load_background(options)
-    predict_prepared, refine = _prepared_path(model_handle)
     limits = limits or getattr(model_handle, "limits", None) or PipelineLimits()
     stats = stats if stats is not None else PipelineStats()
     batch_size = max(1, int(getattr(model_handle, "batch_size", 8)))
@@ -367,78 +361,125 @@ def process_images(
     reporter = _Reporter(
         items, options, results, on_result, stats, write_behind, limits.serial, limits.helper_nice
     )
-    if limits.serial:
-        readers: Executor = _InlineExecutor()
-        writers: Executor = _InlineExecutor()
-    else:
-        nice = (limits.helper_nice,)
-        readers = ThreadPoolExecutor(
-            limits.readers, "unetbg-read", initializer=_lower_priority, initargs=nice
-        )
-        writers = ThreadPoolExecutor(
-            limits.writers, "unetbg-write", initializer=_lower_priority, initargs=nice
-        )
-    todo = collections.deque()
-    for index, item in enumerate(items):
-        if item.skip_reason is not None:
-            result = ItemResult(False, item.skip_reason, 0.0, item.source, item.output, True)
-            reporter.put(_Ticket(index, result))
-        else:
-            todo.append(index)
-    reading: collections.deque[tuple[int, Future]] = collections.deque()
-
-    def top_up() -> None:
-        while todo and len(reading) < read_ahead and not reporter.stop.is_set():
-            index = todo.popleft()
-            stats.hold()
-            reading.append((index, readers.submit(_read, model_handle, items[index], max_pixels)))
-
+    readers, writers = _executors(limits)
+    run = _Run(model_handle, items, options, background, max_pixels, reporter, stats)
+    run.start(readers, writers, batch_size, read_ahead)
     finished = False
     try:
-        top_up()
-        while reading and not reporter.stop.is_set():
-            loaded = []
-            t0 = time.perf_counter()
-            while reading and len(loaded) < batch_size:
-                index, future = reading.popleft()
-                rgb, prepared, read_s, error = future.result()
-                if error is not None:
-                    stats.hold(-1)
-                    reporter.put(_Ticket(index, _failure(items[index], error, read_s)))
-                    continue
-                loaded.append((index, rgb, prepared, read_s))
-            stats.wait_read_s += time.perf_counter() - t0
-            top_up()  # read the next batch while this one is in the network
-            if not loaded:
-                continue
-            t0 = time.perf_counter()
-            probs = _predict(model_handle, predict_prepared, loaded)
-            share = (time.perf_counter() - t0) / len(loaded)
-            stats.network_s += time.perf_counter() - t0
-            stats.batches += 1
-            for (index, rgb, _, read_s), prob in zip(loaded, probs, strict=True):
-                spent = read_s + share
-                if isinstance(prob, BaseException):
-                    stats.hold(-1)
-                    failure = _failure(items[index], prob, spent, "prediction failed: ")
-                    reporter.put(_Ticket(index, failure))
-                elif reporter.acquire():
-                    encoded = writers.submit(_encode, rgb, prob, options, background, refine)
-                    reporter.put(_Ticket(index, None, encoded, spent, holds=True))
-                else:
-                    stats.hold(-1)
+        run.loop()
         finished = True
     finally:
         if not finished or reporter.stop.is_set():
             reporter.stop.set()
-            for _, future in reading:
-                future.cancel()
+            run.cancel_reading()
         reporter.close()
         readers.shutdown(wait=True, cancel_futures=True)
         writers.shutdown(wait=True, cancel_futures=True)
     if reporter.error is not None:
         raise reporter.error
     return [r for r in results if r is not None]
+
+
+def _check_planned_format(items: Sequence[PlannedItem], options: OutputOptions) -> None:
+    wrong = [it for it in items if it.output is not None and it.output.suffix != options.suffix]
+    if wrong:
+        raise ValueError(
+            f"{wrong[0].output} was planned for another format than {options.format}; "
+            "plan with the same output format"
+        )
+
+
+def _executors(limits: PipelineLimits) -> tuple[Executor, Executor]:
+    """The reader and writer threads (at ``helper_nice``), or none (``serial``)."""
+    if limits.serial:
+        return _InlineExecutor(), _InlineExecutor()
+    nice = (limits.helper_nice,)
+    readers = ThreadPoolExecutor(
+        limits.readers, "unetbg-read", initializer=_lower_priority, initargs=nice
+    )
+    writers = ThreadPoolExecutor(
+        limits.writers, "unetbg-write", initializer=_lower_priority, initargs=nice
+    )
+    return readers, writers
+
+
+class _Run:
+    """One :func:`process_images` run, as its steps: report the skipped items, keep the
+    readers ``read_ahead`` images ahead, take a batch of what they read, run it through
+    the network, and hand each probability to the writers (render, encode, write)."""
+
+    def __init__(self, handle, items, options, background, max_pixels, reporter, stats) -> None:
+        self.handle, self.items, self.options = handle, items, options
+        self.background, self.max_pixels = background, max_pixels
+        self.reporter, self.stats = reporter, stats
+        self.predict_prepared, self.refine = _prepared_path(handle)
+        self.todo: collections.deque[int] = collections.deque()
+        self.reading: collections.deque[tuple[int, Future]] = collections.deque()
+
+    def start(self, readers: Executor, writers: Executor, batch_size: int, read_ahead: int):
+        """Report the skipped items first; the others are to do, in order."""
+        self.readers, self.writers = readers, writers
+        self.batch_size, self.read_ahead = batch_size, read_ahead
+        for index, item in enumerate(self.items):
+            if item.skip_reason is not None:
+                result = ItemResult(False, item.skip_reason, 0.0, item.source, item.output, True)
+                self.reporter.put(_Ticket(index, result))
+            else:
+                self.todo.append(index)
+
+    def loop(self) -> None:
+        self.top_up()
+        while self.reading and not self.reporter.stop.is_set():
+            loaded = self.next_batch()
+            self.top_up()  # read the next batch while this one is in the network
+            if loaded:
+                self.predict_and_write(loaded)
+
+    def top_up(self) -> None:
+        while self.todo and len(self.reading) < self.read_ahead and not self.reporter.stop.is_set():
+            index = self.todo.popleft()
+            self.stats.hold()
+            future = self.readers.submit(_read, self.handle, self.items[index], self.max_pixels)
+            self.reading.append((index, future))
+
+    def next_batch(self) -> list[tuple]:
+        """Up to ``batch_size`` images read, in order; an unreadable one is reported."""
+        loaded = []
+        t0 = time.perf_counter()
+        while self.reading and len(loaded) < self.batch_size:
+            index, future = self.reading.popleft()
+            rgb, prepared, read_s, error = future.result()
+            if error is not None:
+                self.stats.hold(-1)
+                self.reporter.put(_Ticket(index, _failure(self.items[index], error, read_s)))
+                continue
+            loaded.append((index, rgb, prepared, read_s))
+        self.stats.wait_read_s += time.perf_counter() - t0
+        return loaded
+
+    def predict_and_write(self, loaded: list[tuple]) -> None:
+        t0 = time.perf_counter()
+        probs = _predict(self.handle, self.predict_prepared, loaded)
+        share = (time.perf_counter() - t0) / len(loaded)
+        self.stats.network_s += time.perf_counter() - t0
+        self.stats.batches += 1
+        for (index, rgb, _, read_s), prob in zip(loaded, probs, strict=True):
+            spent = read_s + share
+            if isinstance(prob, BaseException):
+                self.stats.hold(-1)
+                failure = _failure(self.items[index], prob, spent, "prediction failed: ")
+                self.reporter.put(_Ticket(index, failure))
+            elif self.reporter.acquire():
+                encoded = self.writers.submit(
+                    _encode, rgb, prob, self.options, self.background, self.refine
+                )
+                self.reporter.put(_Ticket(index, None, encoded, spent, holds=True))
+            else:
+                self.stats.hold(-1)
+
+    def cancel_reading(self) -> None:
+        for _, future in self.reading:
+            future.cancel()
 
 
 def _error_text(exc: BaseException) -> str:
