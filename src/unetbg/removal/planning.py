@@ -188,15 +188,33 @@ def plan_folder(
     output_root = _output_root(output_dir)
     _check_disjoint(input_root, output_root)
 
-    entries: list[tuple[Path, Path, str | None]] = []
+    walk = _FolderWalk(input_root, output_root, follow_symlinks)
+    walk.folder(src, Path(), (input_root,))
+    return _finish(walk.entries, output_root, suffix, overwrite, input_root)
 
-    def walk(folder: Path, rel: Path, chain: tuple[Path, ...]) -> None:
+
+#: Why a link leaving the input folder is not followed.
+_OUTSIDE = "symlink points outside the input folder; use --follow-symlinks"
+
+
+class _FolderWalk:
+    """Every entry under an input folder, in sorted order, with its skip reason (or
+    ``None``): hidden names left out, sub-folders walked, symlinks judged by
+    :meth:`_link` (:func:`plan_folder` says which are skipped and why)."""
+
+    def __init__(self, input_root: Path, output_root: Path, follow_symlinks: bool) -> None:
+        self.input_root, self.output_root = input_root, output_root
+        self.follow_symlinks = follow_symlinks
+        self.entries: list[tuple[Path, Path, str | None]] = []
+
+    def folder(self, folder: Path, rel: Path, chain: tuple[Path, ...]) -> None:
+        """Walk ``folder`` (shown as ``rel``); ``chain``: the real folders walked to it."""
         real = chain[-1]
         try:
             with os.scandir(folder) as it:
                 listing = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            entries.append((folder, rel, f"cannot list folder: {exc.strerror or exc}"))
+            self.entries.append((folder, rel, f"cannot list folder: {exc.strerror or exc}"))
             return
         for entry in listing:
             if entry.name.startswith("."):
@@ -204,60 +222,57 @@ def plan_folder(
             path, relative = Path(entry.path), rel / entry.name
             target = real / entry.name
             if entry.is_symlink():
-                try:
-                    target = path.resolve(strict=True)
-                except FileNotFoundError:
-                    entries.append((path, relative, "broken symlink"))
-                    continue
-                except (RuntimeError, OSError):  # ELOOP (RuntimeError before 3.13)
-                    entries.append((path, relative, "symlink loop"))
-                    continue
-                inside = target.is_relative_to(input_root)
-                if target.is_relative_to(output_root) or (
-                    target.is_dir() and output_root.is_relative_to(target)
-                ):
-                    # Outputs must never be read back as inputs.
-                    entries.append((path, relative, "symlink points into the output folder"))
-                    continue
-                if target.is_dir():
-                    # Following a link to a folder that holds one we are walking
-                    # (through any number of links) would never end.
-                    if any(c.is_relative_to(target) for c in chain):
-                        entries.append((path, relative, "symlink loop"))
-                        continue
-                    if not follow_symlinks:
-                        reason = (
-                            "symlinked folder inside the input folder (its images are planned there)"
-                            if inside
-                            else "symlink points outside the input folder; use --follow-symlinks"
-                        )
-                        entries.append((path, relative, reason))
-                        continue
-                    walk(path, relative, (*chain, target))
-                    continue
-                if not inside and not follow_symlinks:
-                    entries.append(
-                        (
-                            path,
-                            relative,
-                            "symlink points outside the input folder; use --follow-symlinks",
-                        )
-                    )
+                target = self._link(path, relative, chain)
+                if target is None:
                     continue
             elif entry.is_dir(follow_symlinks=False):
-                walk(path, relative, (*chain, target))
+                self.folder(path, relative, (*chain, target))
                 continue
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                entries.append((path, relative, SKIP_NOT_IMAGE))
-            elif not (
-                target.is_file() if entry.is_symlink() else entry.is_file(follow_symlinks=False)
-            ):
-                entries.append((path, relative, "not a regular file"))
-            else:
-                entries.append((path, relative, None))
+            self.entries.append((path, relative, _file_reason(entry, path, target)))
 
-    walk(src, Path(), (input_root,))
-    return _finish(entries, output_root, suffix, overwrite, input_root)
+    def _link(self, path: Path, relative: Path, chain: tuple[Path, ...]) -> Path | None:
+        """The file a symlink points to, to plan as any file; ``None`` when the link was
+        skipped (its reason recorded) or its folder walked."""
+        try:
+            target = path.resolve(strict=True)
+        except FileNotFoundError:
+            return self._skip(path, relative, "broken symlink")
+        except (RuntimeError, OSError):  # ELOOP (RuntimeError before 3.13)
+            return self._skip(path, relative, "symlink loop")
+        inside = target.is_relative_to(self.input_root)
+        if target.is_relative_to(self.output_root) or (
+            target.is_dir() and self.output_root.is_relative_to(target)
+        ):
+            # Outputs must never be read back as inputs.
+            return self._skip(path, relative, "symlink points into the output folder")
+        if target.is_dir():
+            # Following a link to a folder that holds one we are walking (through any
+            # number of links) would never end.
+            if any(c.is_relative_to(target) for c in chain):
+                return self._skip(path, relative, "symlink loop")
+            if not self.follow_symlinks:
+                reason = (
+                    "symlinked folder inside the input folder (its images are planned there)"
+                    if inside
+                    else _OUTSIDE
+                )
+                return self._skip(path, relative, reason)
+            self.folder(path, relative, (*chain, target))
+            return None
+        if not inside and not self.follow_symlinks:
+            return self._skip(path, relative, _OUTSIDE)
+        return target
+
+    def _skip(self, path: Path, relative: Path, reason: str) -> None:
+        self.entries.append((path, relative, reason))
+
+
+def _file_reason(entry: os.DirEntry, path: Path, target: Path) -> str | None:
+    """Why a file is not planned (not an image, not a regular file), or ``None``."""
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return SKIP_NOT_IMAGE
+    regular = target.is_file() if entry.is_symlink() else entry.is_file(follow_symlinks=False)
+    return None if regular else "not a regular file"
 
 
 def plan_files(
