@@ -1,13 +1,19 @@
-"""Process-wide settings read from ``UNETBG_*`` environment variables.
+"""Process-wide settings: ``UNETBG_*`` environment variables over the config file
+``<data dir>/config.toml`` (``unetbg config set``) over the defaults.
 
 This is the one place that defines each deployment default. It imports nothing
-from the rest of the package (and no torch), so every layer may use it.
+from the rest of the package (and no torch), so every layer may use it. The file lets a
+user set the broker, the database or the API key once instead of in every shell; a
+variable still wins, so one command (or a service's environment) can differ. The data
+dir itself is where the file lives, so it is set by ``UNETBG_DATA_DIR`` only.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -15,6 +21,8 @@ from typing import Any
 from platformdirs import user_data_dir
 
 ENV_PREFIX = "UNETBG_"
+#: The config file's name inside the data dir.
+CONFIG_FILE = "config.toml"
 #: Default checkpoint for ``unetbg remove`` and the web page (``unetbg web --checkpoint``).
 CHECKPOINT_ENV = "UNETBG_CHECKPOINT"
 
@@ -93,17 +101,83 @@ def mask_url(url: str) -> str:
 
 
 _INT_FIELDS = {f.name for f in fields(Settings) if f.type in ("int", int)}
+#: What the config file may set: every field but the data dir (the file lives there).
+FILE_FIELDS = tuple(f.name for f in fields(Settings) if f.name != "data_dir")
+
+
+def config_path(data_dir: Path) -> Path:
+    return data_dir / CONFIG_FILE
+
+
+def read_config_file(data_dir: Path) -> dict[str, str]:
+    """The settings in ``<data_dir>/config.toml`` as text (as variables give them);
+    empty when there is no file. A file that is not TOML, or names something that is
+    not a setting, is a :class:`ValueError` naming the file."""
+    path = config_path(data_dir)
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read the config file {path}: {exc}") from None
+    unknown = sorted(set(table) - set(FILE_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; "
+            f"the file may set {', '.join(FILE_FIELDS)}"
+        )
+    bad = sorted(k for k, v in table.items() if isinstance(v, bool) or not isinstance(v, str | int))
+    if bad:
+        raise ValueError(f"{path}: {', '.join(bad)} must be a string or an integer")
+    return {key: str(value) for key, value in table.items()}
+
+
+def write_config_file(data_dir: Path, values: dict[str, str]) -> Path:
+    """Write ``values`` (setting -> text) as ``<data_dir>/config.toml``, mode 0600 (it
+    may hold the API key or passwords in URLs), atomically; integers as integers."""
+    lines = ["# unetbg settings (`unetbg config set KEY VALUE`); UNETBG_<KEY> variables win.\n"]
+    for key in sorted(values):
+        value = values[key]
+        # A JSON string is a valid TOML basic string (same escapes).
+        lines.append(f"{key} = {value if key in _INT_FIELDS else json.dumps(value)}\n")
+    path = config_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{CONFIG_FILE}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), 0o600)
+        fh.writelines(lines)
+    os.replace(tmp, path)
+    return path
+
+
+def resolve_data_dir(env: dict[str, str] | None = None) -> Path:
+    """``UNETBG_DATA_DIR`` (``~`` expanded), or the platform's user data folder."""
+    env = os.environ if env is None else env
+    return Path(env.get(ENV_PREFIX + "DATA_DIR") or _default_data_dir()).expanduser()
 
 
 def get_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read settings from ``env`` (default: ``os.environ``)."""
+    """Read settings from ``env`` (default: ``os.environ``) over the data dir's config
+    file (:func:`read_config_file`) over the defaults."""
     env = os.environ if env is None else env
 
-    def get(name: str) -> str | None:
+    def from_env(name: str) -> str | None:
         value = env.get(ENV_PREFIX + name.upper())
         return value if value not in (None, "") else None
 
-    data_dir = Path(get("data_dir") or _default_data_dir()).expanduser()
+    data_dir = resolve_data_dir(env)
+    in_file = read_config_file(data_dir)
+
+    def get(name: str) -> str | None:
+        value = from_env(name)
+        return value if value is not None else in_file.get(name) or None
+
+    def origin(name: str) -> str:
+        if from_env(name) is not None:
+            return f"{ENV_PREFIX}{name.upper()}"
+        return f"{name} in {config_path(data_dir)}"
+
     values: dict = {
         "data_dir": data_dir,
         "broker_url": get("broker_url"),
@@ -117,10 +191,8 @@ def get_settings(env: dict[str, str] | None = None) -> Settings:
             try:
                 values[name] = int(raw)
             except ValueError as exc:
-                raise ValueError(
-                    f"{ENV_PREFIX}{name.upper()} must be an integer, got {raw!r}"
-                ) from exc
+                raise ValueError(f"{origin(name)} must be an integer, got {raw!r}") from exc
             # Every integer setting is a size, count or duration: zero or less is a mistake.
             if values[name] <= 0:
-                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be positive, got {raw!r}")
+                raise ValueError(f"{origin(name)} must be positive, got {raw!r}")
     return Settings(**values)
