@@ -272,3 +272,65 @@ def test_no_source_file_over_500_lines():
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+# ------------------------------------------------------------- one owner of job states
+#
+# The job service (jobs/) owns job and item states, db/ the schema: the SQL that changes
+# rows is written there and nowhere else (issue 21). Tasks, the CLI, the API and the web
+# page call jobs/ functions; an ORM object they were handed may still be read.
+
+ROW_WRITERS = {"jobs", "db"}
+WRITE_STATEMENTS = {"update", "delete", "insert"}
+
+
+def _row_writes(tree: ast.AST) -> list[str]:
+    """The SQL write statements a module builds: ``update``/``delete``/``insert`` imported
+    from SQLAlchemy (``from sqlalchemy import update``, ``sqlalchemy.update(...)``), and a
+    legacy ``query(...).update()``/``.delete()``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+            found += [
+                f"from {node.module} import {a.name}"
+                for a in node.names
+                if a.name in WRITE_STATEMENTS
+            ]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner, name = node.func.value, node.func.attr
+            if name not in WRITE_STATEMENTS:
+                continue
+            if isinstance(owner, ast.Name) and owner.id in ("sa", "sqlalchemy"):
+                found.append(f"{owner.id}.{name}(...)")
+            elif (
+                isinstance(owner, ast.Call)
+                and isinstance(owner.func, ast.Attribute)
+                and owner.func.attr in ("query", "filter", "filter_by", "where")
+            ):
+                found.append(f"….{owner.func.attr}(...).{name}()")
+    return found
+
+
+def test_rows_are_written_only_by_the_job_service():
+    outside = {
+        name: writes
+        for name, path in _modules().items()
+        if _unit(name) not in ROW_WRITERS
+        and (writes := _row_writes(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert outside == {}, "write job/item rows through unetbg.jobs (claims, records, …)"
+
+
+def test_the_row_write_check_finds_update_statements():
+    # The check above must be able to fail: the statements tasks used to issue.
+    code = (
+        "from sqlalchemy import select, update\n"
+        "session.execute(update(Job).where(Job.id == 1).values(state='x'))\n"
+        "import sqlalchemy as sa\nsa.delete(JobItem)\n"
+        "session.query(Job).filter(Job.id == 1).update({'state': 'x'})\n"
+    )
+    assert _row_writes(ast.parse(code)) == [
+        "from sqlalchemy import update",
+        "sa.delete(...)",
+        "….filter(...).update()",
+    ]

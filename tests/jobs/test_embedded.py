@@ -12,6 +12,7 @@ from PIL import Image
 from unetbg import jobs
 from unetbg.db.models import Job, JobItem, utcnow
 from unetbg.durable import file_sha256
+from unetbg.jobs.watched import close_watch
 
 
 def _remove_dir(photos: Path, out: Path, checkpoint: Path, **kw) -> jobs.JobView:
@@ -192,3 +193,53 @@ def test_unreachable_broker_fails_the_recorded_job(
     job = jobs.get_job(job_id)
     assert job.state == "failed" and job.items == {"failed": 5}
     assert "could not enqueue" in job.error
+
+
+def test_a_watch_ended_by_cancel_is_cancelled_not_succeeded(embedded_env, tmp_path, checkpoint):
+    # Issue 20, item 13: the cancel stopped a job that would have gone on watching, even
+    # when no image was waiting at that moment; Ctrl-C (closing the watch) is a success.
+    (tmp_path / "inbox").mkdir()
+    watched = jobs.create_remove_dir_job(
+        tmp_path / "inbox", tmp_path / "out", str(checkpoint), watch=True
+    )
+    assert jobs.cancel_job(watched).state == "cancelled"
+    assert jobs.get_job(watched).state == "cancelled"
+    closed = jobs.create_remove_dir_job(
+        tmp_path / "inbox", tmp_path / "out2", str(checkpoint), watch=True
+    )
+    close_watch(closed)
+    assert jobs.get_job(closed).state == "succeeded"
+
+
+def test_a_stopped_run_reads_right_and_resumes_with_a_fresh_clock(embedded_env):
+    # Issue 20, item 13: a cancelled run said "best checkpoint: None"; once resumed,
+    # `status` showed the stopped run's step and a run time counting the stopped hours.
+    from dataclasses import replace
+
+    from unetbg.cli._render import result_lines
+
+    long_ago = utcnow() - timedelta(hours=2)
+    with jobs.db_session() as session:
+        job = Job(kind="train", state="cancelled", params={"run_dir": "/runs/x"})
+        job.started_at, job.finished_at = long_ago, long_ago + timedelta(minutes=5)
+        job.step_progress = {"epoch": 1, "epochs": 3, "step": 7, "steps": 9}
+        job.result = {
+            "status": "cancelled",
+            "epochs_completed": 0,
+            "best_checkpoint": None,
+            "last_checkpoint": "/runs/x/last_model.pth",
+        }
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    stopped = jobs.get_job(job_id)
+    lines = result_lines(stopped)
+    assert "None" not in "\n".join(lines)
+    assert lines[1] == "best checkpoint: none yet (no epoch was validated)"
+    assert lines[2].endswith(f"(continue: unetbg submit-train --resume {job_id})")
+
+    jobs.retry_job(job_id)  # reopened, as submit-train --resume does
+    reopened = jobs.get_job(job_id)
+    assert reopened.state == "queued" and reopened.step_progress is None
+    assert reopened.started_at is None and reopened.seconds is None
+    assert result_lines(replace(reopened, result=None)) == []

@@ -121,7 +121,17 @@ def result_lines(job) -> list[str]:
         line = f"training {result.get('status')} after {result.get('epochs_completed')} epochs"
         if best:
             line += f"; best epoch {result.get('best_epoch')}: val iou {best.get('iou', 0):.4f}"
-        return [line, f"best checkpoint: {result.get('best_checkpoint')}"]
+        lines = [line]
+        if result.get("best_checkpoint"):
+            lines.append(f"best checkpoint: {result['best_checkpoint']}")
+        else:  # cancelled (or stopped) before any epoch was validated
+            lines.append("best checkpoint: none yet (no epoch was validated)")
+        if result.get("status") == "cancelled" and result.get("last_checkpoint"):
+            lines.append(
+                f"last checkpoint: {result['last_checkpoint']} "
+                f"(continue: unetbg submit-train --resume {job.id})"
+            )
+        return lines
     return []
 
 

@@ -11,9 +11,13 @@ The modules, each importing only those listed before it:
 * ``errors``: what the service refuses (:class:`JobError` and its kinds);
 * ``store``: a checked transaction (:func:`db_session`), a job row by id or prefix;
 * ``views``: the read-only snapshots (:class:`JobView`, :class:`ItemView`, …);
+* ``sending``: task ids (with their send round) and publishing tasks by name;
 * ``records``: what tasks record, inside their transaction: a job's end, the
   remove-dir tally, failing a job, checkpoints, epoch figures;
-* ``liveness``: worker identity, heartbeats, lost jobs;
+* ``liveness``: worker identity, heartbeats, watchers;
+* ``claims``: what workers write about the work they hold: claims, heartbeats, each
+  image's outcome, a run's end (the one owner of the states tasks change);
+* ``lost``: the work of dead workers: sent again by the live ones, or reported lost;
 * ``queries``: one job, lists, waiting for a job to end;
 * ``watched``: a remove-dir job kept open by ``remove-dir --watch``: adding the files
   that arrive, the watcher's beat, ending the watch;
@@ -70,10 +74,10 @@ from unetbg.jobs.liveness import (
     LOST_PREFIX,
     claimant_fresh,
     heartbeat_fresh,
-    mark_lost_jobs,
     worker_alive,
     worker_identity,
 )
+from unetbg.jobs.lost import mark_lost_jobs, recover_lost_work, recovery_interval
 from unetbg.jobs.queries import (
     get_job,
     list_checkpoints,
@@ -150,6 +154,8 @@ __all__ = [
     "list_jobs",
     "list_runs",
     "mark_lost_jobs",
+    "recover_lost_work",
+    "recovery_interval",
     "plan_prune",
     "prune_runs",
     "queue_depths",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from unetbg.jobs.hints import waiting_hints
-from unetbg.jobs.liveness import mark_lost_jobs
+from unetbg.jobs.lost import mark_lost_jobs
 from unetbg.jobs.queries import get_job, list_checkpoints, list_epoch_metrics, list_items
 from unetbg.settings import Settings, get_settings
 from unetbg.weights import default_checkpoint

@@ -1,4 +1,4 @@
-"""Is the worker of a job still there? Worker identity, heartbeats, lost jobs.
+"""Is the worker of a job still there? Worker identity, heartbeats, watchers.
 
 A task records ``host:pid`` (:func:`worker_identity`) on the job it runs and on each
 image it claims, and refreshes ``Job.heartbeat_at`` while it runs. A process on this
@@ -11,15 +11,14 @@ import logging
 import os
 import socket
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from unetbg.db.models import Job, JobItem, utcnow
-from unetbg.jobs.records import end_job, end_watch, settle_remove_dir, watching
-from unetbg.jobs.store import db_session
-from unetbg.jobs.views import JobView, aware, iso
-from unetbg.settings import Settings, get_settings
+from unetbg.jobs.views import JobView, aware
+from unetbg.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,18 @@ def worker_alive(identity: str | None) -> bool | None:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped: a killed worker whose parent
+    (or, in a container, an init that never reaps) has not collected it yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux), or it ended just now
+        return False
+    # Field 3, after the command name in parentheses (which may hold spaces).
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def heartbeat_fresh(job: Job | JobView, settings: Settings, now: datetime | None = None) -> bool:
@@ -102,77 +112,3 @@ def watcher_gone(job: Job, settings: Settings, now: datetime | None = None) -> b
     beat = aware(datetime.fromisoformat(watch["beat"])) if watch.get("beat") else None
     now = now or utcnow()
     return beat is None or now - beat >= timedelta(seconds=settings.heartbeat_timeout)
-
-
-def mark_lost_jobs(settings: Settings | None = None, now: datetime | None = None) -> list[str]:
-    """Fail running work whose worker is gone; return the ids of the jobs concerned.
-
-    A train/evaluate job is lost when its heartbeat is older than
-    ``Settings.heartbeat_timeout`` and its worker is not known to be alive (a process
-    on this host whose pid exists is alive: never the caller's own run, as in
-    embedded mode). For remove-dir, the ``running`` images of each claimant that is
-    not alive and has not reported for that long are failed (``lost: …``) and the
-    job settles, so ``--wait`` never hangs on a dead worker.
-    Re-running the same remove-dir then redoes exactly those images.
-    A watched remove-dir job whose watching process is gone (:func:`watcher_gone`)
-    stops being watched and settles (:func:`unetbg.jobs.records.end_watch`), so a
-    crashed ``remove-dir --watch`` never leaves its job open.
-    """
-    settings = settings or get_settings()
-    now = now or utcnow()
-    lost = []
-    with db_session(settings) as session:
-        open_dirs = session.scalars(
-            select(Job).where(Job.kind == "remove_dir", Job.state.in_(("queued", "running")))
-        ).all()
-        for job in open_dirs:
-            if watching(job) and watcher_gone(job, settings, now):
-                watch = job.params["watch"]
-                end_watch(
-                    session,
-                    job,
-                    lost=f"{LOST_PREFIX}the watching process {watch.get('by')} stopped "
-                    f"(last beat {watch.get('beat')})",
-                )
-                lost.append(job.id)
-        running = session.scalars(select(Job).where(Job.state == "running")).all()
-        for job in running:
-            if job.kind == "remove_dir":
-                items = session.scalars(
-                    select(JobItem).where(JobItem.job_id == job.id, JobItem.state == "running")
-                ).all()
-                gone: dict[str | None, bool] = {}
-                for claimant in {item.claimed_by for item in items}:
-                    # A dead pid alone is not enough: its redelivered chunk (seconds
-                    # away) takes the images over and must find them still running.
-                    gone[claimant] = worker_alive(claimant) is not True and not claimant_fresh(
-                        session, job, claimant, settings, now
-                    )
-                stale = [item for item in items if gone[item.claimed_by]]
-                if not stale:
-                    continue
-                for item in stale:
-                    item.state = "failed"
-                    item.error = (
-                        f"{LOST_PREFIX}worker {item.claimed_by} stopped reporting "
-                        f"(no update since {iso(item.updated_at)})"
-                    )
-                settle_remove_dir(session, job)
-                lost.append(job.id)
-            elif (
-                not heartbeat_fresh(job, settings, now)
-                and worker_alive(job.worker_host) is not True
-            ):
-                # Heartbeat age, unless the pid is known alive: a killed child's message
-                # is redelivered within seconds and must find the job still running.
-                end_job(
-                    job,
-                    "failed",
-                    f"{LOST_PREFIX}worker {job.worker_host} stopped reporting "
-                    f"(last heartbeat {iso(job.heartbeat_at)}); a redelivered task resumes it",
-                )
-                lost.append(job.id)
-    lost = list(dict.fromkeys(lost))  # a lost watch may also have lost items
-    for job_id in lost:
-        log.warning("job %s: worker lost", job_id)
-    return lost

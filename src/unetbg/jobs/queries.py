@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from unetbg.db.models import JOB_KINDS, JOB_STATES, Checkpoint, EpochMetric, Job, JobItem
 from unetbg.jobs.errors import JobError
-from unetbg.jobs.liveness import mark_lost_jobs
+from unetbg.jobs.lost import mark_lost_jobs
 from unetbg.jobs.records import PROCESSED_ITEM_STATES, item_counts
 from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView, aware
@@ -71,7 +71,16 @@ def list_items(
         if states:
             query = query.where(JobItem.state.in_(states))
         return [
-            ItemView(i.id, i.source_path, i.output_path, i.state, i.error, i.duration_s, i.chunk)
+            ItemView(
+                i.id,
+                i.source_path,
+                i.output_path,
+                i.state,
+                i.error,
+                i.duration_s,
+                i.chunk,
+                i.attempts or 0,
+            )
             for i in session.scalars(query)
         ]
 

@@ -57,9 +57,13 @@ def end_job(job: Job, state: str, error: str | None = None) -> None:
 def reopen_job(job: Job) -> None:
     """Queue a job that ended, or whose worker is gone, again, keeping its record (items,
     epochs, checkpoints, attempts): the next attempt claims it afresh, under new task ids
-    (a cancel may have revoked the old ones, :mod:`unetbg.jobs.sending`)."""
+    (a cancel may have revoked the old ones, :mod:`unetbg.jobs.sending`), and its
+    ``started`` time and run time are that attempt's."""
     job.state, job.error, job.finished_at, job.result = "queued", None, None, None
     job.cancel_requested, job.worker_host = False, None
+    # The stopped run's position and clock are not the new attempt's: `status` would show
+    # the old step, and a run time counting the interval it stood still (issue 20, 13).
+    job.step_progress, job.started_at = None, None
     next_round(job)
 
 
@@ -73,9 +77,10 @@ def settle_remove_dir(session: Session, job: Job) -> None:
     """Refresh a remove-dir job's progress; make it final once every item is, unless it
     is watched (and not cancelled): ending the watch settles it.
 
-    Final state: ``cancelled`` if a cancel was requested and some items never ran,
-    ``failed`` if every processed item failed, ``partial`` if some did,
-    ``succeeded`` otherwise (skipped items count as done).
+    Final state: ``cancelled`` if a cancel was requested and some items never ran, or
+    it ended a watch (the job would have gone on: issue 20, item 13), ``failed`` if
+    every processed item failed, ``partial`` if some did, ``succeeded`` otherwise
+    (skipped items count as done).
     """
     session.flush()
     counts = Counter(item_counts(session, job.id))
@@ -86,7 +91,7 @@ def settle_remove_dir(session: Session, job: Job) -> None:
         return
     summary = {state: counts[state] for state in ITEM_STATES if state not in OPEN_ITEM_STATES}
     job.result = summary
-    if counts["cancelled"]:
+    if counts["cancelled"] or (job.cancel_requested and watching(job)):
         end_job(job, "cancelled")
     elif counts["failed"] and not counts["succeeded"]:
         end_job(job, "failed", f"all {counts['failed']} images failed")

@@ -132,6 +132,8 @@ class ItemView:
     error: str | None
     duration_s: float | None
     chunk: int | None
+    #: How many times a worker claimed it (more than once: a worker died holding it).
+    attempts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

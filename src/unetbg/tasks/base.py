@@ -31,20 +31,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery import Task
-from sqlalchemy import select, update
+from celery.exceptions import Ignore
 from sqlalchemy.orm import Session
 
-from unetbg.db.models import FINAL_JOB_STATES, Job, utcnow
-from unetbg.jobs import (
-    LOST_PREFIX,
-    JobError,
-    JobView,
-    db_session,
-    end_job,
-    heartbeat_fresh,
-    worker_alive,
-    worker_identity,
-)
+from unetbg.db.models import Job
+from unetbg.jobs import JobError, JobView, claims, db_session
 from unetbg.settings import Settings, get_settings
 
 _current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("job", default=None)
@@ -68,8 +59,9 @@ class Deferred(JobError):
 
 class JobOutcome(Exception):
     """Raised by a task *after* it recorded its job's outcome, when that outcome is not a
-    success, so that Flower (which sees only task events) shows the task as FAILURE with
-    this exception: its "Failed" filter then lists our failures and cancels.
+    success, so that Flower (which sees only task events) does not show it as one:
+    :class:`ImagesFailed` as FAILURE with this exception (its "Failed" filter then lists
+    our failures), :class:`JobCancelled` as REVOKED.
 
     Listed in :attr:`JobTask.throws` (logged in one line, no traceback); never retried
     (no autoretry), and the message is acknowledged (``task_acks_on_failure_or_timeout``),
@@ -77,8 +69,18 @@ class JobOutcome(Exception):
     """
 
 
-class JobCancelled(JobOutcome):
-    """The job was cancelled (or failed meanwhile) and this task stopped or did not run."""
+class JobCancelled(JobOutcome, Ignore):
+    """The job was cancelled (or failed meanwhile) and this task stopped or did not run.
+
+    A cancel is no failure: Celery *ignores* it (an ``Ignore``: the message is
+    acknowledged, no ``task-failed`` event), and :meth:`JobTask.__call__` sends a
+    ``task-revoked`` event instead, so Flower shows the task REVOKED, as the queued chunks
+    the cancel revoked, and the worker's metrics count it as ``cancelled``
+    (:attr:`outcome`; issue 20, item 14).
+    """
+
+    #: The ``outcome`` label of ``unetbg_worker_tasks_total`` (:mod:`unetbg.workers.metrics`).
+    outcome = "cancelled"
 
 
 class ImagesFailed(JobOutcome):
@@ -98,8 +100,20 @@ class JobTask(Task):
         token = _current_job.set(job_id)
         try:
             return super().__call__(job_id, *args, **kwargs)
+        except JobCancelled:
+            self._announce_cancelled()
+            raise
         finally:
             _current_job.reset(token)
+
+    def _announce_cancelled(self) -> None:
+        """Tell Flower (task events) that this task was revoked by its job's cancel."""
+        if self.request.is_eager or self.request.called_directly:
+            return  # embedded mode: nobody listens to events
+        try:
+            self.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        except Exception:  # a broker blip: Flower keeps the task STARTED, nothing worse
+            self.log.exception("could not send the task-revoked event")
 
     # -- context --------------------------------------------------------------------
 
@@ -120,46 +134,24 @@ class JobTask(Task):
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether ``unetbg cancel`` was asked for this job."""
-        with self.session() as session:
-            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+        return claims.cancel_state(job_id, self.settings)[0]
 
     def raise_if_cancelled(self, job_id: str) -> None:
         """Raise :class:`JobCancelled` when this task did not run because its job was
         cancelled (or failed meanwhile): Flower then shows it as such, not as a success."""
-        with self.session() as session:
-            row = session.execute(
-                select(Job.cancel_requested, Job.state).where(Job.id == job_id)
-            ).first()
-        if row is not None and row.cancel_requested:
-            raise JobCancelled(f"job {job_id} is {row.state} (cancel requested); not run")
+        cancelled, state = claims.cancel_state(job_id, self.settings)
+        if cancelled:
+            raise JobCancelled(f"job {job_id} is {state} (cancel requested); not run")
 
     def stop_reason(self, job_id: str) -> str | None:
         """Why this run must stop now: ``"cancelled"``, ``"taken over"`` (another worker
         claimed the job, believing this one dead) or ``None`` to go on."""
-        with self.session() as session:
-            row = session.execute(
-                select(Job.cancel_requested, Job.worker_host).where(Job.id == job_id)
-            ).first()
-        if row is None or row.worker_host != worker_identity():
-            return "taken over"
-        return "cancelled" if row.cancel_requested else None
+        return claims.stop_reason(job_id, self.settings)
 
     def owned_job(self, session: Session, job_id: str) -> Job | None:
-        """The job's row if this worker still owns it, ready for ``end_job``; else ``None``.
-
-        A ``lost`` failure (``mark_lost_jobs`` saw no heartbeat for a while) is reopened:
-        the owner is alive after all and its outcome is the true one.
-        """
-        job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
-        if job is None or job.worker_host != worker_identity():
-            self.log.warning(
-                "taken over by %s; leaving the job to it", job.worker_host if job else None
-            )
-            return None
-        if job.state == "failed" and (job.error or "").startswith(LOST_PREFIX):
-            self.log.warning("was marked lost while it ran; recording its real outcome")
-            job.state, job.error, job.finished_at = "running", None, None
-        return job
+        """The job's row if this worker still owns it, ready for ``end_job``; else ``None``
+        (:func:`unetbg.jobs.claims.owned_job`)."""
+        return claims.owned_job(session, job_id)
 
     # -- claiming -------------------------------------------------------------------
 
@@ -168,41 +160,10 @@ class JobTask(Task):
 
         Raises celery's ``Retry`` to defer a duplicate delivery (module docstring).
         """
-        me = worker_identity()
-        settings = self.settings
-        with self.session() as session:
-            job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
-            if job is None:
-                self.log.warning("no such job; dropping the message")
-                return None
-            lost = job.state == "failed" and (job.error or "").startswith(LOST_PREFIX)
-            if job.state in FINAL_JOB_STATES and not lost:
-                self.log.info("already %s; dropping the redelivered message", job.state)
-                return None
-            if job.cancel_requested:
-                end_job(job, "cancelled")
-                self.log.info("cancelled before it started")
-                return None
-            # A lost job's worker may be alive after all (a DB outage stopped its
-            # heartbeats): the same rule as for a running one, or two fits share a run_dir.
-            if (job.state == "running" or lost) and job.worker_host != me:
-                alive = worker_alive(job.worker_host)
-                fresh = heartbeat_fresh(job, settings)
-                if fresh and alive is not False:
-                    return self._defer(job.worker_host, settings)
-                self.log.warning(
-                    "taking over from %s (alive=%s, heartbeat %s): attempt %d",
-                    job.worker_host,
-                    alive,
-                    job.heartbeat_at,
-                    job.attempts + 1,
-                )
-            now = utcnow()
-            job.state, job.error, job.finished_at = "running", None, None
-            job.worker_host, job.heartbeat_at = me, now
-            job.started_at = job.started_at or now
-            job.attempts = (job.attempts or 0) + 1
-            return JobView.of(job)
+        claim = claims.claim_job(job_id, self.settings)
+        if claim.holder is not None:
+            self._defer(claim.holder, self.settings)
+        return claim.job
 
     def _defer(self, other: str | None, settings: Settings) -> None:
         if self.request.is_eager or self.request.called_directly:
@@ -225,19 +186,13 @@ class JobTask(Task):
         A thread (not the training callbacks) so that a long validation pass or a
         slow first batch does not look like a dead worker.
         """
-        me = worker_identity()
         interval = max(1.0, self.settings.heartbeat_timeout / self.heartbeat_divisor)
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(interval):
                 try:
-                    with self.session() as session:
-                        session.execute(
-                            update(Job)
-                            .where(Job.id == job_id, Job.worker_host == me)
-                            .values(heartbeat_at=utcnow())
-                        )
+                    claims.beat(job_id, self.settings)
                 except Exception:  # a DB blip must not kill the run; the next beat retries
                     self.log.exception("heartbeat failed")
 
@@ -272,10 +227,7 @@ class JobTask(Task):
 
     def record_failure(self, job_id: str, args, kwargs, message: str) -> None:
         """Mark the job failed; subclasses with items override this."""
-        with self.session() as session:
-            job = session.get(Job, job_id)
-            if job is not None:
-                end_job(job, "failed", message)
+        claims.fail_claimed_job(job_id, message, self.settings)
 
 
 #: Seconds between reads of the cancel flag (``should_stop`` is asked every step).

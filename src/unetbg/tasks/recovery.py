@@ -1,4 +1,4 @@
-"""When a worker's broker connection comes back, it sends again what may have been lost.
+"""What a worker sends again: messages a broker restart lost, and the work of dead workers.
 
 Two ways a Redis restart loses a message even with ``appendonly yes``:
 
@@ -48,3 +48,45 @@ class ResendLost(bootsteps.StartStopStep):
             )
         else:
             log.info("broker reconnected: no message of an unfinished job was lost")
+
+
+class RecoverLostWork(bootsteps.StartStopStep):
+    """Consumer step: every few seconds, send again the images of dead workers.
+
+    A worker killed whole (OOM killer, ``kill -9``, a lost host) leaves its chunk's
+    message unacknowledged in Redis until the visibility timeout (hours) and its images
+    ``running`` under a claimant that will never write again. Every live worker checks
+    for such claimants every :func:`unetbg.jobs.recovery_interval` seconds (a dead pid
+    on this host is certain at once; another host's claimant after
+    ``heartbeat_timeout``) and sends their images again (:func:`unetbg.jobs.
+    recover_lost_work`), so the job finishes on the workers that are left.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent, **kwargs) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_entry = None
+
+    def start(self, c) -> None:
+        from unetbg.jobs import recovery_interval
+        from unetbg.settings import get_settings
+
+        # In the main process's event loop: a short query, and a publish when needed.
+        self.timer_entry = c.timer.call_repeatedly(recovery_interval(get_settings()), self.recover)
+
+    def stop(self, c) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
+
+    def recover(self) -> None:
+        from unetbg.jobs import recover_lost_work
+
+        try:
+            sent = recover_lost_work()
+        except Exception:  # a DB or broker blip: the next round tries again
+            log.exception("could not check for the work of dead workers")
+            return
+        if sent:
+            log.warning("sent again %d chunk(s) of dead workers: %s", len(sent), ", ".join(sent))

@@ -11,23 +11,18 @@ image.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from celery import shared_task
-from sqlalchemy import and_, or_, select, update
 
-from unetbg.db.models import FINAL_JOB_STATES, Job, JobItem, utcnow
 from unetbg.durable import remove_stale_temporaries
 from unetbg.jobs import (
-    OPEN_ITEM_STATES,
-    claimant_fresh,
+    claims,
     fail_job,
-    settle_remove_dir,
-    worker_alive,
     worker_identity,
 )
+from unetbg.jobs.claims import ItemClaim
 from unetbg.removal import PlannedItem, RemovalRequest, process_images
 from unetbg.tasks.base import ImagesFailed, JobCancelled, JobTask
 from unetbg.workers import metrics
@@ -60,90 +55,17 @@ class _TakenOver(Exception):
     """Raised from the per-image callback when another attempt now holds the image."""
 
 
-@dataclass
-class Claim:
-    """What :meth:`RemoveChunkTask.claim_items` took for this attempt."""
-
-    params: dict[str, Any]
-    #: ``(item id, source, output)`` of each image claimed now.
-    rows: list[tuple[int, str, str]]
-    #: Outputs of images taken over from a dead claimant (leftover temporaries to clear).
-    reclaimed: list[Path]
-    #: Claimants still alive that hold other images of this chunk.
-    holders: set[str] = field(default_factory=set)
-
-
 class RemoveChunkTask(JobTask):
-    """``remove_chunk``'s base: claims images, records each outcome, closes the rest.
+    """``remove_chunk``'s base: claims images, records each outcome, closes the rest,
+    through the job service (:mod:`unetbg.jobs.claims`, which says when an image held
+    by another attempt is taken over, and how many attempts an image gets)."""
 
-    Every image claimed records its claimant (``JobItem.claimed_by``, ``host:pid``).
-    An image another attempt holds is taken over only when that attempt is dead (same
-    host: its pid is gone; another host: it has not reported for ``heartbeat_timeout``);
-    a chunk whose images are all held by a live attempt is deferred. Outcomes are
-    written only while this attempt still holds the image.
-    """
-
-    def _claimant_live(self, session, job: Job, claimant: str | None, now) -> bool:
-        if claimant == worker_identity():
-            # A pool process runs one task at a time: its own claim is a dead attempt's.
-            return False
-        alive = worker_alive(claimant)
-        if alive is not None:
-            return alive
-        return claimant_fresh(session, job, claimant, self.settings, now)
-
-    def claim_items(self, job_id: str, item_ids: list[int]) -> Claim | None:
+    def claim_items(self, job_id: str, item_ids: list[int]) -> ItemClaim | None:
         """Claim this chunk's open images for this attempt; ``None`` when none is left.
 
-        A ``Claim`` with no rows but ``holders`` means a live attempt holds them all.
+        A claim with no rows but ``holders`` means a live attempt holds them all.
         """
-        me = worker_identity()
-        with self.session() as session:
-            job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
-            if job is None:
-                self.log.warning("no such job; dropping the chunk")
-                return None
-            if job.state in FINAL_JOB_STATES:
-                self.log.info("already %s; dropping the chunk", job.state)
-                return None
-            items = session.scalars(
-                select(JobItem)
-                .where(
-                    JobItem.job_id == job_id,
-                    JobItem.id.in_(item_ids),
-                    JobItem.state.in_(OPEN_ITEM_STATES),
-                )
-                .order_by(JobItem.id)
-            ).all()
-            now = utcnow()
-            live: dict[str | None, bool] = {}
-            for item in items:
-                if item.state == "running" and item.claimed_by not in live:
-                    live[item.claimed_by] = self._claimant_live(session, job, item.claimed_by, now)
-            holders = {i.claimed_by for i in items if i.state == "running" and live[i.claimed_by]}
-            # A live attempt keeps its images: it writes them, it closes them on cancel.
-            items = [i for i in items if not (i.state == "running" and live[i.claimed_by])]
-            if job.cancel_requested:
-                for item in items:
-                    item.state, item.error, item.updated_at = "cancelled", "job cancelled", now
-                settle_remove_dir(session, job)
-                return None
-            if not items and not holders:
-                self.log.info("chunk already done (redelivered message)")
-                settle_remove_dir(session, job)
-                return None
-            # Images still "running" under a dead attempt (killed pool process, lost
-            # host): it may have left a temporary file mid-write.
-            reclaimed = [Path(i.output_path) for i in items if i.state == "running"]
-            for item in items:
-                item.state, item.claimed_by, item.updated_at = "running", me, now
-            if items:
-                if job.state == "queued":
-                    job.state = "running"
-                job.started_at = job.started_at or now
-                job.worker_host, job.heartbeat_at = me, now
-            rows = [(i.id, i.source_path, i.output_path) for i in items]
-            return Claim(dict(job.params), rows, reclaimed, holders)
+        return claims.claim_items(job_id, item_ids, self.settings)
 
     def record_item(
         self, job_id: str, item_id: int, state: str, error: str | None, seconds: float | None
@@ -152,38 +74,11 @@ class RemoveChunkTask(JobTask):
 
         Returns ``(written, cancel requested)``.
         """
-        me = worker_identity()
-        with self.session() as session:
-            written = session.execute(
-                update(JobItem)
-                .where(JobItem.id == item_id, JobItem.claimed_by == me, JobItem.state == "running")
-                .values(state=state, error=error, duration_s=seconds, updated_at=utcnow())
-            ).rowcount
-            # Per image only the item and the heartbeat: counting the job's items
-            # (settling) is once per chunk, as it grows with the size of the job.
-            session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
-            cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
-        return bool(written), bool(cancel)
+        return claims.record_item(job_id, item_id, state, error, seconds, self.settings)
 
     def close_items(self, job_id: str, item_ids: list[int], state: str, error: str) -> None:
-        """Give the chunk's images still open here (pending, or running under this
-        attempt) a final ``state`` and settle the job."""
-        with self.session() as session:
-            session.execute(
-                update(JobItem)
-                .where(
-                    JobItem.job_id == job_id,
-                    JobItem.id.in_(item_ids),
-                    or_(
-                        JobItem.state == "pending",
-                        and_(JobItem.state == "running", JobItem.claimed_by == worker_identity()),
-                    ),
-                )
-                .values(state=state, error=error, updated_at=utcnow())
-            )
-            job = session.get(Job, job_id)
-            if job is not None:
-                settle_remove_dir(session, job)
+        """Give the chunk's images still open here a final ``state``; settle the job."""
+        claims.close_items(job_id, item_ids, state, error, self.settings)
 
     def record_failure(self, job_id, args, kwargs, message) -> None:
         # The chunk's own items fail (e.g. an unreadable checkpoint); other chunks go on.

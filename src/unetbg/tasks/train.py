@@ -11,10 +11,8 @@ import time
 from pathlib import Path
 
 from celery import shared_task
-from sqlalchemy import update
 
-from unetbg.db.models import Checkpoint, Job, utcnow
-from unetbg.jobs import end_job, jsonable, register_checkpoint, upsert_epoch_metrics
+from unetbg.jobs import claims
 from unetbg.tasks.base import CancelFlag, JobCancelled, JobTask
 
 #: Seconds between two writes of a training job's step progress.
@@ -52,10 +50,7 @@ class StepRecorder:
             "images_per_s": round(rate * self.batch_size, 2) if rate else None,
             "eta_s": round((self.epochs * steps - done) / rate, 1) if rate else None,
         }
-        with self.task.session() as session:
-            session.execute(
-                update(Job).where(Job.id == self.job_id).values(step_progress=jsonable(progress))
-            )
+        claims.record_step_progress(self.job_id, progress, self.task.settings)
 
 
 @shared_task(bind=True, base=JobTask, name="unetbg.train_job")
@@ -74,24 +69,11 @@ def train_job(self: JobTask, job_id: str) -> dict:
     self.log.info("training %s (attempt %d) in %s", cfg.preset, job.attempts, run_dir)
 
     def on_epoch_end(epoch: int, train: dict, val: dict, lr: float) -> None:
-        with self.session() as session:
-            upsert_epoch_metrics(session, job_id, epoch, "train", train, lr)
-            upsert_epoch_metrics(session, job_id, epoch, "val", val, lr)
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(progress_done=epoch, heartbeat_at=utcnow())
-            )
+        claims.record_epoch(job_id, epoch, train, val, lr, self.settings)
         self.log.info("epoch %d: val iou %.4f", epoch, val.get("iou", float("nan")))
 
     def on_checkpoint(path: Path, epoch: int, metrics: dict, is_best: bool) -> None:
-        with self.session() as session:
-            if is_best:
-                # One best checkpoint per job: the newest best_model.pth.
-                session.execute(
-                    update(Checkpoint).where(Checkpoint.job_id == job_id).values(is_best=False)
-                )
-            register_checkpoint(session, job_id, path, epoch, metrics, is_best)
+        claims.record_checkpoint(job_id, path, epoch, metrics, is_best, self.settings)
 
     stop = CancelFlag(self, job_id)
     with self.heartbeat(job_id):
@@ -114,13 +96,11 @@ def train_job(self: JobTask, job_id: str) -> dict:
         "evaluation": result.evaluation,
         "seconds": result.seconds,
     }
-    with self.session() as session:
-        row = self.owned_job(session, job_id)
-        if row is None:
-            return {"job": job_id, "ran": True, "status": "taken over"}
-        row.result = jsonable(summary)
-        row.progress_done = result.epochs_completed
-        end_job(row, "cancelled" if result.status == "cancelled" else "succeeded")
+    state = "cancelled" if result.status == "cancelled" else "succeeded"
+    if not claims.end_owned_job(
+        job_id, state, summary, result.epochs_completed, settings=self.settings
+    ):
+        return {"job": job_id, "ran": True, "status": "taken over"}
     self.log.info("training %s after %d epochs", result.status, result.epochs_completed)
     if result.status == "cancelled":
         raise JobCancelled(

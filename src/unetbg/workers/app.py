@@ -15,7 +15,8 @@ Delivery guarantees (see docs/jobs.md):
   keep a heartbeat in the database so a redelivered message whose job is still
   alive elsewhere is deferred rather than run twice.
 * After a lost broker connection, the worker sends again the unstarted work whose
-  messages no queue holds any more (:mod:`unetbg.tasks.recovery`).
+  messages no queue holds any more; and every few seconds, the images held by a
+  worker that died (:mod:`unetbg.tasks.recovery`).
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None, set_as_current: bool = True) ->
     app.steps["worker"].add(MetricsStep)
     # By name, as the tasks are: this module imports no task code (docs/architecture.md).
     app.steps["consumer"].add("unetbg.tasks.recovery:ResendLost")
+    # Every few seconds, the images of dead workers are sent again (docs/jobs.md).
+    app.steps["consumer"].add("unetbg.tasks.recovery:RecoverLostWork")
     for option in OPTIONS:
         app.user_options["worker"].add(option)
     return app

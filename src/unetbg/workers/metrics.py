@@ -14,7 +14,8 @@ The metrics (all prefixed ``unetbg_worker_``):
 * ``model_load_seconds``: how long loading a model took (histogram; once per process
   and checkpoint version);
 * ``tasks_total{task,outcome}``: tasks run, by name and Celery's outcome (``success``,
-  ``failure``, ``retry``, …; a deferred duplicate delivery is a ``retry``).
+  ``failure``, ``retry``, …; a deferred duplicate delivery is a ``retry``), or the
+  outcome the task's exception names (``cancelled``: a task its job's cancel stopped).
 """
 
 from __future__ import annotations
@@ -69,7 +70,14 @@ def observe_model_load(seconds: float) -> None:
         _metrics().model_load_seconds.observe(seconds)
 
 
+def task_outcome(state: str | None, retval: object = None) -> str:
+    """The ``outcome`` label of a task that ended in Celery ``state`` with ``retval`` (its
+    return value or exception): an exception may name its own (``JobCancelled``:
+    ``cancelled``, never a failure); else the state, lower case."""
+    return getattr(retval, "outcome", None) or (state or "unknown").lower()
+
+
 @task_postrun.connect
-def _count_task(sender=None, state: str | None = None, **_kwargs) -> None:
+def _count_task(sender=None, state: str | None = None, retval=None, **_kwargs) -> None:
     if enabled() and sender is not None:
-        _metrics().tasks.labels(sender.name, (state or "unknown").lower()).inc()
+        _metrics().tasks.labels(sender.name, task_outcome(state, retval)).inc()
