@@ -61,10 +61,14 @@ def remove(images: tuple[Path, ...], output_dir: Path, **options) -> None:
     As rembg users pipe it, `-` reads one image from stdin and `-o -` writes the one
     output to stdout: `unetbg remove - -o - < in.jpg > out.png`.
 
+    A piped image's output (OUTPUT_DIR/stdin.<format>) is never skipped: when it
+    exists, nothing is written and the exit status is 1 (add --overwrite).
+
     Exit status: 0 every image written (or skipped: its output exists), 1 an image
-    failed, 2 usage error (bad option, missing input file, no such checkpoint, a
-    checkpoint that cannot be loaded, a device this machine lacks) - then nothing
-    is loaded or written.
+    failed (or a piped image's output exists), 2 usage error (bad option, missing
+    input file, an output folder that cannot be created or written, no such
+    checkpoint, a checkpoint that cannot be loaded, a device this machine lacks) -
+    then nothing is loaded or written.
     """
     to_stdout = str(output_dir) == STDIO
     if (to_stdout or any(str(p) == STDIO for p in images)) and len(images) != 1:
@@ -118,6 +122,7 @@ def _remove(
         items = plan_files(images, output_dir, options.format, overwrite=overwrite)
     except (PlanError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
+    _refuse_piped_over_existing(items, names)
     checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
     usable_device(run.device, here=True)  # exit status 2 for cuda without a GPU
     model = _load_model(checkpoint, run)
@@ -127,6 +132,22 @@ def _remove(
         raise click.ClickException(f"background: {exc}") from None
     _summarize(results)
     return results
+
+
+def _refuse_piped_over_existing(items, names: dict[str, str]) -> None:
+    """Exit status 1 (an image not written), before the model loads, when the piped
+    image's output exists. A named file's existing output is skipped as done, so a
+    command run again does only what is missing; a piped image has no name to tell
+    it was done before (``stdin.png`` is most likely another image's), so keeping the
+    old file would silently answer with the wrong picture."""
+    for item in items:
+        if str(item.source) in names and item.skip_reason == SKIP_EXISTS:
+            click.echo(
+                f"error: {names[str(item.source)]}: {item.output} exists (from an earlier "
+                "piped image?): not written; --overwrite replaces it, `-o -` writes to stdout",
+                err=True,
+            )
+            sys.exit(1)
 
 
 def _load_model(checkpoint: str, run: RunOptions):
