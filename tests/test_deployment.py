@@ -75,21 +75,10 @@ def test_services_and_commands(compose: dict):
     assert services["migrate"]["command"] == ["unetbg", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
     gpu = services["worker-gpu"]
-    metrics = ["--metrics-port", "9101", "--metrics-host", "0.0.0.0"]
-    assert gpu["command"] == [
-        "unetbg",
-        "worker",
-        "--queues",
-        "train,infer",
-        "--concurrency",
-        "1",
-        *metrics,
-    ]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     assert gpu["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert services["worker-cpu"]["profiles"] == ["cpu"]
-    assert services["worker-cpu"]["command"] == ["unetbg", "worker", "--queues", "infer", *metrics]
     for name in ("worker-gpu", "worker-cpu", "flower", "migrate", "api"):
         env = services[name]["environment"]
         assert (
@@ -100,6 +89,60 @@ def test_services_and_commands(compose: dict):
         )
     for name in ("worker-gpu", "worker-cpu"):
         assert "unetbg-data:/data" in services[name]["volumes"]
+
+
+def _start_line(service: dict, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """A service's ``sh -c`` start line run by sh, ``unetbg`` replaced by a stub that
+    prints its arguments (compose turns "$$" into "$" before the shell sees it)."""
+    command = service["command"]
+    assert command[:2] == ["sh", "-c"]
+    stub = tmp_path / "unetbg"
+    stub.write_text('#!/bin/sh\necho "$@"\n')
+    stub.chmod(0o755)
+    return subprocess.run(
+        ["sh", "-c", command[2].replace("$$", "$")],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("worker-gpu", "worker --queues train,infer --concurrency 1"),
+        ("worker-cpu", "worker --queues infer"),
+        ("api", "serve --host 0.0.0.0 --port 7000"),
+    ],
+)
+def test_services_on_every_interface_refuse_the_placeholder_key(compose, tmp_path, name, args):
+    """The workers' metrics and the API listen on 0.0.0.0 in their containers: the key
+    guarding them must not be the compose file's public placeholder (nor empty)."""
+    service = compose["services"][name]
+    placeholder = compose["x-unetbg"]["environment"]["UNETBG_API_KEY"].split(":-")[1][:-1]
+    for key in (placeholder, ""):
+        refused = _start_line(service, tmp_path, UNETBG_API_KEY=key)
+        assert refused.returncode == 1 and refused.stdout == "", (name, key)
+        assert "set UNETBG_API_KEY" in refused.stderr
+    started = _start_line(service, tmp_path, UNETBG_API_KEY="a-real-key")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith(args)
+    if name.startswith("worker"):
+        assert started.stdout.split()[-4:] == [
+            "--metrics-port",
+            "9101",
+            "--metrics-host",
+            "0.0.0.0",
+        ]
+
+
+def test_compose_header_names_every_published_port(compose: dict):
+    header = COMPOSE_FILE.read_text().split("\nx-unetbg:")[0]
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            bind_variable = port.split(":-")[0].removeprefix("${")
+            assert bind_variable in header, (name, port)
 
 
 def test_redis_requires_its_password(compose: dict):
