@@ -223,3 +223,32 @@ def test_studio_val_is_built_from_val_photos_only_and_deterministically(tmp_path
     assert digest(out) == digest(again)
     refused = _build(str(out), "--shared", str(shared))  # never overwritten
     assert refused.returncode == 2 and "exists" in refused.stderr
+
+
+def test_only_the_named_sources_are_swapped(tmp_path):
+    from unetbg.training.config import resolve_config
+
+    scenes = MaskFolder(make_mask_folder(tmp_path / "scenes", count=12, seed=6), "all")
+    people = MaskFolder(make_mask_folder(tmp_path / "people", count=12, seed=7), "all")
+
+    def identity(image, mask, ignore):
+        return {"image": image, "mask": mask, "ignore": ignore}
+
+    mix = MixedSamples(
+        [scenes, people],
+        [1, 1],
+        identity,
+        80,
+        seed=2,
+        swap=BackdropSwap(1.0),
+        swappable=[False, True],
+    )
+    moved = {0: 0, 1: 0}
+    for index in range(80):
+        r, item = mix.plan()[index]
+        original = mix.readers[r].load(item)[0]
+        image = mix[index]["image"]
+        moved[r] += image.shape != original.shape or not np.array_equal(image, original)
+    assert moved[0] == 0 and moved[1] > 10
+    with pytest.raises(ValueError, match="swap_sources names no training source: streets"):
+        resolve_config("smoke", data=(f"masks:{tmp_path / 'people'}",), swap_sources=("streets",))

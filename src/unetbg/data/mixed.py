@@ -57,6 +57,7 @@ class MixedSamples(Dataset):
         partial: Sequence[bool] = (),
         empty_share: float = 0.0,
         swap: BackdropSwap | None = None,
+        swappable: Sequence[bool] = (),
     ) -> None:
         if len(readers) != len(weights) or not readers:
             raise ValueError("need one weight per reader and at least one reader")
@@ -75,6 +76,10 @@ class MixedSamples(Dataset):
         self.seed = seed
         self.copy_paste = copy_paste
         self.swap = swap
+        #: Per reader: may ``swap`` move its samples onto a new backdrop?
+        self.swappable = list(swappable) or [True] * len(self.readers)
+        if len(self.swappable) != len(self.readers):
+            raise ValueError("need one swappable flag per reader")
         #: Per reader: do its masks label only some of the people (``sample["partial"]``)?
         self.partial = list(partial) or [False] * len(self.readers)
         if len(self.partial) != len(self.readers):
@@ -142,7 +147,7 @@ class MixedSamples(Dataset):
         r, item = self.plan()[index]
         image, mask, ignore = _load_readable(self.readers[r], item, self.unreadable)
         swapped = False
-        if self.swap is not None:
+        if self.swap is not None and self.swappable[r]:
             # Its own stream: runs without the swap draw what they always drew.
             rng = np.random.default_rng([self.seed, self.epoch, 6, index])
             swapped_image, mask, ignore = self.swap(image, mask, ignore, rng)

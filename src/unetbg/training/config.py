@@ -66,6 +66,9 @@ class TrainConfig:
     #: small to head-and-shoulders larger than the frame (0: off). Teaches what a person
     #: looks like rather than what the training photos' backgrounds look like.
     background_swap: float = 0.0
+    #: Names of the sources whose samples may be swapped (empty: every source). Swapping
+    #: COCO's scenes too turns street scenes into single portraits, and coco-mini val fell.
+    swap_sources: tuple[str, ...] = ()
     #: Share of the swapped samples framed head and shoulders, larger than the frame (the
     #: rest: 4/7 whole people from small to large, 3/7 half body).
     swap_close_ups: float = 0.3
@@ -278,7 +281,9 @@ def _problems(cfg: TrainConfig):
             bad_spec = True
             yield str(exc)
     if cfg.partial_sources and not bad_spec:
-        yield from _partial_source_problems(cfg)
+        yield from _named_source_problems(cfg, "partial_sources")
+    if cfg.swap_sources and not bad_spec:
+        yield from _named_source_problems(cfg, "swap_sources")
     for name in ("bce_weight", "dice_weight", "recon_weight"):
         if getattr(cfg, name) < 0:
             yield f"{name} must be >= 0, got {getattr(cfg, name)}"
@@ -286,17 +291,17 @@ def _problems(cfg: TrainConfig):
         yield "recon_weight > 0 needs reconstruction=True"
 
 
-def _partial_source_problems(cfg: TrainConfig):
+def _named_source_problems(cfg: TrainConfig, field: str):
     from unetbg.data.sources import unique_names
 
     if not cfg.data:  # a COCO-only run (coco_root alone) mixes no sources
-        yield "partial_sources needs sources given with data (--data)"
+        yield f"{field} needs sources given with data (--data)"
         return
     names = unique_names(cfg.sources())
-    unknown = [n for n in cfg.partial_sources if n not in names]
+    unknown = [n for n in getattr(cfg, field) if n not in names]
     if unknown:
         yield (
-            f"partial_sources names no training source: {', '.join(unknown)}; "
+            f"{field} names no training source: {', '.join(unknown)}; "
             f"the sources are: {', '.join(names) or 'none (give --data)'}"
         )
 
@@ -429,6 +434,8 @@ FIELD_HELP: dict[str, str] = {
     "them as pure negatives).",
     "background_swap": "Probability of moving a sample's people onto a new backdrop "
     "(colours, gradients, textures, photos without people), from small to close-up.",
+    "swap_sources": "Source NAME whose samples the background swap may move (default: "
+    "every source), repeatable; 'none' clears it.",
     "swap_close_ups": "Share of swapped samples framed head and shoulders (cut by the "
     "frame); the rest whole people and half bodies.",
     "augment_range": "Augmentation range: standard, or wide (±90° rotations at a low rate, "

@@ -159,6 +159,7 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
         partial=[n in cfg.partial_sources for n in names],
         empty_share=cfg.empty_share,
         swap=swap,
+        swappable=[not cfg.swap_sources or n in cfg.swap_sources for n in names],
     )
     val_readers = [r for r in val if len(r)]
     val_base: Dataset = SourceSamples(val_readers, EvalPreset(cfg.image_size))
