@@ -259,3 +259,34 @@ def test_lost_messages_are_flagged_and_retried(tmp_path, coco_mini, checkpoint, 
     finally:
         lossy.stop_worker()
         redis.stop()
+
+
+def test_status_wait_and_wait_attach_to_jobs_others_submitted(
+    cluster, broker_env, coco_mini, tmp_path, checkpoint
+):
+    # Issue 20, item 4: follow a job that was submitted without --wait, as --wait would.
+    from unetbg import jobs
+
+    copy_photos(coco_mini, tmp_path / "in", 2, offset=36)
+    first = unetbg(cluster, tmp_path, "remove-dir", "in", "out", "--checkpoint", checkpoint)
+    second = unetbg(cluster, tmp_path, "remove-dir", "in", "out2", "--checkpoint", checkpoint)
+    first_id, second_id = first.stdout.strip(), second.stdout.strip()
+    shown = unetbg(cluster, tmp_path, "status", first_id[:8], "--wait")
+    assert shown.returncode == 0, shown.stderr + cluster.log_tail()
+    assert f"{first_id}: succeeded 2/2 img" in shown.stderr  # --wait's plain progress lines
+    assert any(line.split() == ["state", "succeeded"] for line in shown.stdout.splitlines())
+
+    waited = unetbg(cluster, tmp_path, "wait", first_id, second_id, "--json")
+    assert waited.returncode == 0, waited.stderr + cluster.log_tail()
+    assert [(j["id"], j["state"]) for j in json.loads(waited.stdout)] == [
+        (first_id, "succeeded"),
+        (second_id, "succeeded"),
+    ]
+    # A cancelled job exits 1, as --wait does; an unknown id is refused before waiting.
+    never = jobs.create_remove_dir_job(tmp_path / "in", tmp_path / "out3", str(checkpoint))
+    jobs.cancel_job(never)
+    cancelled = unetbg(cluster, tmp_path, "wait", never)
+    assert cancelled.returncode == 1 and f"{never}: cancelled" in cancelled.stderr
+    unknown = unetbg(cluster, tmp_path, "wait", second_id, "zz-no-such-job")
+    assert unknown.returncode == 2 and "zz-no-such-job" in unknown.stderr
+    assert f"{second_id}:" not in unknown.stderr  # nothing was waited for

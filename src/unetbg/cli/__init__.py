@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("list_jobs:list_jobs", "List recent jobs."),
     "cancel": ("cancel:cancel", "Cancel a queued or running job."),
     "retry": ("retry:retry", "Send a job's unfinished or failed work again."),
+    "wait": ("wait:wait", "Follow queued or running jobs until they end."),
     "checkpoints": ("checkpoints:checkpoints", "List registered checkpoints and their sizes."),
     "runs": ("runs:runs", "List training run folders; prune them to free disk space."),
     "worker": ("worker:worker", "Start a Celery worker."),

@@ -105,14 +105,16 @@ class _WaitDisplay:
         self.bar.close()
 
 
-def wait_and_report(job_id: str, runner: threading.Thread | None, as_json: bool) -> int:
-    """Show progress until the job is final, print the summary, return the exit code.
+def follow(job_id: str, runner: threading.Thread | None) -> Any:
+    """Show the job's progress on stderr until it is final; return the final job, or
+    ``None`` when Ctrl-C stopped the watching (with a broker, or attached to a job that
+    another process runs: ``runner`` is ``None``, and the job goes on).
 
     ``runner`` is the thread running the job in embedded mode: Ctrl-C then cancels
     the job (it is this process's work), and if the thread dies first the service
     fails the job, saying so (:func:`unetbg.jobs.wait_for_run`; exit status 1),
-    instead of waiting forever. With a broker Ctrl-C only stops watching. Progress is
-    polled from the database, so it keeps going across a broker restart.
+    instead of waiting forever. Progress is polled from the database, so it keeps
+    going across a broker restart.
     """
     from unetbg import jobs
 
@@ -121,8 +123,7 @@ def wait_and_report(job_id: str, runner: threading.Thread | None, as_json: bool)
     try:
         while True:
             try:
-                job = jobs.wait_for_run(job_id, runner, on_update=display.update, poll_s=0.5)
-                break
+                return jobs.wait_for_run(job_id, runner, on_update=display.update, poll_s=0.5)
             except KeyboardInterrupt:
                 if runner is None:
                     display.close()
@@ -131,13 +132,21 @@ def wait_and_report(job_id: str, runner: threading.Thread | None, as_json: bool)
                         f"(`unetbg status {job_id}`, `unetbg cancel {job_id}`)",
                         err=True,
                     )
-                    return EXIT_OK
+                    return None
                 click.echo(f"\ncancelling job {job_id} …", err=True)
                 jobs.cancel_job(job_id)
     finally:
         display.close()
         if runner is not None:
             runner.join()
+
+
+def wait_and_report(job_id: str, runner: threading.Thread | None, as_json: bool) -> int:
+    """:func:`follow` the job, print the summary, return the exit code (0 when Ctrl-C
+    stopped the watching of a job that goes on)."""
+    job = follow(job_id, runner)
+    if job is None:
+        return EXIT_OK
     report(job, as_json)
     return exit_code(job.state)
 

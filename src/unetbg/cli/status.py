@@ -8,7 +8,7 @@ import sys
 import click
 
 from unetbg.cli._render import checkpoint_table, describe, epoch_table, item_table, result_lines
-from unetbg.cli._service import EXIT_HELP, exit_code, service_errors
+from unetbg.cli._service import EXIT_HELP, EXIT_OK, exit_code, service_errors
 
 
 @click.command(epilog=EXIT_HELP)
@@ -20,15 +20,30 @@ from unetbg.cli._service import EXIT_HELP, exit_code, service_errors
     default=None,
     help="Also list the job's images: only the failed ones, or all.",
 )
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="First follow the job until it ends, with the progress display of a submitting "
+    "--wait (Ctrl-C stops watching; the job goes on); then show it, and exit as --wait does.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(job_id: str, items: str | None, as_json: bool) -> None:
+def status(job_id: str, items: str | None, wait: bool, as_json: bool) -> None:
     """Show one job (any unique prefix of its id, 2 characters or more, is enough).
 
     A training job shows its step inside the epoch. Notes on why a job waits (no worker
     consumes its queue; images unclaimed past the visibility window, their messages
     probably lost: `unetbg retry JOB`) go to stderr, and to "hints" under --json.
+    With --wait, a job that is still queued or running is followed to its end first
+    (`unetbg wait JOB...` does that for several jobs).
     """
     from unetbg import jobs
+
+    if wait:
+        from unetbg.cli._follow import follow
+
+        job_id = service_errors(lambda: jobs.get_job(job_id)).id
+        if follow(job_id, None) is None:  # Ctrl-C: the job goes on, not waited for
+            sys.exit(EXIT_OK)
 
     def load():
         jobs.mark_lost_jobs()
