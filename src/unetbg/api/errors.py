@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from unetbg.db.schema import SchemaOutOfDate
 from unetbg.images import ImageError
 from unetbg.jobs import JobError, JobNotFound, NoCheckpointError
+from unetbg.jobs.errors import BrokerUnreachable
 
 
 class ApiError(Exception):
@@ -26,6 +27,8 @@ class ApiError(Exception):
 #: Refusals of the layers below, most specific first: exception type -> HTTP status.
 SERVICE_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (JobNotFound, 404),
+    # Nothing recorded: the client may try again once the broker is back.
+    (BrokerUnreachable, 503),
     (NoCheckpointError, 400),
     (JobError, 400),
     (ImageError, 400),

@@ -7,6 +7,7 @@ transaction and returns its id once committed; :func:`unetbg.jobs.dispatch` star
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from dataclasses import replace
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from unetbg.db.models import Job, JobItem
 from unetbg.durable import remove_stale_temporaries
+from unetbg.jobs.broker import check_broker
 from unetbg.jobs.checkpoints import resolve_checkpoint
 from unetbg.jobs.errors import JobError
 from unetbg.jobs.liveness import heartbeat_fresh
@@ -64,6 +66,7 @@ def create_train_job(
                 f"{source.path} is not a {source.kind} folder (no {needed}/ folder in it)"
             )
     config = _config_params(cfg)
+    check_broker(settings)
     with db_session(settings) as session:
         job = Job(kind="train", state="queued", progress_total=cfg.epochs)
         session.add(job)
@@ -127,6 +130,7 @@ def resume_train_job(
 
     settings = settings or get_settings()
     folder = Path(run_or_job).expanduser()
+    check_broker(settings)
     with db_session(settings) as session:
         if folder.is_dir():
             run_dir, job = absolute(folder), _train_job_of(session, absolute(folder))
@@ -202,6 +206,7 @@ def create_evaluate_job(
         raise JobError(f"threshold must be in (0, 1), got {threshold}")
     if limit is not None and limit < 1:
         raise JobError(f"limit must be >= 1, got {limit}")
+    check_broker(settings)
     with db_session(settings) as session:
         job = Job(
             kind="evaluate",
@@ -258,6 +263,7 @@ def create_remove_dir_job(
     if not planned and not watch:
         raise JobError(f"no images found in {input_dir}")
     todo = [p for p in planned if not p.skip_reason]
+    check_broker(settings)
     # A worker killed mid-write (lost host) leaves a hidden temporary beside an output
     # that this job will write again; no chunk of this job runs yet, so clear them now.
     remove_stale_temporaries(p.output for p in todo)
@@ -298,12 +304,26 @@ def _removal_request(
     checkpoint_path = resolve_checkpoint(checkpoint, settings)
     try:
         run = run or RunOptions(**run_fields)
+        _check_backend_here(run.backend, settings)
         output = output or OutputOptions()
         if output.background is not None:
             output = replace(output, background=str(absolute(output.background)))
     except ValueError as exc:
         raise JobError(str(exc)) from None
     return RemovalRequest(checkpoint_path, output, run)
+
+
+def _check_backend_here(backend: str, settings: Settings) -> None:
+    """Without a broker this process runs the job: refuse a backend whose package is not
+    installed here now, rather than load the model and fail every image. (With a broker
+    the workers' installation decides; a worker without it fails the job once.)"""
+    # The optional backends are named after their packages (unetbg.backends.BACKENDS),
+    # looked up without importing torch.
+    if settings.embedded and backend != "torch" and importlib.util.find_spec(backend) is None:
+        raise JobError(
+            f"backend {backend!r} needs the {backend} package: pip install 'unetbg[{backend}]' "
+            "(no broker: this process would run the job)"
+        )
 
 
 def _plan_remove_dir(

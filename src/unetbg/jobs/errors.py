@@ -13,3 +13,7 @@ class JobNotFound(JobError):
 
 class NoCheckpointError(JobError):
     """The checkpoint asked for (``best``, a registered id, a path) does not exist."""
+
+
+class BrokerUnreachable(JobError):
+    """The broker cannot be reached: no job is recorded (it could not be started)."""

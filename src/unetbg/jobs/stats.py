@@ -8,14 +8,12 @@ Each call reads the database (or Redis) now: a scrape every few seconds costs a 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 
 from unetbg.db.models import Job, JobItem, utcnow
+from unetbg.jobs.broker import broker_client
 from unetbg.jobs.store import db_session
 from unetbg.settings import Settings, get_settings
 
@@ -47,20 +45,6 @@ def items_finished_since(seconds: float, settings: Settings | None = None) -> in
         )
 
 
-@contextmanager
-def _broker(settings: Settings, timeout_s: float) -> Iterator[Any]:
-    """A Redis client on the broker, closed afterwards (redis is imported only here)."""
-    import redis
-
-    client = redis.Redis.from_url(
-        settings.broker_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-    )
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def queue_depths(settings: Settings | None = None) -> dict[str, int]:
     """Messages waiting in each Celery queue on the broker (Redis ``LLEN``); empty in
     embedded mode, where nothing is queued. Raises ``redis.RedisError`` when the broker
@@ -70,7 +54,7 @@ def queue_depths(settings: Settings | None = None) -> dict[str, int]:
         return {}
     from unetbg.workers.app import QUEUES
 
-    with _broker(settings, timeout_s=2) as client:
+    with broker_client(settings, timeout_s=2) as client:
         return {queue: int(client.llen(queue)) for queue in QUEUES}
 
 
@@ -83,7 +67,7 @@ def queued_task_ids(settings: Settings | None = None) -> set[str]:
         return set()
     from unetbg.workers.app import QUEUES
 
-    with _broker(settings, timeout_s=5) as client:
+    with broker_client(settings, timeout_s=5) as client:
         messages = [json.loads(raw) for queue in QUEUES for raw in client.lrange(queue, 0, -1)]
     # Celery's message protocol 2 keeps the task id in the headers; anything else on the
     # list (a foreign message) names no task of ours.

@@ -21,6 +21,7 @@ before the suffix, in sorted order of the input paths.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -79,7 +80,29 @@ def _output_root(output_dir: str | os.PathLike) -> Path:
     out = Path(output_dir).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise PlanError(f"output path {out} exists and is not a folder")
+    _check_writable(out)
     return out
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse, before any model loads or job is recorded, an output folder that cannot
+    be created or written (a path under a regular file, ``/proc``, a read-only mount,
+    no permission): every image would fail later. The test is the act itself, a hidden
+    folder made and removed in ``out`` or in its nearest existing parent, since
+    permission bits do not tell (root passes them; ``/proc`` refuses root too)."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PlanError(f"cannot create output folder {out}: {existing} is not a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".unetbg-probe-", dir=existing)
+    except OSError as exc:
+        where = "write into it" if existing == out else f"create it in {existing}"
+        raise PlanError(
+            f"cannot use output folder {out}: cannot {where}: {exc.strerror or exc}"
+        ) from None
+    os.rmdir(probe)
 
 
 def _key(path: PurePosixPath | Path) -> str:
@@ -177,8 +200,9 @@ def plan_folder(
     reason: files whose extension is not in :data:`IMAGE_EXTENSIONS`, existing outputs
     (unless ``overwrite``), broken symlinks, symlink loops, and — unless
     ``follow_symlinks`` — symlinks pointing outside ``input_dir`` and symlinked
-    folders. Raises :class:`PlanError` when ``input_dir`` is not a folder or the two
-    folders overlap. Nothing is created or written.
+    folders. Raises :class:`PlanError` when ``input_dir`` is not a folder, the two
+    folders overlap, or ``output_dir`` cannot be created or written. Nothing is left
+    created or written (the writability probe is removed at once).
     """
     suffix = output_suffix(output_format)
     src = Path(input_dir).expanduser()
@@ -287,8 +311,9 @@ def plan_files(
     and ``a.jpg~1.png``). The extension is not checked: a named file is read by its
     content. Raises :class:`PlanError` if an output would replace one of the inputs, or
     if ``output_dir`` is (or is above) the folder of an input: that folder holds the
-    user's other photos, which an output could replace (``a.jpg`` -> ``a.png``). A
-    folder below an input's folder is fine.
+    user's other photos, which an output could replace (``a.jpg`` -> ``a.png``), or
+    if ``output_dir`` cannot be created or written. A folder below an input's folder
+    is fine.
     """
     suffix = output_suffix(output_format)
     output_root = _output_root(output_dir)
