@@ -127,23 +127,21 @@ def test_submit_train_and_evaluate_run_in_process(embedded_env, coco_mini):
     best = [c for c in status["checkpoints"] if c["is_best"]]
     assert len(best) == 1 and best[0]["path"].endswith("best_model.pth")
 
-    # `best` now resolves to that checkpoint.
-    evaluate = run(
-        "submit-evaluate",
-        "best",
-        "--coco-root",
-        coco_mini,
-        "--limit",
-        "2",
-        "--device",
-        "cpu",
-        "--json",
-        "--wait",
-    )
+    # Two smoke steps do not beat the default model: `best` stays the default, saying why.
+    listed = run("checkpoints")
+    assert listed.exit_code == 0, listed.output
+    assert "best: using the default model" in listed.stdout
+    assert f"registered checkpoint {best[0]['id']} " in listed.stdout
+    # Named by its id, the trained checkpoint is scored; the job says which model.
+    common = ["--coco-root", coco_mini, "--limit", "2", "--device", "cpu", "--json", "--wait"]
+    evaluate = run("submit-evaluate", best[0]["id"], *common)
     assert evaluate.exit_code == 0, evaluate.output
     figures = json.loads(evaluate.stdout)
     assert figures["state"] == "succeeded"
     assert figures["params"]["checkpoint"] == best[0]["path"]
+    assert figures["params"]["model"]["id"] == best[0]["id"]
+    shown = run("status", figures["id"]).stdout
+    assert f"checkpoint {best[0]['id']} ({best[0]['path']})" in shown
     assert figures["result"]["images"] == 2 and 0 <= figures["result"]["iou"] <= 1
 
 

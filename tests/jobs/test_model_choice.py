@@ -207,3 +207,32 @@ def test_unetbg_checkpoint_is_read_by_every_command_that_takes_one(registry, mon
     assert result.exit_code == 2, result.output
     assert "no checkpoint 'nope': --checkpoint takes best, default" in result.stderr
     assert jobs.list_jobs() == []
+
+
+def test_a_job_records_the_model_it_runs_and_status_shows_it(registry):
+    smoke = _register(registry / "smoke", {"iou": 0.0, "coco-mini_iou": 0.0})
+    photo = write_photo(registry / "in" / "p.jpg", 48, 32)
+    runner = CliRunner()
+    job = runner.invoke(main, ["remove-dir", str(photo.parent), str(registry / "o"), "--json"])
+    assert job.exit_code == 0, job.output
+    assert "using the default model" in job.stderr
+    record = json.loads(job.stdout)
+    model = record["params"]["model"]
+    default = Path(registry / "default" / "person.pth").resolve()
+    assert model == {
+        "path": str(default),
+        "id": None,
+        "default": True,
+        "sha256": jobs.checkpoints.file_digest(default),
+        "reason": None,
+    }
+    shown = runner.invoke(main, ["status", record["id"]]).stdout
+    assert f"the default model (sha256 {model['sha256'][:12]}, {default})" in shown
+
+    named = runner.invoke(
+        main,
+        ["remove-dir", str(photo.parent), str(registry / "o2"), "--checkpoint", str(smoke.id)],
+    )
+    assert named.exit_code == 0, named.output
+    shown = runner.invoke(main, ["status", named.stdout.split()[0]]).stdout
+    assert f"checkpoint {smoke.id} ({smoke.path})" in shown

@@ -85,7 +85,7 @@ def describe(job) -> str:
         rows += [
             ("input", params.get("input_dir")),
             ("output", params.get("output_dir")),
-            ("checkpoint", params.get("checkpoint")),
+            ("model", _model_text(params)),
             (
                 "options",
                 _options_text(params.get("options", {})),
@@ -94,11 +94,19 @@ def describe(job) -> str:
     elif job.kind == "train":
         rows += [("preset", params.get("preset")), ("run dir", params.get("run_dir"))]
     else:
-        rows += [("checkpoint", params.get("checkpoint")), ("split", params.get("split"))]
+        rows += [("model", _model_text(params)), ("split", params.get("split"))]
     if job.error:
         rows.append(("error", job.error))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {'-' if v is None else v}" for k, v in rows)
+
+
+def _model_text(params: dict[str, Any]) -> str | None:
+    """The model a job runs, as recorded at submission: ``checkpoint 3 (/runs/…)`` or
+    ``the default model (sha256 …, /…)``; a job recorded before says its path only."""
+    from unetbg.jobs.checkpoints import describe_model
+
+    return describe_model(params.get("model")) or params.get("checkpoint")
 
 
 def _options_text(options: dict[str, Any]) -> str:

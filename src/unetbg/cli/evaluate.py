@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
-from unetbg.cli._options import checkpoint_switches
+from unetbg.cli._evaluate_options import check_evaluation_options, evaluation_options
 from unetbg.cli._service import RequestError, checkpoint_path, usable_device
 from unetbg.settings import CHECKPOINT_ENV
 
@@ -21,50 +20,7 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
     "lacks): nothing is loaded then."
 )
 @click.argument("checkpoint", default="best", required=False, envvar=CHECKPOINT_ENV)
-@click.option(
-    "--coco-root",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="COCO 2017 folder (annotations/, train2017/, val2017/); its --split is scored.",
-)
-@click.option(
-    "--data",
-    multiple=True,
-    metavar="KIND:PATH",
-    help="More sources to score, repeatable: coco:DIR (its --split) or masks:DIR (its "
-    "validation part, by file-name hash as in training).",
-)
-@click.option("--split", type=click.Choice(["train", "val"]), default="val", show_default=True)
-@click.option(
-    "--val-percent",
-    type=click.IntRange(0, 100),
-    default=10,
-    show_default=True,
-    help="Validation share of mask folders (as the run was trained with).",
-)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Score only the first N images of each source.",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.5,
-    show_default=True,
-    help="Probability above which a pixel is a person.",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=32),
-    default=None,
-    help="Letterbox size to run the model at (a multiple of 32; default: the checkpoint's "
-    "own), to see how it fares at another resolution.",
-)
-@checkpoint_switches
+@evaluation_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
     checkpoint,
@@ -92,12 +48,7 @@ def evaluate(
     (--coco-root), mask folders and COCO folders (--data), or both: each source gets its
     own figures, and the overall ones pool every pixel.
     """
-    if coco_root is None and not data:
-        raise click.UsageError("give --coco-root or at least one --data source")
-    if image_size is not None and image_size % 32:
-        raise click.BadParameter(
-            f"{image_size} is not a multiple of 32", param_hint="'--image-size'"
-        )
+    data = check_evaluation_options(coco_root, data, image_size)
     checkpoint = checkpoint_path(checkpoint)  # exit status 2 when there is none
     usable_device(device, here=True)  # exit status 2 for cuda without a GPU
     from unetbg.data import CocoError

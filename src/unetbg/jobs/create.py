@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from unetbg.db.models import Job, JobItem
 from unetbg.durable import remove_stale_temporaries
 from unetbg.jobs.broker import check_broker
-from unetbg.jobs.checkpoints import resolve_checkpoint
+from unetbg.jobs.checkpoints import choose_checkpoint, resolve_checkpoint
 from unetbg.jobs.errors import JobError
 from unetbg.jobs.liveness import heartbeat_fresh
 from unetbg.jobs.records import reopen_job, settle_remove_dir
@@ -189,19 +190,32 @@ def _reopen(job: Job, settings: Settings) -> None:
 
 def create_evaluate_job(
     checkpoint: str,
-    coco_root: str | os.PathLike,
+    coco_root: str | os.PathLike | None,
     split: str = "val",
     threshold: float = 0.5,
     limit: int | None = None,
     device: str = "auto",
     settings: Settings | None = None,
+    *,
+    data: Sequence[str] = (),
+    val_percent: int = 10,
+    batch_size: int = 8,
+    image_size: int | None = None,
+    switches: dict[str, bool | None] | None = None,
 ) -> str:
-    """Record a job that scores ``checkpoint`` (``best``, a registered id or a path)."""
+    """Record a job that scores ``checkpoint`` (``best``, a registered id or a path) as
+    ``unetbg evaluate`` would, with the same options: ``coco_root``'s ``split`` and/or
+    the ``data`` sources (``KIND:PATH`` specs, paths absolute), and ``switches`` (the
+    checkpoint's preprocessing overrides by name, ``flip_average=True``)."""
     settings = settings or get_settings()
-    path = resolve_checkpoint(checkpoint, settings)
-    root = absolute(coco_root)
-    if not (root / "annotations").is_dir():
+    model = choose_checkpoint(checkpoint, settings)
+    if coco_root is None and not data:
+        raise JobError("nothing to evaluate on: give a COCO root or data sources")
+    root = absolute(coco_root) if coco_root is not None else None
+    if root is not None and not (root / "annotations").is_dir():
         raise JobError(f"{coco_root} is not a COCO root (no annotations/ folder in it)")
+    if image_size is not None and (image_size < 32 or image_size % 32):
+        raise JobError(f"image size must be a multiple of 32, got {image_size}")
     if not 0 < threshold < 1:
         raise JobError(f"threshold must be in (0, 1), got {threshold}")
     if limit is not None and limit < 1:
@@ -213,12 +227,18 @@ def create_evaluate_job(
             state="queued",
             progress_total=1,
             params={
-                "checkpoint": path,
-                "coco_root": str(root),
+                "checkpoint": model.path,
+                "model": model.to_params(),
+                "coco_root": None if root is None else str(root),
+                "data": list(data),
                 "split": split,
                 "threshold": threshold,
                 "limit": limit,
                 "device": device,
+                "val_percent": val_percent,
+                "batch_size": batch_size,
+                "image_size": image_size,
+                "switches": dict(switches or {}),
             },
         )
         session.add(job)
@@ -271,6 +291,8 @@ def create_remove_dir_job(
         "input_dir": str(input_dir),
         "output_dir": str(output_dir),
         **request.to_params(),
+        # Which model: the path resolved, named by its registered id or sha256.
+        "model": choose_checkpoint(request.checkpoint, settings).to_params(),
         "chunk_size": chunk_size,
         "overwrite": overwrite,
         "follow_symlinks": follow_symlinks,

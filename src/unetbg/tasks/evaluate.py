@@ -21,14 +21,20 @@ def evaluate_job(self: JobTask, job_id: str) -> dict:
     stop = CancelFlag(self, job_id)
     try:
         with self.heartbeat(job_id):
+            # The options of `unetbg evaluate`; a job recorded before them has COCO only.
             figures = evaluate_checkpoint(
                 p["checkpoint"],
-                p["coco_root"],
+                p.get("coco_root"),
                 p["split"],
                 device=p.get("device", "auto"),
                 threshold=p.get("threshold", 0.5),
                 limit=p.get("limit"),
                 should_stop=stop,
+                data=tuple(p.get("data") or ()),
+                val_percent=p.get("val_percent", 10),
+                batch_size=p.get("batch_size", 8),
+                image_size=p.get("image_size"),
+                **(p.get("switches") or {}),
             )
     except EvaluationStopped as exc:
         with self.session() as session:
