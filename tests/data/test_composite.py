@@ -252,3 +252,25 @@ def test_only_the_named_sources_are_swapped(tmp_path):
     assert moved[0] == 0 and moved[1] > 10
     with pytest.raises(ValueError, match="swap_sources names no training source: streets"):
         resolve_config("smoke", data=(f"masks:{tmp_path / 'people'}",), swap_sources=("streets",))
+
+
+def test_distractors_are_laid_on_the_backdrop_and_never_labelled():
+    from unetbg.data.composite import SwapSettings, add_distractors
+
+    canvas = solid(120, 90, (0, 0, 0))
+    thing = np.full((40, 40, 3), 255, np.uint8)
+    out = add_distractors(canvas, [thing, thing], np.random.default_rng(1))
+    assert not canvas.any() and out.shape == canvas.shape  # the input is left alone
+    assert 0.005 < (out.max(axis=2) > 128).mean() < 0.6
+    image, mask = _person()
+    white_things = BackdropSwap(
+        1.0,
+        lambda i: np.full((60, 60, 3), 255, np.uint8),
+        1,
+        SwapSettings(distractors=1.0, backdrop_shares=(1, 0, 0, 0, 0, 0)),
+    )
+    seen = 0
+    for seed in range(10):
+        out, label, _ = white_things(image, mask, mask * 0, np.random.default_rng(seed))
+        seen += int(((out.min(axis=2) > 240) & (label == 0)).sum() > 20)
+    assert seen >= 5  # white things on the backdrop, outside the person's label

@@ -242,6 +242,38 @@ class SwapSettings:
     backdrop_shares: tuple[float, ...] = (0.3, 0.12, 0.1, 0.08, 0.1, 0.3)
     feather: tuple[float, float] = (0.5, 2.0)
     harmonise: tuple[float, float] = (0.0, 0.25)
+    #: Probability of 1-3 things that are not people on the backdrop (below).
+    distractors: float = 0.6
+
+
+def blob(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A random smooth-edged shape filling part of a ``height×width`` box (float32 0..1)."""
+    cells = int(rng.integers(3, 7))
+    field = cv2.resize(rng.random((cells, cells)).astype(np.float32), (width, height))
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    centre = np.hypot((ys / max(height - 1, 1) - 0.5) * 2, (xs / max(width - 1, 1) - 0.5) * 2)
+    shape = (field - 0.6 * centre > 0.1).astype(np.float32)
+    return cv2.GaussianBlur(shape, (0, 0), 1.0)
+
+
+def add_distractors(
+    canvas: np.ndarray, things: Sequence[np.ndarray], rng: np.random.Generator
+) -> np.ndarray:
+    """``canvas`` with each of ``things`` (any ``h×w×3`` picture) cut to a random blob and
+    laid somewhere on it, 10-50 % of the canvas high: salient things that are not people.
+    Without them every composite holds exactly one thing, the person, and a model learns
+    "whatever stands out is a person" (false people on photos of food, animals, cars)."""
+    out = canvas.astype(np.float32)
+    height, width = canvas.shape[:2]
+    for thing in things:
+        h = max(8, round(height * rng.uniform(0.1, 0.5)))
+        w = max(8, min(width, round(h * rng.uniform(0.5, 1.6))))
+        patch = cv2.resize(thing, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+        alpha = blob(h, w, rng)[..., None]
+        top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+        region = out[top : top + h, left : left + w]
+        region[:] = alpha * patch + (1 - alpha) * region
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 class BackdropSwap:
@@ -280,6 +312,23 @@ class BackdropSwap:
             choice = 0
         return make_backdrop(KINDS[choice], height, width, rng)
 
+    def _thing(self, rng: np.random.Generator) -> np.ndarray:
+        """A crop of a photo without people (or, without any, a texture) to lay down."""
+        if self.photo_count:
+            try:
+                photo = self.photos(int(rng.integers(self.photo_count)))
+            except UnreadableImageError:
+                photo = None
+            if photo is not None:
+                ph, pw = photo.shape[:2]
+                h, w = (
+                    max(8, round(ph * rng.uniform(0.2, 0.6))),
+                    max(8, round(pw * rng.uniform(0.2, 0.6))),
+                )
+                top, left = int(rng.integers(0, ph - h + 1)), int(rng.integers(0, pw - w + 1))
+                return photo[top : top + h, left : left + w]
+        return texture(64, 64, rng)
+
     def _framing(self, rng: np.random.Generator) -> Framing:
         shares = np.asarray(self.settings.framing_shares, np.float64)
         kind = int(rng.choice(3, p=shares / shares.sum()))
@@ -301,6 +350,9 @@ class BackdropSwap:
         height = s.canvas if aspect >= 1 else round(s.canvas * aspect)
         width = round(s.canvas / aspect) if aspect >= 1 else s.canvas
         backdrop = self._backdrop(height, width, rng)
+        if rng.random() < s.distractors:
+            count = int(rng.integers(1, 4))
+            backdrop = add_distractors(backdrop, [self._thing(rng) for _ in range(count)], rng)
         new_image, new_mask = composite(
             image,
             mask,
