@@ -21,7 +21,15 @@ from unetbg.api.removal import QueueFull
 from unetbg.api.roots import checked_checkpoint
 from unetbg.images import read_image
 from unetbg.model import CheckpointError
-from unetbg.removal import KINDS, OutputOptions, encode_output, render_output
+from unetbg.removal import (
+    KINDS,
+    KindConflict,
+    OutputOptions,
+    encode_output,
+    output_kind,
+    output_options,
+    render_output,
+)
 
 MEDIA_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
 #: Room in a request body for the form fields and multipart boundaries around the image.
@@ -120,18 +128,14 @@ def _options(fields: dict[str, str | None], background) -> OutputOptions:
         if kind not in (None, "mask"):
             raise ApiError(400, f"om=true asks for a mask, but kind is {kind!r}")
         kind = "mask"
-    if kind is None:
-        kind = "background" if background is not None else "color" if fields["color"] else "cutout"
-    if fields["color"] and kind != "color":
-        raise ApiError(400, f"color needs kind color (got kind {kind})")
+    try:
+        kind = output_kind(kind, fields["color"], background)  # as `unetbg remove` does
+    except KindConflict as exc:
+        raise ApiError(400, f"color needs kind color (got kind {exc.kind})") from None
     try:
         threshold = None if fields["threshold"] is None else float(fields["threshold"])
-        return OutputOptions(
-            kind=kind,
-            threshold=threshold,
-            color=fields["color"] or (255, 255, 255),
-            background=background,
-            format=fields["format"] or "png",
+        return output_options(
+            kind, fields["color"], background, threshold=threshold, format=fields["format"]
         )
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
