@@ -8,6 +8,7 @@ under ``artifacts/`` (gitignored) for review.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import socket
@@ -155,8 +156,8 @@ def test_remove_background_view(page_url, browser_page, coco_mini, small_checkpo
     start = time.perf_counter()
     page.goto(page_url)
     page.get_by_role("heading", name="Remove background").wait_for()
-    # The view loads the startup checkpoint as soon as it opens.
-    page.get_by_text(f"Checkpoint {small_checkpoint} · device cpu").wait_for(
+    # The view loads the startup checkpoint as soon as it opens, and names it.
+    page.get_by_text(f"Model: {small_checkpoint.name} · {small_checkpoint} · device cpu").wait_for(
         timeout=RESULT_TIMEOUT_MS
     )
     ready = time.perf_counter() - start
@@ -180,8 +181,11 @@ def test_remove_background_view(page_url, browser_page, coco_mini, small_checkpo
         f"{ready:.2f} s; upload -> result for a 640x480 photo: {first:.2f} s (first), "
         f"{second:.2f} s (second)"
     )
-    # Device and time are shown with each result.
-    assert page.get_by_text(f"{photos[0].name} · 640×480 · cpu").count() == 1
+    # The model that made it (its file's sha256 prefix: not a registered one), device
+    # and time are shown with each result.
+    digest = hashlib.sha256(small_checkpoint.read_bytes()).hexdigest()[:12]
+    made_by = f"{small_checkpoint.name} (sha256={digest}) · cpu"
+    assert page.get_by_text(f"{photos[0].name} · 640×480 · {made_by}").count() == 1
 
     # A corrupt file gets an error naming it; the others keep their results.
     broken = photos[0].read_bytes()[:3000]

@@ -56,11 +56,12 @@ def render() -> None:
     st.title("Remove background")
     with st.sidebar:
         st.header("Model")
-        checkpoint = _checkpoint_picker()
+        model = _checkpoint_picker()
         device = st.selectbox("Device", _devices(), help="auto: the GPU if there is one.")
         st.header("Output")
         output = _output_picker()
 
+    checkpoint = None if model is None else Path(model.path)
     if checkpoint is not None:
         from unetbg.model.checkpoint import CheckpointError
 
@@ -72,7 +73,7 @@ def render() -> None:
             st.error(f"Cannot use the checkpoint {checkpoint}: {exc}")
             checkpoint = None
         else:
-            st.caption(f"Checkpoint {checkpoint} · device {loaded.device}")
+            st.caption(f"Model: {_model_label(model)} · {checkpoint} · device {loaded.device}")
 
     uploads = st.file_uploader(
         f"Photos with people (up to {settings.max_upload_mb} MB each)",
@@ -99,55 +100,76 @@ def render() -> None:
     limit = settings.max_upload_mb * 1024 * 1024
     for upload in uploads:
         with st.container(border=True):
-            _one_upload(upload, loaded, model_key, cache, output, limit, settings)
+            _one_upload(upload, loaded, model_key, cache, output, limit, settings, model)
 
 
 # ---------------------------------------------------------------- sidebar pickers
 
 
-def _checkpoint_picker() -> Path | None:
-    """The checkpoint file chosen in the sidebar, or None (with the reason shown)."""
-    choices: dict[str, str | None] = {}
-    startup = os.environ.get(CHECKPOINT_ENV)
-    if startup:
-        choices[f"Startup checkpoint ({Path(startup).name})"] = startup
+def _checkpoint_picker():
+    """The model chosen in the sidebar (a :class:`unetbg.jobs.ModelChoice`), or None
+    with the reason shown. ``best`` is chosen again at each visit, as every command
+    chooses it, and says which model it is and why."""
+    startup = (os.environ.get(CHECKPOINT_ENV) or "best").strip()
+    choices: dict[str, str | None] = {}  # label -> what --checkpoint would take
+    if startup != "best":
+        choices[f"Startup checkpoint ({startup})"] = startup
+    best = _choice("best", quiet=True)
+    if best is not None:
+        choices[f"Best: {_model_label(best)}"] = "best"
     choices.update(_registered_choices())
     from unetbg.weights import default_checkpoint
 
     shipped = default_checkpoint()
-    if shipped is not None:
-        choices[f"Default model ({shipped.name}, shipped with unetbg)"] = str(shipped)
+    if shipped is not None and shipped.is_file():
+        choices[f"Default model ({shipped.name}, shipped with unetbg)"] = "default"
     choices[_OTHER_FILE] = None
     label = st.selectbox("Checkpoint", list(choices), help=_CHECKPOINT_HELP)
-    if label == _OTHER_FILE:
-        typed = st.text_input("Checkpoint file", placeholder="/path/to/model_best.pth")
-        if not typed:
-            if len(choices) == 1:
-                st.warning(
-                    "No checkpoint is registered yet: train one (`unetbg submit-train`) "
-                    "or type the path of a checkpoint file."
-                )
-            else:
-                st.warning("Type the path of a checkpoint file.")
+    spec = choices[label]
+    if spec is None:
+        spec = st.text_input("Checkpoint file", placeholder="/path/to/model_best.pth")
+        if not spec:
+            st.warning("Type the path of a checkpoint file.")
             return None
-        path = Path(typed).expanduser()
-    else:
-        path = Path(choices[label])
-    if not path.is_file():
-        st.error(f"Checkpoint file not found: {path}")
+    chosen = _choice(spec)
+    if chosen is not None and spec == "best":
+        for warning in chosen.warnings:
+            st.warning(warning)
+        st.caption(chosen.reason)
+    return chosen
+
+
+def _choice(spec: str, quiet: bool = False):
+    """:func:`unetbg.jobs.choose_checkpoint`, its refusal shown (unless ``quiet``)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from unetbg import jobs
+    from unetbg.db.schema import SchemaOutOfDate
+
+    try:
+        return jobs.choose_checkpoint(spec)
+    except (jobs.NoCheckpointError, SchemaOutOfDate, SQLAlchemyError) as exc:
+        if not quiet:
+            st.error(str(exc))
         return None
-    return path
+
+
+def _model_label(model) -> str:
+    """``checkpoint 3``, ``the default model`` or a file's name, for people."""
+    return model.name if model.checkpoint_id or model.default else Path(model.path).name
 
 
 _CHECKPOINT_HELP = (
-    "Default: the checkpoint given with `unetbg web --checkpoint` (or UNETBG_CHECKPOINT), "
-    "else the registered best (highest validation IoU), else the default model that "
-    "ships with unetbg."
+    "Preselected: the checkpoint given with `unetbg web --checkpoint` (or "
+    "UNETBG_CHECKPOINT), else 'best': the default model that ships with unetbg, unless "
+    "a registered checkpoint's validation IoU beats it on a validation set both were "
+    "scored on (the caption below says which, and why)."
 )
 
 
 def _registered_choices() -> dict[str, str]:
-    """Registered checkpoints, the best first; empty (with a note) if the DB is unusable."""
+    """Registered checkpoints by id, newest first; empty (with a note) if the DB is
+    unusable."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from unetbg import jobs
@@ -159,13 +181,7 @@ def _registered_choices() -> dict[str, str]:
     except (SchemaOutOfDate, SQLAlchemyError) as exc:
         st.caption(f"Registered checkpoints unavailable: {exc}")
         return {}
-    choices = {}
-    best = jobs.best_checkpoint()
-    if best is not None:
-        choices[f"Registered best ({_describe(best)})"] = best.path
-    for ckpt in registered:
-        choices[f"#{ckpt.id}: {_describe(ckpt)}"] = ckpt.path
-    return choices
+    return {f"#{ckpt.id}: {_describe(ckpt)}": str(ckpt.id) for ckpt in registered}
 
 
 def _describe(ckpt) -> str:
@@ -230,7 +246,7 @@ def _load(checkpoint: Path, device: str):
     return load_model(checkpoint, device)
 
 
-def _one_upload(upload, loaded, model_key, cache, output, limit, settings) -> None:
+def _one_upload(upload, loaded, model_key, cache, output, limit, settings, model) -> None:
     from unetbg.images import ImageError, read_image
     from unetbg.removal import encode_output
 
@@ -265,7 +281,9 @@ def _one_upload(upload, loaded, model_key, cache, output, limit, settings) -> No
     data = encode_output(result, options)
     height, width = rgb.shape[:2]
     timing = f"{prediction.seconds:.2f} s" + ("" if fresh else ", computed earlier")
-    st.markdown(f"**{name}** · {width}×{height} · {prediction.device} · {timing}")
+    # Which model made it: a result is only as good as the model named here.
+    made_by = f"{_model_label(model)} ({model.ident})"
+    st.markdown(f"**{name}** · {width}×{height} · {made_by} · {prediction.device} · {timing}")
     original = Image.fromarray(rgb)
     small = pictures.preview(original)
     small_prob = np.asarray(
