@@ -243,3 +243,22 @@ def test_a_stopped_run_reads_right_and_resumes_with_a_fresh_clock(embedded_env):
     assert reopened.state == "queued" and reopened.step_progress is None
     assert reopened.started_at is None and reopened.seconds is None
     assert result_lines(replace(reopened, result=None)) == []
+
+
+def test_work_sent_again_gets_task_ids_a_cancel_never_revoked(embedded_env, coco_mini):
+    # Issue 20, item 1, training: a run cancelled while queued has its task id revoked in
+    # every worker; retrying (or resuming) it must send it under another id.
+    job_id = jobs.create_train_job("smoke", {"coco_root": str(coco_mini), "epochs": 1})
+    with jobs.db_session() as session:
+        first = jobs.task_ids(session.get(Job, job_id))
+    assert first == [f"{job_id}-train"]
+    jobs.cancel_job(job_id)  # queued: cancelled at once, and its id revoked
+    assert jobs.get_job(job_id).state == "cancelled"
+    jobs.retry_job(job_id)
+    with jobs.db_session() as session:
+        again = jobs.task_ids(session.get(Job, job_id))
+    assert again == [f"{job_id}-train-r1"]
+    jobs.cancel_job(job_id)
+    jobs.retry_job(job_id)
+    with jobs.db_session() as session:
+        assert jobs.task_ids(session.get(Job, job_id)) == [f"{job_id}-train-r2"]

@@ -107,3 +107,19 @@ def test_metrics_on_another_interface_need_a_key(tmp_path, redis_server):
     )
     assert done.returncode == 2, done.stderr
     assert "UNETBG_API_KEY" in done.stderr and "refusing" in done.stderr
+
+
+def test_a_cancelled_task_counts_as_cancelled_not_as_a_failure():
+    # Issue 20, item 14: the outcome label of a task its job's cancel stopped. The task's
+    # exception names it; Celery ignores it (an Ignore: acknowledged, no task-failed event).
+    from celery.exceptions import Ignore
+
+    from unetbg.tasks.base import ImagesFailed, JobCancelled
+    from unetbg.workers.metrics import task_outcome
+
+    cancelled = JobCancelled("job j: cancelled after 3 image(s)")
+    assert isinstance(cancelled, Ignore)
+    assert task_outcome("IGNORED", cancelled) == "cancelled"
+    assert task_outcome("FAILURE", ImagesFailed("job j: 1 of 2 images failed")) == "failure"
+    assert task_outcome("SUCCESS", {"job": "j", "processed": 2}) == "success"
+    assert task_outcome("RETRY", None) == "retry"

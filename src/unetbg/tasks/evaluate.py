@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from unetbg.jobs import end_job, jsonable
+from unetbg.jobs import claims
 from unetbg.tasks.base import CancelFlag, JobCancelled, JobTask
 
 
@@ -37,20 +37,13 @@ def evaluate_job(self: JobTask, job_id: str) -> dict:
                 **(p.get("switches") or {}),
             )
     except EvaluationStopped as exc:
-        with self.session() as session:
-            row = self.owned_job(session, job_id)
-            if row is not None:  # cancelled (not taken over): the job ends here
-                end_job(row, "cancelled")
+        # Cancelled (not taken over: then nothing is written): the job ends here.
+        claims.end_owned_job(job_id, "cancelled", settings=self.settings)
         self.log.info("evaluation %s: %s", stop.reason, exc)
         if stop.reason == "cancelled":
             raise JobCancelled(f"job {job_id}: evaluation cancelled") from None
         return {"job": job_id, "ran": True, "status": stop.reason}
-    with self.session() as session:
-        row = self.owned_job(session, job_id)
-        if row is None:
-            return {"job": job_id, "ran": True, "status": "taken over"}
-        row.result = jsonable(figures)
-        row.progress_done = 1
-        end_job(row, "succeeded")
+    if not claims.end_owned_job(job_id, "succeeded", figures, 1, settings=self.settings):
+        return {"job": job_id, "ran": True, "status": "taken over"}
     self.log.info("%s iou %.4f on %s images", p["split"], figures["iou"], figures["images"])
     return {"job": job_id, "ran": True, "iou": figures["iou"]}
