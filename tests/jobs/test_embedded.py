@@ -262,3 +262,27 @@ def test_work_sent_again_gets_task_ids_a_cancel_never_revoked(embedded_env, coco
     jobs.retry_job(job_id)
     with jobs.db_session() as session:
         assert jobs.task_ids(session.get(Job, job_id)) == [f"{job_id}-train-r2"]
+
+
+def test_a_foreground_run_cancelled_before_validating_names_no_checkpoint(tmp_path, capsys):
+    # Issue 20, item 13: `unetbg train` stopped by Ctrl-C before its first validation
+    # printed "best checkpoint: None".
+    from types import SimpleNamespace
+
+    from unetbg.cli.train import _report
+    from unetbg.training.config import resolve_config
+
+    result = SimpleNamespace(
+        status="cancelled",
+        epochs_completed=0,
+        seconds=3.0,
+        best_epoch=None,
+        best_metrics=None,
+        best_checkpoint=None,
+        evaluation=None,
+    )
+    with pytest.raises(SystemExit) as stopped:
+        _report(result, resolve_config("smoke"), tmp_path, "abc123")
+    assert stopped.value.code == 1
+    out = capsys.readouterr().out
+    assert "best checkpoint: none yet (no epoch was validated)" in out and "None" not in out

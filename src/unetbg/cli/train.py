@@ -305,7 +305,8 @@ def _report(result, cfg, run_dir: Path, job_id: str | None) -> None:
             f"(all-foreground: IoU {b['iou']:.4f}  Dice {b['dice']:.4f}  "
             f"pixel accuracy {b['pixel_accuracy']:.4f})"
         )
-    click.echo(f"best checkpoint: {result.best_checkpoint}")
+    # A run cancelled before its first validation has none: say so, not "None".
+    click.echo(f"best checkpoint: {result.best_checkpoint or 'none yet (no epoch was validated)'}")
     if job_id is not None:
         click.echo(f"job: {job_id} (`unetbg status {job_id}`)")
     if result.status == "cancelled":
