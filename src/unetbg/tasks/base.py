@@ -1,8 +1,9 @@
 """``JobTask``: the base class of every unetbg Celery task.
 
-It owns what task bodies should not repeat: the settings and database sessions,
-the job id in every log line, claiming a job (with the redelivery rules below),
-the heartbeat, and recording a failure on the job when the body raises.
+It owns what task bodies should not repeat: the settings, the job id in every log
+line, claiming a job (with the redelivery rules below), the heartbeat, and recording
+a failure on the job when the body raises. What it writes, it writes through the job
+service (:mod:`unetbg.jobs.claims`): no task opens a database session of its own.
 
 Redelivery rules for a whole-job task (training, evaluation), see docs/jobs.md:
 
@@ -17,7 +18,7 @@ Redelivery rules for a whole-job task (training, evaluation), see docs/jobs.md:
 
 A run that finds another worker recorded as the job's owner (it was taken over) stops
 at its next check and writes nothing more (:meth:`JobTask.stop_reason`,
-:meth:`JobTask.owned_job`).
+:func:`unetbg.jobs.claims.end_owned_job`).
 """
 
 from __future__ import annotations
@@ -32,10 +33,8 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore
-from sqlalchemy.orm import Session
 
-from unetbg.db.models import Job
-from unetbg.jobs import JobError, JobView, claims, db_session
+from unetbg.jobs import JobError, JobView, claims
 from unetbg.settings import Settings, get_settings
 
 _current_job: contextvars.ContextVar[str | None] = contextvars.ContextVar("job", default=None)
@@ -126,12 +125,6 @@ class JobTask(Task):
     def log(self) -> logging.LoggerAdapter:
         return log
 
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A short transaction; never hold one across model work (SQLite has one writer)."""
-        with db_session(self.settings) as session:
-            yield session
-
     def cancel_requested(self, job_id: str) -> bool:
         """Whether ``unetbg cancel`` was asked for this job."""
         return claims.cancel_state(job_id, self.settings)[0]
@@ -147,11 +140,6 @@ class JobTask(Task):
         """Why this run must stop now: ``"cancelled"``, ``"taken over"`` (another worker
         claimed the job, believing this one dead) or ``None`` to go on."""
         return claims.stop_reason(job_id, self.settings)
-
-    def owned_job(self, session: Session, job_id: str) -> Job | None:
-        """The job's row if this worker still owns it, ready for ``end_job``; else ``None``
-        (:func:`unetbg.jobs.claims.owned_job`)."""
-        return claims.owned_job(session, job_id)
 
     # -- claiming -------------------------------------------------------------------
 
