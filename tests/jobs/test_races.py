@@ -306,3 +306,30 @@ def test_plain_progress_and_cancelling_a_finished_job(embedded_env, photos, tmp_
     for command in ("jobs", "checkpoints"):
         help_text = CliRunner().invoke(main, [command, "--help"]).output
         assert "0 listed" in help_text and "the job failed" not in help_text
+
+
+def test_the_owner_s_end_replaces_a_lost_mark_and_nobody_else_s_does(embedded_env):
+    # jobs.claims.end_owned_job, what a whole-job task's end calls (no training needed to
+    # see the rule that test_owner_overwrites_a_lost_mark checks on a real run).
+    from unetbg.jobs import claims
+
+    def job_marked_lost(owner: str) -> str:
+        with jobs.db_session() as session:
+            job = Job(kind="evaluate", state="running", params={}, worker_host=owner)
+            session.add(job)
+            session.flush()
+            jobs.end_job(job, "failed", f"{jobs.LOST_PREFIX}worker stopped reporting")
+            return job.id
+
+    mine = job_marked_lost(jobs.worker_identity())
+    assert claims.end_owned_job(mine, "succeeded", {"iou": 0.5}, 1)
+    view = jobs.get_job(mine)
+    assert (view.state, view.error, view.result, view.progress_done) == (
+        "succeeded",
+        None,
+        {"iou": 0.5},
+        1,
+    )
+    theirs = job_marked_lost("other-host:99")
+    assert not claims.end_owned_job(theirs, "succeeded", {"iou": 0.5}, 1)
+    assert jobs.get_job(theirs).state == "failed"
