@@ -83,6 +83,13 @@ def framable(mask: np.ndarray, ignore: np.ndarray) -> bool:
     return tall and mask[y0:y1, x0:x1].mean() >= 0.25
 
 
+def all_framings_show(image: np.ndarray, mask: np.ndarray) -> bool:
+    """Does every framing keep a person in the frame (a photo without one would be scored
+    as a photo without people, not as a person on a backdrop)?"""
+    wall = solid(HEIGHT, WIDTH, (0, 0, 0))
+    return all(composite(image, mask, wall, f)[1].any() for f in FRAMINGS.values())
+
+
 def people(root: Path, source: str, count: int) -> list[Person]:
     """``count`` framable val people of ``root``, in a fixed order (by the hash of each name)."""
     folder = MaskFolder(root, "val")
@@ -92,7 +99,7 @@ def people(root: Path, source: str, count: int) -> list[Person]:
     )
     for i in order:
         image, mask, ignore = folder.load(i)
-        if framable(mask, ignore):
+        if framable(mask, ignore) and all_framings_show(image, mask):
             chosen.append(Person(source, folder.key(i), image, mask))
             if len(chosen) == count:
                 break

@@ -274,3 +274,15 @@ def test_distractors_are_laid_on_the_backdrop_and_never_labelled():
         out, label, _ = white_things(image, mask, mask * 0, np.random.default_rng(seed))
         seen += int(((out.min(axis=2) > 240) & (label == 0)).sum() > 20)
     assert seen >= 5  # white things on the backdrop, outside the person's label
+
+
+def test_a_close_up_centres_on_the_part_shown_not_the_whole_box():
+    # A person lying across the photo: head at the top left, legs far to the right.
+    image = np.zeros((120, 300, 3), np.uint8)
+    mask = np.zeros((120, 300), np.uint8)
+    mask[10:40, 10:40] = 1  # head
+    mask[40:110, 10:290] = 1  # body reaching to the right
+    out, label = composite(image, mask, solid(240, 180, (0, 0, 0)), FRAMINGS["head"])
+    assert label.any()
+    y0, y1, x0, x1 = person_box(label)
+    assert y0 == round(0.05 * 240) and x0 < 90 < x1  # the head is in the middle

@@ -201,10 +201,14 @@ def composite(
     crop, crop_mask = image[y0:y1, x0:x1], mask[y0:y1, x0:x1].astype(np.float32)
     if flip:
         crop, crop_mask = crop[:, ::-1], crop_mask[:, ::-1]
-    # The transform from crop to canvas pixels: scale, then move the box's top-centre.
+    # The transform from crop to canvas pixels: scale, then put the box's top at ``top``
+    # and the middle of the part shown at ``centre_x``: the shown rows' person pixels, not
+    # the whole box's, so that a lying or reaching person's head stays in a close-up.
     # (factor - 1) / 2: pixel centres, so that crop pixel 0 covers [top, top + factor).
+    columns = np.nonzero(crop_mask[:shown].any(axis=0))[0]
+    middle = (columns.min() + columns.max() + 1) / 2
     top = framing.top * height + (factor - 1) / 2
-    left = framing.centre_x * width - (x1 - x0) * factor / 2 + (factor - 1) / 2
+    left = framing.centre_x * width - middle * factor + (factor - 1) / 2
     matrix = np.float32([[factor, 0, left], [0, factor, top]])
     interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
     size = (width, height)
