@@ -21,6 +21,14 @@ _ROWS = (("IoU", "iou"), ("Dice", "dice"), ("pixel accuracy", "pixel_accuracy"))
 )
 @click.argument("checkpoint", default="best", required=False, envvar=CHECKPOINT_ENV)
 @evaluation_options
+@click.option(
+    "--group-by",
+    multiple=True,
+    metavar="COLUMN[,COLUMN]",
+    help="Also score each value of this column of a mask folder's manifest.tsv (first "
+    "column 'name', as studio-val has): e.g. backdrop, framing, or framing,backdrop for "
+    "pairs. Repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(
     checkpoint,
@@ -33,6 +41,7 @@ def evaluate(
     device,
     batch_size,
     image_size,
+    group_by,
     as_json,
     **switches,
 ) -> None:
@@ -73,6 +82,7 @@ def evaluate(
             val_percent=val_percent,
             progress=progress,
             image_size=image_size,
+            group_by=group_by,
             **switches,  # the RunOptions switches, by their names
         )
     except CocoError as exc:  # --coco-root is not a COCO folder for this split
@@ -135,6 +145,8 @@ def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None
         click.echo(f"mean IoU over sources: {result['mean_iou']:.4f}")
     for name, figures in [("", result), *sources.items()]:
         _print_empty(name, figures["empty"])
+        _print_misses(name, figures)
+        _print_groups(name, figures.get("groups", {}))
     click.echo(
         "pooled: all pixels together (micro); per image: mean over images (macro); "
         "baseline: every pixel called person; interval: the pooled IoU of "
@@ -144,6 +156,33 @@ def _print_table(checkpoint, result: dict, split: str, threshold: float) -> None
         click.echo(
             f"skipped {len(result['unreadable'])} unreadable image(s): {result['unreadable']}"
         )
+
+
+def _print_misses(name: str, figures: dict) -> None:
+    """Missed photos and how clean the transparency is (``name``: a source or all)."""
+    from unetbg.training.evaluation import LOW_IOU, AlphaFigures
+
+    where = f" in {name}" if name else ""
+    alpha = figures["alpha"]
+    click.echo(
+        f"photos{where} with a person scored below IoU {LOW_IOU}: {figures['low_iou']}; "
+        f"background pixels with alpha >= {AlphaFigures.VISIBLE}/255: "
+        f"{alpha['background_alpha']:.1%}; mean alpha of photos without people: "
+        f"{alpha['empty_mean_alpha']:.4f}"
+    )
+
+
+def _print_groups(name: str, groups: dict) -> None:
+    """One table per --group-by column of a source."""
+    for column, by_value in groups.items():
+        width = max(len(column), *(len(v) for v in by_value))
+        click.echo(f"\n{name} by {column}:")
+        click.echo(f"{column:{width}} {'images':>6} {'IoU':>7} {'per image':>9} {'IoU < 0.2':>9}")
+        for value, f in by_value.items():
+            click.echo(
+                f"{value:{width}} {f['images']:6d} {f['iou']:7.4f} {f['iou_macro']:9.4f} "
+                f"{f['low_iou']:9d}"
+            )
 
 
 def _print_empty(name: str, empty: dict) -> None:
