@@ -76,6 +76,17 @@ def check_mask_folder(
             "images/ and masks/" + (" and ignore/" if has_ignore else " (no ignore/)"),
         )
     )
+    report.checks.append(_pairs_check(report, folder, val_percent))
+    shares = _read_pairs(report, folder, progress)
+    report.checks.append(_decode_check(report))
+    if shares:
+        report.person_share = sum(shares) / len(shares)
+    report.checks.append(_masks_check(report, shares))
+    return report
+
+
+def _pairs_check(report: MaskFolderReport, folder: MaskFolder, val_percent: int) -> Check:
+    """Count the pairs and the split; name what has no partner or repeats a name."""
     report.pairs = len(folder)
     report.val = sum(split_of(s, val_percent) == "val" for s in folder.stems)
     report.train = report.pairs - report.val
@@ -97,15 +108,19 @@ def check_mask_folder(
         problems[-1] += _names(extra_ignores)
     if not folder.stems:
         problems.append("no image has a mask with the same name")
-    report.checks.append(
-        Check(
-            "pairs",
-            FAIL if problems else PASS,
-            "; ".join(problems)
-            or f"{report.pairs} pairs ({report.train} train, {report.val} val at {val_percent}%)",
-        )
+    return Check(
+        "pairs",
+        FAIL if problems else PASS,
+        "; ".join(problems)
+        or f"{report.pairs} pairs ({report.train} train, {report.val} val at {val_percent}%)",
     )
 
+
+def _read_pairs(
+    report: MaskFolderReport, folder: MaskFolder, progress: Callable[[int, int], None] | None
+) -> list[float]:
+    """Decode every pair once; the person share of each readable one, in order. What
+    cannot be read or has another size goes into the report instead."""
     shares = []
     for done, stem in enumerate(folder.stems, 1):
         try:
@@ -129,18 +144,22 @@ def check_mask_folder(
             report.full_masks.append(stem)
         if progress is not None:
             progress(done, len(folder.stems))
+    return shares
+
+
+def _decode_check(report: MaskFolderReport) -> Check:
     bad = [f"{n}: {why}" for n, why in {**report.unreadable, **report.size_mismatches}.items()]
-    report.checks.append(
-        Check(
-            "decode",
-            FAIL if bad else PASS,
-            (f"{len(bad)} of {report.pairs} pair(s) unusable: " + _names(bad))
-            if bad
-            else f"{report.pairs} images and masks decode, sizes match",
-        )
+    return Check(
+        "decode",
+        FAIL if bad else PASS,
+        (f"{len(bad)} of {report.pairs} pair(s) unusable: " + _names(bad))
+        if bad
+        else f"{report.pairs} images and masks decode, sizes match",
     )
-    if shares:
-        report.person_share = sum(shares) / len(shares)
+
+
+def _masks_check(report: MaskFolderReport, shares: list[float]) -> Check:
+    """Full masks fail (almost always inverted); so does a folder with only empty ones."""
     mask_problems = []
     if report.full_masks:
         mask_problems.append(
@@ -149,17 +168,14 @@ def check_mask_folder(
         )
     if shares and len(report.empty_masks) == len(shares):
         mask_problems.append("every mask is empty: no person pixel anywhere")
-    report.checks.append(
-        Check(
-            "masks",
-            FAIL if mask_problems else (PASS if shares else SKIP),
-            "; ".join(mask_problems)
-            or (
-                f"{len(report.empty_masks)} empty (photos without people), mean person "
-                f"share {report.person_share:.1%}"
-                if shares
-                else "nothing readable"
-            ),
-        )
+    return Check(
+        "masks",
+        FAIL if mask_problems else (PASS if shares else SKIP),
+        "; ".join(mask_problems)
+        or (
+            f"{len(report.empty_masks)} empty (photos without people), mean person "
+            f"share {report.person_share:.1%}"
+            if shares
+            else "nothing readable"
+        ),
     )
-    return report
