@@ -153,7 +153,10 @@ def test_remove_uses_the_default_over_a_worse_checkpoint_and_says_why(registry):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("/etc/passwd", "/etc/passwd is not a checkpoint file (unetbg checkpoints are .pth"),
+        (
+            "/etc/passwd",
+            "refusing checkpoint /etc/passwd: not a checkpoint file (unetbg checkpoints",
+        ),
         ("nope", "no checkpoint 'nope': --checkpoint takes best, default, a registered"),
         ("nope.pth", "checkpoint file not found: "),
         ("77", "no registered checkpoint with id 77"),

@@ -274,8 +274,8 @@ def _checked_file(path: Path) -> Path:
         raise NoCheckpointError(f"checkpoint {resolved} is a folder, not a checkpoint file")
     if not zipfile.is_zipfile(resolved):
         raise NoCheckpointError(
-            f"{resolved} is not a checkpoint file (unetbg checkpoints are .pth files "
-            "written by torch.save, e.g. a run's best_model.pth)"
+            f"refusing checkpoint {resolved}: not a checkpoint file (unetbg checkpoints are "
+            ".pth files written by torch.save, e.g. a run's best_model.pth)"
         )
     return resolved
 
