@@ -159,9 +159,21 @@ def test_config_json_keeps_value_types(tmp_path: Path):
 
 
 def test_checkpoint_variable_is_defined_once():
+    import click
+
     from unetbg import settings
-    from unetbg.cli import remove, web
+    from unetbg.cli import _service, main, web
 
     assert settings.CHECKPOINT_ENV == "UNETBG_CHECKPOINT"
     assert web.CHECKPOINT_ENV is settings.CHECKPOINT_ENV
-    assert remove.CHECKPOINT_ENV is settings.CHECKPOINT_ENV
+    assert _service.CHECKPOINT_ENV is settings.CHECKPOINT_ENV  # checkpoint_option's
+    # Every command that takes a checkpoint reads it from that one variable.
+    ctx = click.Context(main)
+    envvars = {
+        name: param.envvar
+        for name in main.list_commands(ctx)
+        for param in getattr(main.get_command(ctx, name), "params", [])
+        if param.name == "checkpoint"
+    }
+    commands = {"remove", "remove-dir", "evaluate", "submit-evaluate", "serve", "web"}
+    assert envvars == dict.fromkeys(commands, settings.CHECKPOINT_ENV)
