@@ -170,7 +170,7 @@ class ModelInference:
             for start in range(0, len(prepared), self.batch_size):
                 chunk = prepared[start : start + self.batch_size]
                 batch = torch.stack([tensor for tensor, _ in chunk])
-                logits = network_logits(self.backend, batch, self.preprocessing.flip_average)
+                logits = network_logits(self.backend, batch, self.preprocessing)
                 results.extend(restore_probabilities(logits, [box for _, box in chunk]))
         return results
 

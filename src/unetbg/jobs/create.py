@@ -206,7 +206,7 @@ def create_evaluate_job(
     """Record a job that scores ``checkpoint`` (``best``, a registered id or a path) as
     ``unetbg evaluate`` would, with the same options: ``coco_root``'s ``split`` and/or
     the ``data`` sources (``KIND:PATH`` specs, paths absolute), and ``switches`` (the
-    checkpoint's preprocessing overrides by name, ``flip_average=True``)."""
+    checkpoint's preprocessing overrides, ``RunOptions`` switches by name)."""
     settings = settings or get_settings()
     model = choose_checkpoint(checkpoint, settings)
     if coco_root is None and not data:

@@ -138,9 +138,7 @@ def predict_probabilities(
                 pairs = [letterbox(image, size, mean, std, device) for image in chunk]
                 batch = torch.stack([p[0] for p in pairs]).contiguous(memory_format=memory_format)
                 with autocast:
-                    logits = network_logits(
-                        lambda x: model(x)["mask"], batch, preprocessing.flip_average
-                    )
+                    logits = network_logits(lambda x: model(x)["mask"], batch, preprocessing)
                 results.extend(restore_probabilities(logits, [p[1] for p in pairs]))
     finally:
         model.train(was_training)
@@ -148,12 +146,16 @@ def predict_probabilities(
 
 
 def network_logits(
-    forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, flip_average: bool
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    batch: torch.Tensor,
+    preprocessing: Preprocessing,
 ) -> torch.Tensor:
-    """``forward(batch)``, or with ``flip_average`` the mean of it and the mirrored
-    prediction of the mirrored batch (the averaging is on logits, before the sigmoid)."""
+    """``forward(batch)``, or when ``preprocessing`` asks for test-time flip the mean of
+    it and the mirrored prediction of the mirrored batch (the averaging is on logits,
+    before the sigmoid). Every path to the network goes through here, so the flip is
+    decided in one place."""
     logits = forward(batch)
-    if flip_average:
+    if preprocessing.flip_average:
         mirrored = forward(torch.flip(batch, dims=[-1]))
         logits = (logits + torch.flip(mirrored, dims=[-1])) / 2
     return logits
