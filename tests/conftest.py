@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from prerequisites import unavailable
+
+# The suite never touches the user's (or another checkout's) unetbg state: a database
+# another version migrated, a config.toml, a registered "best" checkpoint or a broker
+# URL in the environment would change what the tests see. Set before any test imports
+# unetbg, and inherited by every worker, server and CLI process the tests start; tests
+# that need a setting give it themselves.
+for _name in [
+    n for n in os.environ if n.startswith("UNETBG_") and not n.startswith("UNETBG_TEST_")
+]:
+    del os.environ[_name]
+os.environ["UNETBG_DATA_DIR"] = tempfile.mkdtemp(prefix="unetbg-tests-")
+atexit.register(shutil.rmtree, os.environ["UNETBG_DATA_DIR"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_MINI = REPO.parent / "shared" / "data" / "coco-mini"
