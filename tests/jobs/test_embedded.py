@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -172,8 +173,11 @@ def test_stale_heartbeats_mark_jobs_lost(embedded_env, photos, tmp_path, checkpo
 def test_unreadable_checkpoint_fails_the_job_with_its_reason(
     embedded_env, photos, tmp_path, checkpoint
 ):
+    # A zip archive, so it passes the pre-submit check, that torch cannot load: the
+    # file's fault shows only when a worker loads it, and fails each item with the reason.
     bad = tmp_path / "bad.pth"
-    bad.write_bytes(checkpoint.read_bytes()[:5000])  # truncated: not a loadable file
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("bad/data.pkl", b"not a pickle")
     job = _remove_dir(photos, tmp_path / "out", bad)
     assert job.state == "failed" and job.items == {"failed": 5}
     errors = {i.error for i in jobs.list_items(job.id)}
@@ -181,13 +185,15 @@ def test_unreadable_checkpoint_fails_the_job_with_its_reason(
     assert not (tmp_path / "out").exists()
 
 
-def test_unreachable_broker_fails_the_recorded_job(
+def test_a_broker_lost_after_recording_fails_the_recorded_job(
     embedded_env, photos, tmp_path, checkpoint, monkeypatch
 ):
+    # An unreachable broker is refused before recording (test_refused_before_recording);
+    # one that goes away between recording and sending fails the job, saying why.
     from service_fixtures import free_port
 
-    monkeypatch.setenv("UNETBG_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
     job_id = jobs.create_remove_dir_job(photos, tmp_path / "out", str(checkpoint))
+    monkeypatch.setenv("UNETBG_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(jobs.JobError, match="could not be queued"):
         jobs.dispatch(job_id)
     job = jobs.get_job(job_id)

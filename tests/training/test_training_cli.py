@@ -170,14 +170,19 @@ def test_train_registers_its_checkpoints_and_never_reuses_a_run_folder(
         fit(cfg, run)
     assert hashlib.sha256((run / "last_model.pth").read_bytes()).hexdigest() == digest
 
-    # `unetbg evaluate` takes `best` and a registered id, like remove-dir.
+    # `unetbg evaluate` takes `best` and a registered id, like remove-dir: `best` is the
+    # shipped default, which the one-epoch run does not beat, and says why.
     best_id = next(c.id for c in rows if c.is_best)
+    scored = {}
     for spec in ("best", str(best_id)):
-        scored = _invoke(
+        scored[spec] = _invoke(
             ["evaluate", spec, "--coco-root", str(coco_mini), "--limit", "2", "--device", "cpu"]
         )
-        assert scored.exit_code == 0, scored.output
-        assert scored.output.startswith(f"{(run / 'best_model.pth').resolve()} (epoch 1)")
+        assert scored[spec].exit_code == 0, scored[spec].output
+    assert scored["best"].output.startswith("using the default model ")
+    assert f"registered checkpoint {best_id} scored val IoU" in scored["best"].output
+    run_best = f"{(run / 'best_model.pth').resolve()} (epoch 1)"
+    assert scored[str(best_id)].output.startswith(run_best)
 
 
 def test_evaluate_best_with_nothing_registered_is_a_usage_error(coco_mini, tmp_path, monkeypatch):
