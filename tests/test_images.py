@@ -219,12 +219,30 @@ def test_decompression_bomb_headers(tmp_path: Path) -> None:
     # Headers that promise huge images with almost no data: refused before decoding.
     (tmp_path / "big.png").write_bytes(_raw_png(10_000, 10_000, 8, 2, None))
     (tmp_path / "huge.png").write_bytes(_raw_png(30_000, 30_000, 8, 2, None))
-    with pytest.raises(
-        ImageError, match=r"10000×10000 = 100,000,000 exceeds the limit of 89,478,485"
-    ):
+    with pytest.raises(ImageError, match=r"claims 10000×10000 pixels \(100 megapixels\)"):
         read_image(tmp_path / "big.png")
-    with pytest.raises(ImageError, match="too many pixels"):
+    with pytest.raises(ImageError, match="refused as a decompression bomb"):
         read_image(tmp_path / "huge.png")
+
+
+def test_bomb_message_gives_claimed_size_not_the_limit(tmp_path: Path, photo: np.ndarray) -> None:
+    # A 45-byte header claiming 50000×50000: no photo to allow, so no hint to raise the
+    # limit for it.
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_raw_png(50_000, 50_000, 8, 2, None))
+    with pytest.raises(ImageError) as err:
+        read_image(bomb)
+    size = bomb.stat().st_size
+    assert err.value.reason == (
+        f"claims 50000×50000 pixels (2.5 gigapixels) in a {size}-byte file: "
+        "refused as a decompression bomb"
+    )
+    # A real image over a (low) limit: its size and the setting that allows it.
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    with pytest.raises(ImageError) as err:
+        read_image(tmp_path / "p.png", max_pixels=1000)
+    assert "UNETBG_MAX_IMAGE_PIXELS=3072" in err.value.reason
+    assert "refused as a decompression bomb" not in err.value.reason
 
 
 def test_missing_folder_and_permission(tmp_path: Path, photo: np.ndarray) -> None:

@@ -230,7 +230,7 @@ def _decode(fh: BinaryIO, limit: int, path: Path | None, said: list[str]) -> np.
             # Decode now: a truncated or corrupt file fails here, not half-decoded.
             im.load()
         except Image.DecompressionBombError as exc:  # sizes known only now (ICNS)
-            raise _too_many(exc, limit, path) from None
+            raise _too_many(exc, limit, fh, path) from None
         except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
             raise _decode_error(exc, im.format or kind, path) from None
         try:
@@ -247,7 +247,7 @@ def _open(fh: BinaryIO, limit: int, kind: str | None, path: Path | None) -> Imag
     try:
         im = Image.open(fh)
     except Image.DecompressionBombError as exc:
-        raise _too_many(exc, limit, path) from None
+        raise _too_many(exc, limit, fh, path) from None
     except UnidentifiedImageError:
         if kind is None:
             raise ImageError("not a recognised image format", path) from None
@@ -256,7 +256,10 @@ def _open(fh: BinaryIO, limit: int, kind: str | None, path: Path | None) -> Imag
         raise _decode_error(exc, kind, path) from None
     width, height = im.size
     if width * height > limit:
+        bomb = _is_bomb(fh, width * height)  # before close(), which closes fh
         im.close()
+        if bomb:
+            raise ImageError(_bomb_text(f"{width}×{height}", width * height, bomb), path)
         size = f"{width}×{height} = {width * height:,}"
         raise ImageError(_too_many_text(size, width * height, limit), path)
     if width == 0 or height == 0:
@@ -278,10 +281,67 @@ def _too_many_text(size: str, pixels: int | None, limit: int) -> str:
     )
 
 
-def _too_many(exc: Image.DecompressionBombError, limit: int, path: Path | None) -> ImageError:
+#: No real image holds fewer bytes than this per claimed pixel: even a flat 1-bit PNG
+#: needs about 1/8000 byte (deflate compresses at most ~1000:1).
+_BOMB_BYTES_PER_PIXEL = 1 / 10_000
+
+
+def _byte_size(fh: BinaryIO) -> int | None:
+    """The file's size, or None for a stream that cannot tell it."""
+    try:
+        where = fh.tell()
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(where)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return size
+
+
+def _is_bomb(fh: BinaryIO, pixels: int) -> int | None:
+    """The file's byte size when its header claims far more pixels than those bytes could
+    hold (no photo to allow by raising the limit, so the message must not suggest it);
+    else None."""
+    size = _byte_size(fh)
+    return size if size is not None and size < pixels * _BOMB_BYTES_PER_PIXEL else None
+
+
+def _bomb_text(dims: str, pixels: int, size: int) -> str:
+    scale = (1e9, "gigapixels") if pixels >= 1e9 else (1e6, "megapixels")
+    amount = f"{pixels / scale[0]:.3g} {scale[1]}"
+    return (
+        f"claims {dims} pixels ({amount}) in a {size:,}-byte file: refused as a decompression bomb"
+    )
+
+
+def _claimed_dims(fh: BinaryIO, pixels: int) -> str | None:
+    """``W×H`` as the header claims it. Image.open refuses a bomb before telling its size,
+    so ask the format's own parser, which does not check it; None if none parses it or
+    its size is not the refused one (an ICNS's nominal size, say)."""
+    fh.seek(0)
+    prefix = fh.read(16)
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        if accept is not None and not accept(prefix):
+            continue
+        fh.seek(0)
+        try:
+            width, height = factory(fh).size
+        except Exception:  # noqa: BLE001 - not this format: try the next, as Image.open does
+            continue
+        return f"{width}×{height}" if width * height == pixels else None
+    return None
+
+
+def _too_many(
+    exc: Image.DecompressionBombError, limit: int, fh: BinaryIO, path: Path | None
+) -> ImageError:
     """Pillow's own refusal, in our words and with our limit (its text cites its own)."""
     found = re.search(r"\((\d+) pixels\)", str(exc))
     pixels = int(found[1]) if found else None
+    size = _is_bomb(fh, pixels) if pixels else None
+    if pixels and size is not None:
+        dims = _claimed_dims(fh, pixels)
+        return ImageError(_bomb_text(dims or f"{pixels:,}", pixels, size), path)
     return ImageError(_too_many_text(f"{pixels:,}" if pixels else "it", pixels, limit), path)
 
 

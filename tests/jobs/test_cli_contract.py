@@ -76,6 +76,7 @@ def _usage_errors(tmp, photos, checkpoint, coco):
         (("status", "nosuchjob"), "no job"),
         (("cancel", "nosuchjob"), "no job"),
         (("retry", "nosuchjob"), "no job"),
+        (("wait", "nosuchjob"), "no job"),
         (("jobs", "--state", "bogus"), "bogus"),
         (("checkpoints", "--job", "nosuchjob"), "no job"),
         (("runs", "prune", "--keep", -1), "--keep"),
