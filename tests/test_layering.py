@@ -277,7 +277,7 @@ def test_no_source_file_over_500_lines():
 MAX_FUNCTION_LINES = 80
 #: Over the limit, in an area another owner is changing (issue 19's model lead): to be
 #: split as named steps there. Each entry must still be long, so the list only shrinks.
-LONG_FUNCTIONS_TO_SPLIT = {"unetbg.training.evaluation.evaluate_checkpoint"}
+LONG_FUNCTIONS_TO_SPLIT: set[str] = set()
 
 
 def _long_functions(tree: ast.AST, module: str) -> dict[str, int]:

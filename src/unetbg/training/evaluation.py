@@ -96,24 +96,8 @@ def evaluate_checkpoint(
         )
         return refine_all(probs, images, preprocessing)
 
-    overall = Tally(threshold)
     walk = _Walk(sum(min(len(r), limit or len(r)) for r in readers), should_stop, progress)
-    per_source: dict[str, dict[str, Any]] = {}
-    for reader in readers:
-        tally = Tally(threshold, _groups(reader, group_by))
-        for keys, images, masks, ignores, skipped in walk.chunks(reader, limit, batch_size * 4):
-            tally.unreadable += skipped
-            if images:
-                probs = predict(images)
-                for t in (overall, tally):
-                    t.add(keys, probs, masks, ignores)
-        overall.unreadable += tally.unreadable
-        if tally.meter.count:
-            per_source[reader.name] = tally.figures()
-
-    if not overall.meter.count:
-        names = ", ".join(r.name for r in readers)
-        raise ValueError(f"no readable images to score in {names}")
+    overall, per_source = _score(readers, walk, predict, threshold, group_by, limit, batch_size)
     result = {
         **overall.figures(),
         "split": split,
@@ -130,6 +114,36 @@ def evaluate_checkpoint(
         result["sources"] = per_source
         result["mean_iou"] = sum(v["iou"] for v in per_source.values()) / len(per_source)
     return result
+
+
+def _score(
+    readers: list[SourceReader],
+    walk: _Walk,
+    predict: Callable[[list[np.ndarray]], list[np.ndarray]],
+    threshold: float,
+    group_by: Sequence[str],
+    limit: int | None,
+    batch_size: int,
+) -> tuple[Tally, dict[str, dict[str, Any]]]:
+    """The pooled tally over every source, and each source's figures; refuses a run in
+    which no image could be read."""
+    overall = Tally(threshold)
+    per_source: dict[str, dict[str, Any]] = {}
+    for reader in readers:
+        tally = Tally(threshold, _groups(reader, group_by))
+        for keys, images, masks, ignores, skipped in walk.chunks(reader, limit, batch_size * 4):
+            tally.unreadable += skipped
+            if images:
+                probs = predict(images)
+                for t in (overall, tally):
+                    t.add(keys, probs, masks, ignores)
+        overall.unreadable += tally.unreadable
+        if tally.meter.count:
+            per_source[reader.name] = tally.figures()
+    if not overall.meter.count:
+        names = ", ".join(r.name for r in readers)
+        raise ValueError(f"no readable images to score in {names}")
+    return overall, per_source
 
 
 def _check_arguments(
