@@ -9,6 +9,7 @@ files), never what a trained model would find.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,22 @@ def rewrite_as_constant(source: Path, target: Path, person: bool) -> Path:
     with open(target, "wb") as file:  # truncated and written: the same inode
         file.write(buffer.getvalue())
     return target
+
+
+#: A COCO val photo without any person annotation (a street sign).
+COCO_WITHOUT_PEOPLE = (
+    Path(__file__).resolve().parents[2] / "shared/data/coco-mini/val2017/000000135561.jpg"
+)
+
+
+def photos_with_and_without_people(folder: Path) -> tuple[Path, list[str]]:
+    """``folder`` with a photo of a person (the astronaut) and images without people (a
+    flat grey image, and a real COCO street photo when the subset is beside the
+    checkout); returns it and the names of those without."""
+    write_photo(folder / "astronaut.jpg", 256, 256)
+    Image.new("RGB", (160, 120), (128, 128, 128)).save(folder / "grey.png")
+    without = ["grey.png"]
+    if COCO_WITHOUT_PEOPLE.is_file():
+        shutil.copy(COCO_WITHOUT_PEOPLE, folder / "street.jpg")
+        without.append("street.jpg")
+    return folder, without

@@ -41,7 +41,7 @@ def list_jobs(
 
 
 def get_job(
-    request: Request, job_id: str, items: Literal["failed", "all"] | None = None
+    request: Request, job_id: str, items: Literal["failed", "no-person", "all"] | None = None
 ) -> dict[str, Any]:
     return jobs.job_document(job_id, items, request.app.state.config.settings)
 

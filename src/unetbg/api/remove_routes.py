@@ -26,8 +26,10 @@ from unetbg.removal import (
     KindConflict,
     OutputOptions,
     encode_output,
+    no_person,
     output_kind,
     output_options,
+    person_share,
     render_output,
 )
 
@@ -37,6 +39,17 @@ MULTIPART_SLACK = 64 * 1024
 #: Seconds a client told "queue full" is asked to wait: about one batch on a CPU.
 RETRY_AFTER_S = 2
 _TRUE = ("1", "true", "yes", "on")
+#: Whether the output shows a person ("yes"/"no") and the share of its pixels that do.
+PERSON_FOUND_HEADER = "X-Unetbg-Person-Found"
+PERSON_SHARE_HEADER = "X-Unetbg-Person-Share"
+#: The 200 answer, as /docs shows it.
+ANSWER_DESCRIPTION = (
+    "The image; its X-Unetbg-Model header names the model that made it: `id=N` (a "
+    "registered checkpoint) or `sha256=…` (the first 12 hex digits; `default` first for "
+    "the default model), then `path=…`. X-Unetbg-Person-Found is `no` when under 0.1 % "
+    "of the image shows a person (a miss, or a photo without people), else `yes`; "
+    "X-Unetbg-Person-Share gives that share (0-1)."
+)
 
 
 def register(app: FastAPI, config: ApiConfig) -> None:
@@ -49,9 +62,7 @@ def register(app: FastAPI, config: ApiConfig) -> None:
         responses={
             200: {
                 "content": {t: {} for t in MEDIA_TYPES.values()},
-                "description": "The image; its X-Unetbg-Model header names the model that "
-                "made it: `id=N` (a registered checkpoint) or `sha256=…` (the first 12 "
-                "hex digits; `default` first for the default model), then `path=…`.",
+                "description": ANSWER_DESCRIPTION,
             },
             400: {"description": "Not an image, too many pixels, or a bad option."},
             413: {"description": "The upload is larger than the server's limit."},
@@ -117,8 +128,18 @@ def register(app: FastAPI, config: ApiConfig) -> None:
         return Response(
             encode_output(image, options),
             media_type=MEDIA_TYPES[options.format],
-            headers={jobs.MODEL_HEADER: model.header()},
+            headers={jobs.MODEL_HEADER: model.header(), **_person_headers(prob)},
         )
+
+
+def _person_headers(probability) -> dict[str, str]:
+    """Whether the output shows a person (``removal.presence``): a client that sends
+    10,000 photos finds the misses without looking at each image."""
+    share = person_share(probability)
+    return {
+        PERSON_FOUND_HEADER: "no" if no_person(share) else "yes",
+        PERSON_SHARE_HEADER: f"{share:.4f}",
+    }
 
 
 def _options(fields: dict[str, str | None], background) -> OutputOptions:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from unetbg.cli._render import describe, result_lines
+from unetbg.cli._render import describe, no_person_line, result_lines
 from unetbg.cli._service import EXIT_OK, exit_code, service_errors
 
 
@@ -161,6 +161,8 @@ def report(job, as_json: bool) -> None:
     click.echo(describe(job), err=True)
     for line in result_lines(job):
         click.echo(line, err=True)
+    if note := no_person_line(job):
+        click.echo(note, err=True)
     if job.items.get("failed"):
         failed = jobs.list_items(job.id, ["failed"])
         for item in failed[:10]:

@@ -189,21 +189,40 @@ def epoch_table(epochs) -> str:
 
 
 def item_table(items) -> str:
-    """A remove-dir job's images: where each came from, and its output or error."""
+    """A remove-dir job's images: where each came from, its output or error, and
+    ``no person`` where the output shows none."""
     if not items:
         return "(none)"
     return table(
-        ("ID", "STATE", "SECONDS", "SOURCE", "OUTPUT / ERROR"),
+        ("ID", "STATE", "SECONDS", "PERSON", "SOURCE", "OUTPUT / ERROR"),
         [
             (
                 i.id,
                 i.state,
                 fmt(i.duration_s, 2),
+                _person_text(i),
                 i.source_path,
                 i.error if i.state != "succeeded" else i.output_path,
             )
             for i in items
         ],
+    )
+
+
+def _person_text(item) -> str:
+    """``no person`` (a flagged output), the person's share of the output, or blank."""
+    if item.no_person:
+        return "no person"
+    return "" if item.person_share is None else f"{100 * item.person_share:.1f} %"
+
+
+def no_person_line(job) -> str | None:
+    """``N of M found no person (…)`` for a remove-dir job with such images, else ``None``."""
+    if not job.no_person:
+        return None
+    written = job.items.get("succeeded", 0)
+    return (
+        f"{job.no_person} of {written} found no person (unetbg status {job.id} --items no-person)"
     )
 
 

@@ -57,6 +57,8 @@ def remove(images: tuple[Path, ...], output_dir: Path, **options) -> None:
     over an input, nor into an input's folder. The model and device used are
     reported on stderr. An output that already exists is skipped (kept) unless
     --overwrite, so the same command run again does only what is missing.
+    An output that shows no person (under 0.1 % of the photo) is written all the
+    same, with "no person found in IMAGE" on stderr.
 
     As rembg users pipe it, `-` reads one image from stdin and `-o -` writes the one
     output to stdout: `unetbg remove - -o - < in.jpg > out.png`.
@@ -182,13 +184,16 @@ def _load_model(checkpoint: str, run: RunOptions):
 
 
 def _reporter(names: dict[str, str], to_stdout: bool):
-    """The per-image report: each output's path on stdout, skips and errors on stderr."""
+    """The per-image report: each output's path on stdout; skips, errors and outputs
+    that show no person (``removal.presence``) on stderr."""
 
     def report(item, result) -> None:
         source = names.get(str(item.source), item.source)
         if result.ok:
             if not to_stdout:
                 click.echo(str(result.output))
+            if result.no_person:  # written all the same: the user decides
+                click.echo(f"no person found in {source}", err=True)
         elif result.error == SKIP_EXISTS and result.output is not None:
             click.echo(f"skipped: {source}: {result.output} {SKIP_EXISTS}", err=True)
         else:

@@ -7,7 +7,14 @@ import sys
 
 import click
 
-from unetbg.cli._render import checkpoint_table, describe, epoch_table, item_table, result_lines
+from unetbg.cli._render import (
+    checkpoint_table,
+    describe,
+    epoch_table,
+    item_table,
+    no_person_line,
+    result_lines,
+)
 from unetbg.cli._service import EXIT_HELP, EXIT_OK, exit_code, service_errors
 
 
@@ -16,9 +23,10 @@ from unetbg.cli._service import EXIT_HELP, EXIT_OK, exit_code, service_errors
 @click.option(
     "--items",
     "items",
-    type=click.Choice(("failed", "all")),
+    type=click.Choice(("failed", "no-person", "all")),
     default=None,
-    help="Also list the job's images: only the failed ones, or all.",
+    help="Also list the job's images: only the failed ones, only those whose output "
+    "shows no person (under 0.1 % of the photo), or all (a no-person image is marked).",
 )
 @click.option(
     "--wait",
@@ -50,7 +58,7 @@ def status(job_id: str, items: str | None, wait: bool, as_json: bool) -> None:
         job = jobs.get_job(job_id)
         listed = []
         if items:
-            listed = jobs.list_items(job.id, ["failed"] if items == "failed" else None)
+            listed = jobs.chosen_items(job.id, items)
         epochs = jobs.list_epoch_metrics(job.id) if job.kind == "train" else []
         checkpoints = jobs.list_checkpoints(job.id) if job.kind == "train" else []
         return job, listed, epochs, checkpoints
@@ -67,6 +75,8 @@ def status(job_id: str, items: str | None, wait: bool, as_json: bool) -> None:
     click.echo(describe(job))
     for line in result_lines(job):
         click.echo(line)
+    if note := no_person_line(job):
+        click.echo(note)
     if epochs:
         click.echo("\nepochs:")
         click.echo(epoch_table(epochs))

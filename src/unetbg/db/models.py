@@ -105,6 +105,9 @@ class JobItem(Base):
     #: How many times a worker claimed the image; a worker that dies holding it has it
     #: sent again only while this is below ``jobs.claims.MAX_ITEM_ATTEMPTS``.
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Share (0-1) of the written output that shows the person
+    #: (``removal.presence.person_share``); ``None`` until the image succeeded.
+    person_share: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )

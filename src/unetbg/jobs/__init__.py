@@ -67,7 +67,12 @@ from unetbg.jobs.dispatch import (
     start_job,
     wait_for_run,
 )
-from unetbg.jobs.documents import ITEM_CHOICES, checkpoint_documents, job_document
+from unetbg.jobs.documents import (
+    ITEM_CHOICES,
+    checkpoint_documents,
+    chosen_items,
+    job_document,
+)
 from unetbg.jobs.errors import JobError, JobNotFound, NoCheckpointError
 from unetbg.jobs.hints import QUEUE_HINT_AFTER_S, waiting_hints
 from unetbg.jobs.liveness import (
@@ -131,6 +136,7 @@ __all__ = [
     "unregister_checkpoint",
     "cancel_job",
     "checkpoint_documents",
+    "chosen_items",
     "claimant_fresh",
     "create_evaluate_job",
     "create_remove_dir_job",

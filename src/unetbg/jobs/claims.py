@@ -171,17 +171,20 @@ def record_item(
     error: str | None,
     seconds: float | None,
     settings: Settings | None = None,
+    person_share: float | None = None,
 ) -> tuple[bool, bool]:
     """Write one image's outcome if this attempt still holds it; beat the heartbeat.
 
+    ``person_share``: of a succeeded image's output (``removal.presence``).
     Returns ``(written, cancel requested)``.
     """
     me = worker_identity()
+    values = {"state": state, "error": error, "duration_s": seconds, "updated_at": utcnow()}
     with db_session(settings or get_settings()) as session:
         written = session.execute(
             update(JobItem)
             .where(JobItem.id == item_id, JobItem.claimed_by == me, JobItem.state == "running")
-            .values(state=state, error=error, duration_s=seconds, updated_at=utcnow())
+            .values(**values, person_share=person_share)
         ).rowcount
         # Per image only the item and the heartbeat: counting the job's items
         # (settling) is once per chunk, as it grows with the size of the job.

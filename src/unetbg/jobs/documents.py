@@ -13,19 +13,30 @@ from typing import Any
 from unetbg.jobs.hints import waiting_hints
 from unetbg.jobs.lost import mark_lost_jobs
 from unetbg.jobs.queries import get_job, list_checkpoints, list_epoch_metrics, list_items
+from unetbg.jobs.views import ItemView
 from unetbg.settings import Settings, get_settings
 from unetbg.weights import default_checkpoint
 
-#: ``items=`` choices of :func:`job_document`: which of a job's images to list.
-ITEM_CHOICES = ("failed", "all")
+#: ``items=`` choices of :func:`job_document`: which of a job's images to list (the
+#: failed ones, the written ones whose output shows no person, or all).
+ITEM_CHOICES = ("failed", "no-person", "all")
+
+
+def chosen_items(job_id: str, items: str, settings: Settings | None = None) -> list[ItemView]:
+    """The images of ``job_id`` that ``items`` (one of :data:`ITEM_CHOICES`) names."""
+    if items not in ITEM_CHOICES:
+        raise ValueError(f"items must be one of {', '.join(ITEM_CHOICES)}, got {items!r}")
+    if items == "no-person":
+        return list_items(job_id, None, settings, no_person=True)
+    return list_items(job_id, ["failed"] if items == "failed" else None, settings)
 
 
 def job_document(
     job_id: str, items: str | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
     """One job as JSON: the job, ``hints`` (why it may be waiting), a training job's
-    ``epochs`` and ``checkpoints``, and with ``items`` (``failed`` or ``all``) its
-    images as ``item_list``. Jobs whose worker is gone are marked lost first."""
+    ``epochs`` and ``checkpoints``, and with ``items`` (one of :data:`ITEM_CHOICES`)
+    its images as ``item_list``. Jobs whose worker is gone are marked lost first."""
     settings = settings or get_settings()
     if items is not None and items not in ITEM_CHOICES:
         raise ValueError(f"items must be one of {', '.join(ITEM_CHOICES)}, got {items!r}")
@@ -34,8 +45,7 @@ def job_document(
     out = job.to_dict()
     out["hints"] = waiting_hints(job, settings)
     if items:
-        listed = list_items(job.id, ["failed"] if items == "failed" else None, settings)
-        out["item_list"] = [i.to_dict() for i in listed]
+        out["item_list"] = [i.to_dict() for i in chosen_items(job.id, items, settings)]
     if job.kind == "train":
         out["epochs"] = [e.to_dict() for e in list_epoch_metrics(job.id, settings)]
         out["checkpoints"] = [c.to_dict() for c in list_checkpoints(job.id, settings)]

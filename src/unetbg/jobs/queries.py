@@ -14,7 +14,12 @@ from sqlalchemy.orm import Session
 from unetbg.db.models import JOB_KINDS, JOB_STATES, Checkpoint, EpochMetric, Job, JobItem
 from unetbg.jobs.errors import JobError
 from unetbg.jobs.lost import mark_lost_jobs
-from unetbg.jobs.records import PROCESSED_ITEM_STATES, item_counts
+from unetbg.jobs.records import (
+    PROCESSED_ITEM_STATES,
+    item_counts,
+    no_person_count,
+    no_person_filter,
+)
 from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView, aware
 from unetbg.settings import Settings, get_settings
@@ -27,7 +32,7 @@ def job_view(session: Session, job: Job) -> JobView:
     # Chunks commit each image but settle the job's progress once per chunk; the
     # item counts are always current, so progress is taken from them.
     counts = item_counts(session, job.id)
-    view = JobView.of(job, counts)
+    view = JobView.of(job, counts, no_person_count(session, job.id))
     done = sum(counts.get(state, 0) for state in PROCESSED_ITEM_STATES)
     return dataclasses.replace(view, progress_done=done)
 
@@ -61,15 +66,21 @@ def list_jobs(
 
 
 def list_items(
-    job_id: str, states: Sequence[str] | None = None, settings: Settings | None = None
+    job_id: str,
+    states: Sequence[str] | None = None,
+    settings: Settings | None = None,
+    no_person: bool = False,
 ) -> list[ItemView]:
-    """The items of a remove-dir job (all, or only those in ``states``)."""
+    """The items of a remove-dir job (all, or only those in ``states``; with
+    ``no_person`` only the written ones whose output shows no person)."""
     settings = settings or get_settings()
     with db_session(settings) as session:
         job = find_job(session, job_id)
         query = select(JobItem).where(JobItem.job_id == job.id).order_by(JobItem.id)
         if states:
             query = query.where(JobItem.state.in_(states))
+        if no_person:
+            query = query.where(no_person_filter())
         return [
             ItemView(
                 i.id,
@@ -80,9 +91,17 @@ def list_items(
                 i.duration_s,
                 i.chunk,
                 i.attempts or 0,
+                i.person_share,
+                _no_person(i),
             )
             for i in session.scalars(query)
         ]
+
+
+def _no_person(item: JobItem) -> bool:
+    from unetbg.removal.presence import no_person  # lazily, as in records.no_person_filter
+
+    return item.state == "succeeded" and no_person(item.person_share)
 
 
 def list_checkpoints(

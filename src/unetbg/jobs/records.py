@@ -45,6 +45,20 @@ def item_counts(session: Session, job_id: str) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def no_person_filter():
+    """The SQL condition of a succeeded item whose output shows no person."""
+    # Lazily: reading jobs loads no image code until a remove-dir job is read.
+    from unetbg.removal.presence import NO_PERSON_SHARE
+
+    return and_(JobItem.state == "succeeded", JobItem.person_share < NO_PERSON_SHARE)
+
+
+def no_person_count(session: Session, job_id: str) -> int:
+    """How many succeeded items of ``job_id`` found no person (``removal.presence``)."""
+    query = select(func.count()).where(JobItem.job_id == job_id, no_person_filter())
+    return int(session.scalar(query) or 0)
+
+
 def end_job(job: Job, state: str, error: str | None = None) -> None:
     """Move ``job`` to the final ``state`` (no-op when it already is final)."""
     if job.state in FINAL_JOB_STATES:

@@ -49,6 +49,8 @@ class JobView:
     items: dict[str, int] = field(default_factory=dict)
     #: A training job's position in its epoch (see :func:`step_text`), while it runs.
     step_progress: dict[str, Any] | None = None
+    #: Remove-dir only: how many written outputs show no person (``None`` otherwise).
+    no_person: int | None = None
 
     @property
     def final(self) -> bool:
@@ -72,7 +74,9 @@ class JobView:
         return out
 
     @classmethod
-    def of(cls, job: Job, items: dict[str, int] | None = None) -> JobView:
+    def of(
+        cls, job: Job, items: dict[str, int] | None = None, no_person: int | None = None
+    ) -> JobView:
         """Snapshot of the ORM row ``job`` (usable after its session closes)."""
         return cls(
             id=job.id,
@@ -92,6 +96,7 @@ class JobView:
             heartbeat_at=aware(job.heartbeat_at),
             items=items or {},
             step_progress=job.step_progress,
+            no_person=no_person,
         )
 
     @property
@@ -134,6 +139,10 @@ class ItemView:
     chunk: int | None
     #: How many times a worker claimed it (more than once: a worker died holding it).
     attempts: int = 0
+    #: Share (0-1) of its output that shows the person; ``None`` until written.
+    person_share: float | None = None
+    #: Written, but the output shows no person (``removal.presence.no_person``).
+    no_person: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,8 @@
 * :mod:`~unetbg.removal.pipeline`: :func:`process_images` reads, predicts in batches,
   renders and writes, in overlapping stages with bounded queues; a failing image
   becomes an error in its :class:`ItemResult`, never the end of the batch.
+* :mod:`~unetbg.removal.presence`: :func:`person_share` and :func:`no_person`, the
+  one definition of "no person found".
 """
 
 from unetbg.removal.formats import (
@@ -51,6 +53,7 @@ from unetbg.removal.planning import (
     plan_folder,
     unique_output_names,
 )
+from unetbg.removal.presence import NO_PERSON_SHARE, no_person, person_share
 from unetbg.removal.request import (
     BACKENDS,
     DEFAULT_BATCH_SIZE,
@@ -71,6 +74,9 @@ __all__ = [
     "describe_run",
     "output_kind",
     "output_options",
+    "NO_PERSON_SHARE",
+    "no_person",
+    "person_share",
     "DEFAULT_PNG_LEVEL",
     "FORMATS",
     "IMAGE_EXTENSIONS",

@@ -54,12 +54,17 @@ from unetbg.removal.outputs import (
     write_encoded,
 )
 from unetbg.removal.planning import SKIP_EXISTS, PlannedItem
+from unetbg.removal.presence import no_person, person_share
 from unetbg.removal.threads import PipelineLimits, PipelineStats, executors, lower_priority
 
 
 @dataclass(frozen=True)
 class ItemResult:
-    """Outcome for one item: ``ok``, else ``error`` (a skip reason for skipped items)."""
+    """Outcome for one item: ``ok``, else ``error`` (a skip reason for skipped items).
+
+    ``person_share``: for a written output, the share of its pixels that show the
+    person (:func:`~unetbg.removal.presence.person_share`); ``None`` otherwise.
+    """
 
     ok: bool
     error: str | None
@@ -67,6 +72,12 @@ class ItemResult:
     source: Path | None = None
     output: Path | None = None
     skipped: bool = False
+    person_share: float | None = None
+
+    @property
+    def no_person(self) -> bool:
+        """Written, but the output shows no person (:func:`~unetbg.removal.presence.no_person`)."""
+        return self.ok and no_person(self.person_share)
 
 
 @dataclass
@@ -88,6 +99,10 @@ class BatchSummary:
     @property
     def skipped(self) -> int:
         return sum(r.skipped for r in self.results)
+
+    @property
+    def no_person(self) -> int:
+        return sum(r.no_person for r in self.results)
 
 
 class MaskPredictor(Protocol):
@@ -187,7 +202,7 @@ class _Reporter:
         item = self.items[ticket.index]
         t0 = time.perf_counter()
         try:
-            data, encode_s = ticket.encoded.result()
+            data, encode_s, share = ticket.encoded.result()
             t0 -= encode_s
             write_encoded(item, data)
         except OutputExistsError:
@@ -198,7 +213,7 @@ class _Reporter:
             spent = ticket.spent + time.perf_counter() - t0
             return _failure(item, exc, spent, "cannot write output: ")
         spent = ticket.spent + time.perf_counter() - t0
-        return ItemResult(True, None, spent, item.source, item.output)
+        return ItemResult(True, None, spent, item.source, item.output, person_share=share)
 
 
 def _read(handle: Any, item: PlannedItem, max_pixels: int | None) -> tuple:
@@ -213,12 +228,14 @@ def _read(handle: Any, item: PlannedItem, max_pixels: int | None) -> tuple:
     return rgb, prepared, time.perf_counter() - t0, None
 
 
-def _encode(rgb, prob, options: OutputOptions, background, refine) -> tuple[bytes, float]:
+def _encode(rgb, prob, options: OutputOptions, background, refine) -> tuple[bytes, float, float]:
+    """``(encoded output, seconds, person share)``; the share of the refined (final)
+    probability, the one the output shows."""
     t0 = time.perf_counter()
     if refine is not None:
         prob = refine(rgb, prob)
     data = encode_output(render_output(rgb, prob, options, background), options)
-    return data, time.perf_counter() - t0
+    return data, time.perf_counter() - t0, person_share(prob)
 
 
 def _prepared_path(handle: Any) -> tuple[Callable | None, Callable | None]:

@@ -68,13 +68,20 @@ class RemoveChunkTask(JobTask):
         return claims.claim_items(job_id, item_ids, self.settings)
 
     def record_item(
-        self, job_id: str, item_id: int, state: str, error: str | None, seconds: float | None
+        self,
+        job_id: str,
+        item_id: int,
+        state: str,
+        error: str | None,
+        seconds: float | None,
+        person_share: float | None = None,
     ) -> tuple[bool, bool]:
-        """Write one image's outcome if this attempt still holds it; beat the heartbeat.
-
-        Returns ``(written, cancel requested)``.
+        """Write one image's outcome (and its output's person share) if this attempt
+        still holds it; beat the heartbeat. Returns ``(written, cancel requested)``.
         """
-        return claims.record_item(job_id, item_id, state, error, seconds, self.settings)
+        return claims.record_item(
+            job_id, item_id, state, error, seconds, self.settings, person_share
+        )
 
     def close_items(self, job_id: str, item_ids: list[int], state: str, error: str) -> None:
         """Give the chunk's images still open here a final ``state``; settle the job."""
@@ -121,7 +128,7 @@ def _remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> di
     def on_result(item, result) -> None:
         state = "succeeded" if result.ok else "failed"
         written, cancel = self.record_item(
-            job_id, ids[str(item.source)], state, result.error, result.seconds
+            job_id, ids[str(item.source)], state, result.error, result.seconds, result.person_share
         )
         if not written:
             raise _TakenOver

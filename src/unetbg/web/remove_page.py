@@ -284,6 +284,9 @@ def _one_upload(upload, loaded, model_key, cache, output, limit, settings, model
     # Which model made it: a result is only as good as the model named here.
     made_by = f"{_model_label(model)} ({model.ident})"
     st.markdown(f"**{name}** · {width}×{height} · {made_by} · {prediction.device} · {timing}")
+    note = no_person_note(name, prediction.probability)
+    if note:
+        st.warning(note)
     original = Image.fromarray(rgb)
     small = pictures.preview(original)
     small_prob = np.asarray(
@@ -303,6 +306,16 @@ def _one_upload(upload, loaded, model_key, cache, output, limit, settings, model
         # A download needs no rerun of the page (and no second model pass).
         on_click="ignore",
     )
+
+
+def no_person_note(name: str, probability: np.ndarray) -> str | None:
+    """The warning shown under a result that shows no person (``removal.presence``),
+    worded as ``unetbg remove`` says it; None when it shows one."""
+    from unetbg.removal import no_person, person_share
+
+    if not no_person(person_share(probability)):
+        return None
+    return f"no person found in {name} (under 0.1 % of the photo shows one)"
 
 
 def _predict(loaded, rgb: np.ndarray) -> Prediction:
