@@ -10,7 +10,7 @@ the whole person, half body and head and shoulders (cut by the frame). The resul
 folder marked ``VALIDATION_ONLY`` (every pair validates, none trains), so::
 
     .venv/bin/python scripts/build_studio_val.py /work/runs/studio-val
-    unetbg evaluate default --data masks:/work/runs/studio-val --by backdrop
+    unetbg evaluate default --data masks:/work/runs/studio-val --group-by backdrop
 
 scores it. Deterministic: the same data gives the same files. Never point it at training
 photos; the folder stays outside the repository (it holds the source sets' photos).
