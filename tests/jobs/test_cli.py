@@ -165,3 +165,32 @@ def test_remove_dir_inference_flags_reach_the_model(
         if (tmp_path / "plain" / n).read_bytes() != (tmp_path / "told" / n).read_bytes()
     ]
     assert differ, f"the same masks with and without {flag}"
+
+
+def test_jobs_cuts_a_long_note_between_words(embedded_env):
+    # Issue 20 item 13: the NOTE column stopped mid-word. A training job whose worker
+    # vanished an hour ago: `jobs` marks it lost, with a long, many-worded reason.
+    from datetime import timedelta
+
+    from unetbg import jobs
+    from unetbg.db.models import Job, utcnow
+
+    with jobs.db_session() as session:
+        job = Job(
+            kind="train",
+            state="running",
+            heartbeat_at=utcnow() - timedelta(hours=1),
+            worker_host="gone-host:2",
+        )
+        session.add(job)
+    header, row = run("jobs").stdout.splitlines()
+    error = jobs.get_job(job.id).error
+    assert error.startswith(jobs.LOST_PREFIX) and len(error) > 60 and error.count(" ") > 5
+
+    note = row[header.index("NOTE") :]
+    assert note.endswith("…") and len(note) <= 60, note
+    shown = note.removesuffix("…")
+    # Whole words of the error, followed there by a space: none is cut.
+    assert error.startswith(shown) and error[len(shown)] == " ", (note, error)
+    assert len(shown.split()) >= 5  # as many words as fit, not just the first
+    assert run("status", job.id).stdout.count(error) == 1  # status shows it whole

@@ -238,8 +238,28 @@ def job_table(jobs) -> str:
                 progress_text(j),
                 when(j.created_at),
                 duration(j.seconds),
-                (j.error or "").splitlines()[0][:60] if j.error else None,
+                clip(j.error.splitlines()[0], NOTE_WIDTH) if j.error else None,
             )
             for j in jobs
         ],
     )
+
+
+#: Widest NOTE of ``unetbg jobs`` (the width it always had), so one long error does not
+#: wrap every row; ``unetbg status ID`` prints the whole error.
+NOTE_WIDTH = 60
+
+
+def clip(text: str, width: int) -> str:
+    """``text``, or as many of its whole words as fit ``width`` characters with ``…``.
+
+    Cut at a space so no word is left half (a cut ``connecting`` reads as another
+    word); only a first word longer than ``width`` has to be cut inside.
+    """
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]  # one character is left for the ellipsis
+    space = head.rfind(" ")
+    if not text[width - 1].isspace() and space > 0:
+        head = head[:space]
+    return head.rstrip(" ,;:") + "…"

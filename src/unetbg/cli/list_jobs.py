@@ -26,7 +26,11 @@ from unetbg.cli._service import LIST_EXIT_HELP, service_errors
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def list_jobs(state: str | None, kind: str | None, limit: int, as_json: bool) -> None:
-    """List recent jobs, newest first."""
+    """List recent jobs, newest first.
+
+    NOTE is the first line of a job's error, shortened between words; `unetbg status
+    JOB` prints it whole.
+    """
     from unetbg import jobs
 
     def load():
