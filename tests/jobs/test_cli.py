@@ -194,3 +194,37 @@ def test_jobs_cuts_a_long_note_between_words(embedded_env):
     assert error.startswith(shown) and error[len(shown)] == " ", (note, error)
     assert len(shown.split()) >= 5  # as many words as fit, not just the first
     assert run("status", job.id).stdout.count(error) == 1  # status shows it whole
+
+
+def test_flower_on_a_busy_port_says_so_in_one_line(tmp_path):
+    # Issue 20 item 13: Flower died with a traceback on a port another program holds.
+    # A real `unetbg flower` process: on success it replaces itself with Flower.
+    import os
+    import socket
+    import subprocess
+
+    from service_fixtures import VENV_BIN, free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNETBG_")}
+    env |= {
+        "UNETBG_DATA_DIR": str(tmp_path / "data"),
+        # Never reached: the port is checked before Flower starts.
+        "UNETBG_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [str(VENV_BIN / "unetbg"), "flower", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"Error: port {port} on 127.0.0.1 is in use: stop what listens there or pick "
+        "another (--port)"
+    ]
+    assert result.stdout == ""

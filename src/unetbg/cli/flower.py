@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from unetbg.cli._celery import celery_argv, require_broker
+from unetbg.cli._celery import celery_argv, require_broker, require_free_port
 from unetbg.cli._service import RequestError
 
 
@@ -27,7 +27,8 @@ def flower(port: int, address: str) -> None:
 
     With UNETBG_FLOWER_BASIC_AUTH=user:password the pages and the REST API need
     that login; without it the REST API stays disabled (Flower's default) and
-    only a loopback address is allowed.
+    only a loopback address is allowed. A port in use is refused before Flower starts
+    (exit status 2).
     """
     settings = require_broker()
     env = dict(os.environ)
@@ -39,5 +40,6 @@ def flower(port: int, address: str) -> None:
             f"refusing to serve Flower on {address} without a login: "
             "set UNETBG_FLOWER_BASIC_AUTH=user:password (or use --address 127.0.0.1)"
         )
+    require_free_port(address, port)
     argv = celery_argv("flower", f"--port={port}", f"--address={address}")
     os.execve(sys.executable, argv, env)
