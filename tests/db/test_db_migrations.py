@@ -33,7 +33,7 @@ def _tables(url: str) -> set[str]:
 def test_migrations_ship_with_the_package():
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
 
 
 def test_models_and_migrations_agree(db_url: str):

@@ -91,7 +91,8 @@ class JobItem(Base):
     __tablename__ = "job_items"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    #: Indexed with ``id`` (and with ``state, id``) below: item pages are id ranges.
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     source_path: Mapped[str] = mapped_column(Text)
     output_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     state: Mapped[str] = mapped_column(String(20), default="pending")
@@ -116,7 +117,12 @@ class JobItem(Base):
 
     __table_args__ = (
         UniqueConstraint("job_id", "source_path", name="uq_job_items_job_id_source_path"),
-        Index("ix_job_items_job_state", "job_id", "state"),
+        # Keyset pages of a job's items (``jobs.queries.item_page``) read one range of
+        # these, in id order, however long the job; their prefixes serve the lookups
+        # by job and the counts by state. SQLite keys every index by id anyway;
+        # PostgreSQL would otherwise sort all of a job's items for each page.
+        Index("ix_job_items_job_id_id", "job_id", "id"),
+        Index("ix_job_items_job_state_id", "job_id", "state", "id"),
     )
 
 

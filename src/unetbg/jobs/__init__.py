@@ -18,7 +18,7 @@ The modules, each importing only those listed before it:
 * ``claims``: what workers write about the work they hold: claims, heartbeats, each
   image's outcome, a run's end (the one owner of the states tasks change);
 * ``lost``: the work of dead workers: sent again by the live ones, or reported lost;
-* ``queries``: one job, lists, waiting for a job to end;
+* ``queries``: one job, lists, a job's items a page at a time, waiting for a job to end;
 * ``watched``: a remove-dir job kept open by ``remove-dir --watch``: adding the files
   that arrive, the watcher's beat, ending the watch;
 * ``checkpoints``: which model ``--checkpoint`` names (``best`` against the default),
@@ -84,7 +84,13 @@ from unetbg.jobs.liveness import (
 )
 from unetbg.jobs.lost import mark_lost_jobs, recover_lost_work, recovery_interval
 from unetbg.jobs.queries import (
+    ITEM_PAGE_SIZE,
+    MAX_ITEM_PAGE_SIZE,
+    ItemPage,
+    ItemPageRequest,
     get_job,
+    item_page,
+    item_pages,
     list_checkpoints,
     list_epoch_metrics,
     list_items,
@@ -115,6 +121,12 @@ from unetbg.jobs.views import CheckpointView, EpochView, ItemView, JobView
 
 __all__ = [
     "ITEM_CHOICES",
+    "ITEM_PAGE_SIZE",
+    "MAX_ITEM_PAGE_SIZE",
+    "ItemPage",
+    "ItemPageRequest",
+    "item_page",
+    "item_pages",
     "LOST_PREFIX",
     "QUEUE_HINT_AFTER_S",
     "OPEN_ITEM_STATES",

@@ -12,14 +12,20 @@ from typing import Any
 
 from unetbg.jobs.hints import waiting_hints
 from unetbg.jobs.lost import mark_lost_jobs
-from unetbg.jobs.queries import get_job, list_checkpoints, list_epoch_metrics, list_items
+from unetbg.jobs.queries import (
+    ITEM_FILTERS,
+    get_job,
+    list_checkpoints,
+    list_epoch_metrics,
+    list_items,
+)
 from unetbg.jobs.views import ItemView
 from unetbg.settings import Settings, get_settings
 from unetbg.weights import default_checkpoint
 
 #: ``items=`` choices of :func:`job_document`: which of a job's images to list (the
 #: failed ones, the written ones whose output shows no person, or all).
-ITEM_CHOICES = ("failed", "no-person", "all")
+ITEM_CHOICES = ITEM_FILTERS
 
 
 def chosen_items(job_id: str, items: str, settings: Settings | None = None) -> list[ItemView]:
@@ -36,7 +42,9 @@ def job_document(
 ) -> dict[str, Any]:
     """One job as JSON: the job, ``hints`` (why it may be waiting), a training job's
     ``epochs`` and ``checkpoints``, and with ``items`` (one of :data:`ITEM_CHOICES`)
-    its images as ``item_list``. Jobs whose worker is gone are marked lost first."""
+    its images as ``item_list``, all in one document: the small-job form (a large job's
+    are read a page at a time: :func:`unetbg.jobs.queries.item_pages`). Jobs whose worker
+    is gone are marked lost first."""
     settings = settings or get_settings()
     if items is not None and items not in ITEM_CHOICES:
         raise ValueError(f"items must be one of {', '.join(ITEM_CHOICES)}, got {items!r}")

@@ -1,12 +1,15 @@
-"""Reading jobs back: one job, recent jobs, a job's items, checkpoints and epoch figures,
-and waiting for a job to end. Everything comes back as a ``views`` snapshot.
+"""Reading jobs back: one job, recent jobs, a job's items (whole, or a page at a time),
+checkpoints and epoch figures, and waiting for a job to end. Everything comes back as a
+``views`` snapshot.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -81,21 +84,118 @@ def list_items(
             query = query.where(JobItem.state.in_(states))
         if no_person:
             query = query.where(no_person_filter())
-        return [
-            ItemView(
-                i.id,
-                i.source_path,
-                i.output_path,
-                i.state,
-                i.error,
-                i.duration_s,
-                i.chunk,
-                i.attempts or 0,
-                i.person_share,
-                _no_person(i),
+        return [_item_view(i) for i in session.scalars(query)]
+
+
+#: What a listing of items can show (``--items``, ``state=``): the failed images, the
+#: written ones whose output shows no person, or all.
+ITEM_FILTERS = ("failed", "no-person", "all")
+#: Items on a page unless asked otherwise, and the most one page may hold: a page is one
+#: query and one answer, so its size, not the job's, bounds their time and memory.
+ITEM_PAGE_SIZE = 100
+MAX_ITEM_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ItemPageRequest:
+    """One page of a job's items: those ``state`` names (one of :data:`ITEM_FILTERS`)
+    whose id is above ``cursor`` (``None``: from the first), at most ``limit``, by id.
+
+    Keyset pagination: the cursor is the last id of the page before, so each page is one
+    index range (``job_id, id`` or ``job_id, state, id``) however long the job, and items
+    recorded or changed between pages neither shift nor repeat the ones listed.
+    """
+
+    job_id: str
+    state: str = "all"
+    limit: int = ITEM_PAGE_SIZE
+    cursor: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in ITEM_FILTERS:
+            raise JobError(
+                f"unknown item state {self.state!r}; choose one of {', '.join(ITEM_FILTERS)}"
             )
-            for i in session.scalars(query)
-        ]
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int):
+            raise JobError(f"limit must be a whole number, got {self.limit!r}")
+        if not 1 <= self.limit <= MAX_ITEM_PAGE_SIZE:
+            raise JobError(f"limit must be from 1 to {MAX_ITEM_PAGE_SIZE}, got {self.limit}")
+        cursor = self.cursor
+        if cursor is not None and (
+            isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0
+        ):
+            raise JobError(
+                f"cursor must be the next_cursor of the page before (an item id), got {cursor!r}"
+            )
+
+
+@dataclass(frozen=True)
+class ItemPage:
+    """The items of one :class:`ItemPageRequest`; ``next_cursor`` asks for the next page,
+    ``None`` when this one is the last."""
+
+    items: list[ItemView]
+    next_cursor: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": [i.to_dict() for i in self.items], "next_cursor": self.next_cursor}
+
+
+def item_page(request: ItemPageRequest, settings: Settings | None = None) -> ItemPage:
+    """The page of items that ``request`` names; raises :class:`JobNotFound`."""
+    settings = settings or get_settings()
+    with db_session(settings) as session:
+        job = find_job(session, request.job_id)
+        # One row more than asked says whether another page follows, without a count.
+        rows = session.scalars(_page_query(job.id, request)).all()
+        views = [_item_view(i) for i in rows[: request.limit]]
+    more = len(rows) > request.limit
+    return ItemPage(views, views[-1].id if more else None)
+
+
+def item_pages(
+    job_id: str, state: str = "all", settings: Settings | None = None, limit: int = ITEM_PAGE_SIZE
+) -> Iterator[ItemPage]:
+    """Every page of ``job_id``'s items in ``state``, read as they are asked for: one page
+    in memory and one short transaction at a time, however many items the job has."""
+    request = ItemPageRequest(job_id, state, limit)
+    while True:
+        page = item_page(request, settings)
+        yield page
+        if page.next_cursor is None:
+            return
+        request = dataclasses.replace(request, cursor=page.next_cursor)
+
+
+def _page_query(job_id: str, request: ItemPageRequest):
+    query = (
+        select(JobItem)
+        .where(JobItem.job_id == job_id)
+        .order_by(JobItem.id)
+        .limit(request.limit + 1)
+    )
+    if request.cursor is not None:
+        query = query.where(JobItem.id > request.cursor)
+    if request.state == "failed":
+        query = query.where(JobItem.state == "failed")
+    elif request.state == "no-person":
+        query = query.where(no_person_filter())
+    return query
+
+
+def _item_view(item: JobItem) -> ItemView:
+    return ItemView(
+        item.id,
+        item.source_path,
+        item.output_path,
+        item.state,
+        item.error,
+        item.duration_s,
+        item.chunk,
+        item.attempts or 0,
+        item.person_share,
+        _no_person(item),
+    )
 
 
 def _no_person(item: JobItem) -> bool:
