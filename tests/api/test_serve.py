@@ -139,8 +139,15 @@ def test_remove_dir_job_is_the_clis_document_and_moves_the_metrics(server, coco_
 
         status = server.unetbg("status", job_id, "--items", "all", "--json")
         assert status.returncode == 0, status.stderr
-        over_http = client.get(f"/api/jobs/{job_id}", params={"items": "all"}).json()
-        assert over_http == json.loads(status.stdout)
+        # JSON Lines: the job as GET /api/jobs/ID, its items as GET …/items pages them.
+        document, *listed = map(json.loads, status.stdout.splitlines())
+        assert client.get(f"/api/jobs/{job_id}").json() == document
+        page = client.get(f"/api/jobs/{job_id}/items", params={"limit": 3}).json()
+        rest = client.get(f"/api/jobs/{job_id}/items", params={"cursor": page["next_cursor"]})
+        assert page["items"] + rest.json()["items"] == listed and len(listed) == 5
+        assert rest.json()["next_cursor"] is None
+        small_job = client.get(f"/api/jobs/{job_id}", params={"items": "all"}).json()
+        assert small_job == document | {"item_list": listed}
         listed = client.get("/api/jobs", params={"kind": "remove_dir", "state": "succeeded"})
         assert job_id in [j["id"] for j in listed.json()]
         cli_list = json.loads(server.unetbg("jobs", "--kind", "remove_dir", "--json").stdout)
@@ -287,3 +294,61 @@ def test_a_full_model_queue_answers_503_and_the_rest_are_served(tmp_path, coco_r
     finally:
         servers.close()
     assert "Traceback" not in server.log.read_text(), server.log.read_text()[-3000:]
+
+
+def test_item_pages_over_http_refuse_bad_parameters_and_strangers(server):
+    # A job of 250 items recorded straight into the server's database (as a folder's
+    # planning records them), 1 in 5 failed: three pages of 100 at most.
+    from unetbg.db import Job, JobItem
+    from unetbg.jobs import db_session
+    from unetbg.settings import get_settings
+
+    with db_session(get_settings(server.env)) as session:
+        session.add(Job(id="paged0000001", kind="remove_dir", progress_total=250))
+        session.flush()
+        session.add_all(
+            JobItem(
+                job_id="paged0000001",
+                source_path=f"/in/{n:03d}.jpg",
+                state="failed" if n % 5 == 0 else "succeeded",
+                error="cannot identify image file" if n % 5 == 0 else None,
+            )
+            for n in range(250)
+        )
+    url = "/api/jobs/paged0000001/items"
+    with server.client() as client:
+        pages, cursor = [], None
+        while True:
+            params = {} if cursor is None else {"cursor": cursor}
+            answer = client.get(url, params=params)
+            assert answer.status_code == 200, answer.text
+            pages.append(answer.json()["items"])
+            if (cursor := answer.json()["next_cursor"]) is None:
+                break
+        assert [len(p) for p in pages] == [100, 100, 50]
+        ids = [i["id"] for p in pages for i in p]
+        assert ids == sorted(set(ids))
+        assert [i["source_path"] for p in pages for i in p] == [
+            f"/in/{n:03d}.jpg" for n in range(250)
+        ]
+
+        failed = client.get(url, params={"state": "failed", "limit": 1000}).json()
+        assert len(failed["items"]) == 50 and failed["next_cursor"] is None
+        assert {i["error"] for i in failed["items"]} == {"cannot identify image file"}
+        # The job document carries counts, not items, unless asked.
+        job = client.get("/api/jobs/paged0000001").json()
+        assert job["items"] == {"failed": 50, "succeeded": 200} and "item_list" not in job
+
+        for params, says in [
+            ({"state": "pending"}, "'failed', 'no-person' or 'all'"),
+            ({"limit": 0}, "greater than or equal to 1"),
+            ({"limit": 1001}, "less than or equal to 1000"),
+            ({"cursor": "abc"}, "valid integer"),
+            ({"cursor": -1}, "greater than or equal to 0"),
+        ]:
+            refused = client.get(url, params=params)
+            assert refused.status_code == 422 and says in refused.text, (params, refused.text)
+        missing = client.get("/api/jobs/nosuchjob000/items")
+        assert missing.status_code == 404 and "no job 'nosuchjob000'" in missing.json()["detail"]
+    with server.client(None) as stranger:
+        assert stranger.get(url).status_code == 401

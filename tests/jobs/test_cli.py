@@ -26,9 +26,12 @@ def test_remove_dir_embedded_then_status(embedded_env, photos, tmp_path, checkpo
     assert status.exit_code == 0
     lines = status.stdout.splitlines()
     assert lines[0].split() == ["job", job_id] and lines[3].split() == ["progress", "5/5", "images"]
-    data = json.loads(run("status", job_id, "--items", "all", "--json").stdout)
-    assert data["state"] == "succeeded" and len(data["item_list"]) == 5
-    assert {i["state"] for i in data["item_list"]} == {"succeeded"}
+    # With --items, JSON Lines: the job's object, then one line per item.
+    data, *listed = map(
+        json.loads, run("status", job_id, "--items", "all", "--json").stdout.splitlines()
+    )
+    assert data["state"] == "succeeded" and "item_list" not in data and len(listed) == 5
+    assert {i["state"] for i in listed} == {"succeeded"}
 
     table = run("jobs").stdout.splitlines()
     assert table[0].split() == ["ID", "KIND", "STATE", "PROGRESS", "CREATED", "RUN", "TIME", "NOTE"]

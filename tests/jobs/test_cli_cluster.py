@@ -60,10 +60,10 @@ def test_relative_folders_work_on_a_worker_elsewhere(cluster, coco_mini, tmp_pat
     assert job["params"]["checkpoint"] == str(tmp_path / "model.pth")
     assert len(list((tmp_path / "out").rglob("*.png"))) == 3
 
-    listed = json.loads(
-        unetbg(cluster, tmp_path, "status", job["id"], "--items", "all", "--json").stdout
-    )
-    for item in listed["item_list"]:
+    lines = unetbg(cluster, tmp_path, "status", job["id"], "--items", "all", "--json").stdout
+    _, *listed = map(json.loads, lines.splitlines())  # JSON Lines: the job, then its items
+    assert len(listed) == 3
+    for item in listed:
         assert Path(item["source_path"]).is_absolute() and Path(item["output_path"]).is_absolute()
         assert item["source_path"].startswith(str(tmp_path / "in"))
 

@@ -60,9 +60,10 @@ def test_remove_dir_flags_counts_and_lists_images_without_a_person(embedded_env,
     marked = [line for line in everything.splitlines() if "no person" in line]
     assert len(marked) == len(without) and "astronaut.jpg" not in "".join(marked)
 
-    document = json.loads(run("status", job_id, "--items", "all", "--json").stdout)
+    lines = run("status", job_id, "--items", "all", "--json").stdout.splitlines()
+    document, *listed = map(json.loads, lines)  # JSON Lines: the job, then its items
     assert document["no_person"] == len(without)
-    items = {Path(i["source_path"]).name: i for i in document["item_list"]}
+    items = {Path(i["source_path"]).name: i for i in listed}
     assert items["astronaut.jpg"]["no_person"] is False
     assert items["astronaut.jpg"]["person_share"] > 0.1  # the astronaut fills the photo
     for name in without:

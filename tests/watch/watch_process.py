@@ -57,7 +57,9 @@ class Watcher:
             timeout=60,
         )
         assert done.returncode in (0, 1), done.stderr
-        return json.loads(done.stdout)
+        # JSON Lines: the job's object, then one per item (gathered here as item_list).
+        job, *items = map(json.loads, done.stdout.splitlines())
+        return job | {"item_list": items}
 
 
 def wait_for_file(path: Path, watcher: Watcher, timeout: float = 90) -> None:

@@ -40,10 +40,23 @@ def list_jobs(
     return [j.to_dict() for j in jobs.list_jobs(state, kind, limit, settings)]
 
 
-def get_job(
-    request: Request, job_id: str, items: Literal["failed", "no-person", "all"] | None = None
-) -> dict[str, Any]:
+ItemState = Literal["failed", "no-person", "all"]
+
+
+def get_job(request: Request, job_id: str, items: ItemState | None = None) -> dict[str, Any]:
+    # ``items=`` lists them all in the document: the small-job form; /items pages them.
     return jobs.job_document(job_id, items, request.app.state.config.settings)
+
+
+def list_items(
+    request: Request,
+    job_id: str,
+    state: ItemState = "all",
+    limit: Annotated[int, Query(ge=1, le=jobs.MAX_ITEM_PAGE_SIZE)] = jobs.ITEM_PAGE_SIZE,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    page = jobs.ItemPageRequest(job_id, state, limit, cursor)
+    return jobs.item_page(page, request.app.state.config.settings).to_dict()
 
 
 def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
@@ -61,6 +74,10 @@ def register(app: FastAPI) -> None:
     )
     app.get("/api/jobs", summary="Recent jobs, newest first (as `unetbg jobs --json`)")(list_jobs)
     app.get("/api/jobs/{job_id}", summary="One job (as `unetbg status JOB --json`)")(get_job)
+    app.get(
+        "/api/jobs/{job_id}/items",
+        summary="A job's items, a page at a time by id (as `unetbg status JOB --items`)",
+    )(list_items)
     app.post("/api/jobs/{job_id}/cancel", summary="Cancel a job (as `unetbg cancel JOB --json`)")(
         cancel_job
     )

@@ -26,7 +26,9 @@ from unetbg.cli._service import EXIT_HELP, EXIT_OK, exit_code, service_errors
     type=click.Choice(("failed", "no-person", "all")),
     default=None,
     help="Also list the job's images: only the failed ones, only those whose output "
-    "shows no person (under 0.1 % of the photo), or all (a no-person image is marked).",
+    "shows no person (under 0.1 % of the photo), or all (a no-person image is marked). "
+    "They are printed as they are read, 100 at a time; with --json as JSON Lines, one "
+    "item per line after the job's line.",
 )
 @click.option(
     "--wait",
@@ -34,7 +36,13 @@ from unetbg.cli._service import EXIT_HELP, EXIT_OK, exit_code, service_errors
     help="First follow the job until it ends, with the progress display of a submitting "
     "--wait (Ctrl-C stops watching; the job goes on); then show it, and exit as --wait does.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object (with --items: JSON Lines, the job's object on the "
+    "first line, then one object per item).",
+)
 def status(job_id: str, items: str | None, wait: bool, as_json: bool) -> None:
     """Show one job (any unique prefix of its id, 2 characters or more, is enough).
 
@@ -56,20 +64,23 @@ def status(job_id: str, items: str | None, wait: bool, as_json: bool) -> None:
     def load():
         jobs.mark_lost_jobs()
         job = jobs.get_job(job_id)
-        listed = []
-        if items:
-            listed = jobs.chosen_items(job.id, items)
         epochs = jobs.list_epoch_metrics(job.id) if job.kind == "train" else []
         checkpoints = jobs.list_checkpoints(job.id) if job.kind == "train" else []
-        return job, listed, epochs, checkpoints
+        return job, epochs, checkpoints
 
     if as_json:  # the same document as the HTTP API's GET /api/jobs/{id}
-        out = service_errors(lambda: jobs.job_document(job_id, items))
-        for hint in out["hints"]:  # on stderr too: stdout stays one JSON document
+        out = service_errors(lambda: jobs.job_document(job_id))
+        for hint in out["hints"]:  # on stderr too: stdout stays JSON
             click.echo(f"note: {hint}", err=True)
-        click.echo(json.dumps(out, indent=2))
+        if not items:
+            click.echo(json.dumps(out, indent=2))
+            sys.exit(exit_code(out["state"]))
+        click.echo(json.dumps(out))  # JSON Lines: the job, then its items
+        for page in _pages(out["id"], items):
+            for item in page.items:
+                click.echo(json.dumps(item.to_dict()))
         sys.exit(exit_code(out["state"]))
-    job, listed, epochs, checkpoints = service_errors(load)
+    job, epochs, checkpoints = service_errors(load)
     for hint in jobs.waiting_hints(job):  # on stderr: stdout stays the record
         click.echo(f"note: {hint}", err=True)
     click.echo(describe(job))
@@ -85,5 +96,27 @@ def status(job_id: str, items: str | None, wait: bool, as_json: bool) -> None:
         click.echo(checkpoint_table(checkpoints))
     if items:
         click.echo(f"\n{items} items:")
-        click.echo(item_table(listed))
+        _echo_item_tables(_pages(job.id, items))
     sys.exit(exit_code(job.state))
+
+
+def _pages(job_id: str, items: str):
+    """The pages of ``job_id``'s ``items``, each read when the one before is printed: a
+    job of a million images is listed in the memory of one page."""
+    from unetbg import jobs
+
+    pages = jobs.item_pages(job_id, items)
+    while (page := service_errors(lambda: next(pages, None))) is not None:
+        yield page
+
+
+def _echo_item_tables(pages) -> None:
+    """Each page as a table as soon as it is read; the header once, over the first."""
+    shown = False
+    for page in pages:
+        if page.items:
+            rows = item_table(page.items)
+            click.echo(rows if not shown else rows.split("\n", 1)[1])
+            shown = True
+    if not shown:
+        click.echo(item_table([]))
