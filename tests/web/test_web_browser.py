@@ -227,6 +227,29 @@ def test_remove_background_view(page_url, browser_page, coco_mini, small_checkpo
     np.testing.assert_array_equal(gray[:, :, 0], alpha)
 
 
+def test_each_view_opens_at_its_own_address(page_url, browser_page):
+    # Issue 20 item 13: /remove, the address a user types next to /jobs, showed
+    # "Page not found" (the default view was served at / only).
+    from playwright.sync_api import expect
+
+    page = browser_page
+    page.goto(f"{page_url}/remove")
+    page.get_by_role("heading", name="Remove background").wait_for()
+    # Streamlit sends "Page not found" before it runs the view it falls back on.
+    assert page.get_by_text("Page not found").count() == 0
+    # The sidebar's links name the same addresses.
+    nav = page.get_by_test_id("stSidebarNav")
+    for title, path in (("Remove background", "/remove"), ("Jobs", "/jobs")):
+        href = nav.get_by_role("link", name=title).get_attribute("href")
+        assert href.rstrip("/").endswith(path), (title, href)
+
+    # The bare address opens the same view, and the address bar then names it.
+    page.goto(page_url)
+    page.get_by_role("heading", name="Remove background").wait_for()
+    expect(page).to_have_url(f"{page_url}/remove")
+    assert page.get_by_text("Page not found").count() == 0
+
+
 def test_jobs_view(page_url, browser_page, recorded_jobs):
     page = browser_page
     page.goto(f"{page_url}/jobs")
