@@ -68,18 +68,8 @@ def status(job_id: str, items: str | None, wait: bool, as_json: bool) -> None:
         checkpoints = jobs.list_checkpoints(job.id) if job.kind == "train" else []
         return job, epochs, checkpoints
 
-    if as_json:  # the same document as the HTTP API's GET /api/jobs/{id}
-        out = service_errors(lambda: jobs.job_document(job_id))
-        for hint in out["hints"]:  # on stderr too: stdout stays JSON
-            click.echo(f"note: {hint}", err=True)
-        if not items:
-            click.echo(json.dumps(out, indent=2))
-            sys.exit(exit_code(out["state"]))
-        click.echo(json.dumps(out))  # JSON Lines: the job, then its items
-        for page in _pages(out["id"], items):
-            for item in page.items:
-                click.echo(json.dumps(item.to_dict()))
-        sys.exit(exit_code(out["state"]))
+    if as_json:
+        _echo_json(job_id, items)
     job, epochs, checkpoints = service_errors(load)
     for hint in jobs.waiting_hints(job):  # on stderr: stdout stays the record
         click.echo(f"note: {hint}", err=True)
@@ -98,6 +88,25 @@ def status(job_id: str, items: str | None, wait: bool, as_json: bool) -> None:
         click.echo(f"\n{items} items:")
         _echo_item_tables(_pages(job.id, items))
     sys.exit(exit_code(job.state))
+
+
+def _echo_json(job_id: str, items: str | None) -> None:
+    """The job as the HTTP API's GET /api/jobs/{id} answers it; with ``items``, JSON Lines:
+    that document on one line, then one line per item (GET /api/jobs/{id}/items's).
+    Exits with the job's status."""
+    from unetbg import jobs
+
+    out = service_errors(lambda: jobs.job_document(job_id))
+    for hint in out["hints"]:  # on stderr too: stdout stays JSON
+        click.echo(f"note: {hint}", err=True)
+    if not items:
+        click.echo(json.dumps(out, indent=2))
+        sys.exit(exit_code(out["state"]))
+    click.echo(json.dumps(out))
+    for page in _pages(out["id"], items):
+        for item in page.items:
+            click.echo(json.dumps(item.to_dict()))
+    sys.exit(exit_code(out["state"]))
 
 
 def _pages(job_id: str, items: str):
