@@ -11,7 +11,8 @@ sources (viton-person added) with the background swap and the wide augmentation,
 change at a time (``STUDIO_ARMS``), and is scored on coco-mini val, the val splits of
 coco-person, ccp-person and viton-person, and ``studio-val`` (``scripts/build_studio_val.py``),
 each capped at ``--limit`` photos (evenly spread over studio-val's people and backdrops
-since its names sort by person). The ``default`` row scores the starting model itself.
+since its names sort by person), all without flip averaging or edge refinement. The
+``default`` row scores the starting model itself.
 
 Each arm is the ``cpu`` preset as it was for epochs 1-104 of the default model's run
 (sources weighted 0.1 / 1 / 0.35, people pasted into photos without anyone too, no
@@ -62,6 +63,9 @@ STUDIO_ARMS: dict[str, list[str]] = {
     "viton-1": ["viton-weight", "1"],
     "close-ups-0.6": ["--swap-close-ups", "0.6"],
     "standard-augment": ["--augment-range", "standard"],
+    "empty-0.35": ["--empty-share", "0.35"],
+    "swap-ccp-viton": ["--swap-sources", "ccp-person", "--swap-sources", "viton-person"],
+    "lr-1e-4": ["--lr", "1e-4"],
 }
 
 
@@ -163,8 +167,11 @@ def score_studio(checkpoint: Path | str, args: argparse.Namespace) -> dict[str, 
     shared = args.shared
     data = [f"masks:{shared / n}" for n in ("coco-person", "ccp-person", "viton-person")]
     figures = {}
+    # Without flip averaging and edge refinement, whatever the checkpoint says: the
+    # shipped model has both on, the arms' checkpoints neither, and only weights differ.
+    plain = {"flip_average": False, "refine_edges": False}
     result = evaluate_checkpoint(
-        checkpoint, shared / "coco-mini", data=data, device="cpu", limit=args.limit
+        checkpoint, shared / "coco-mini", data=data, device="cpu", limit=args.limit, **plain
     )
     figures = {name: s["iou"] for name, s in result["sources"].items()}
     # studio-val sorts by person: score an even spread of it, not its first people.
@@ -183,7 +190,7 @@ def score_studio(checkpoint: Path | str, args: argparse.Namespace) -> dict[str, 
         (picked / "manifest.tsv").symlink_to(args.studio_val / "manifest.tsv")
         (picked / "VALIDATION_ONLY").write_text("")
     spread = evaluate_checkpoint(
-        checkpoint, None, data=[f"masks:{picked}"], device="cpu", group_by=["backdrop"]
+        checkpoint, None, data=[f"masks:{picked}"], device="cpu", group_by=["backdrop"], **plain
     )["sources"]["studio-pick"]
     figures["studio-val"] = spread["iou"]
     figures["worst backdrop"] = min(g["iou"] for g in spread["groups"]["backdrop"].values())
