@@ -229,7 +229,10 @@ def main() -> None:
 
     rows: dict[str, dict] = {}
     if args.family == "studio":
-        rows["default (start)"] = score("default", args) | {"train_s": 0.0}
+        from unetbg.jobs import resolve_checkpoint
+
+        start = resolve_checkpoint("default")
+        rows["default (start)"] = score(start, args) | {"train_s": 0.0}
     for arm in arms:
         seconds = train(args.out, arm, args, env)
         rows[arm] = score(args.out / arm / "best_model.pth", args) | {"train_s": seconds}
