@@ -178,8 +178,18 @@ def test_a_queue_nobody_consumes_is_named(cluster, redis_server, coco_mini, tmp_
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
     hint = "no worker consumes the 'infer' queue"
-    assert hint not in unetbg(lonely, tmp_path, "status", job_id).stderr  # just queued
-    time.sleep(5)
+    # Just queued, no hint yet: asked for a fixed moment, since a loaded machine may
+    # start `unetbg status` later than the grace period.
+    from datetime import timedelta
+
+    from unetbg.jobs import get_job
+    from unetbg.jobs.hints import QUEUE_HINT_AFTER_S, waiting_hints
+
+    settings = _settings(lonely.env)
+    job = get_job(job_id, settings=settings)
+    early = job.created_at + timedelta(seconds=QUEUE_HINT_AFTER_S - 1)
+    assert waiting_hints(job, settings, now=early) == []
+    time.sleep(QUEUE_HINT_AFTER_S)
     status = unetbg(lonely, tmp_path, "status", job_id, "--json")
     assert status.returncode == 0, status.stderr
     assert hint in status.stderr and "`unetbg worker --queues infer`" in status.stderr
