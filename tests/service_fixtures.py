@@ -44,6 +44,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: How long a server, worker or watch process may take to come up. An upper bound, not a
+#: wait: on a loaded 2-core machine `unetbg serve` has taken 130 s to import its stack.
+STARTUP_S = 240.0
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     """Poll ``predicate`` until it returns something truthy; fail saying ``what``."""
     deadline = time.monotonic() + timeout
@@ -261,7 +266,7 @@ class Cluster:
                 fh.seek(start)
                 return proc.poll() is not None or b" ready." in fh.read()
 
-        wait_until(ready, 90, "the Celery worker to log 'ready.'")
+        wait_until(ready, STARTUP_S, "the Celery worker to log 'ready.'")
         assert proc.poll() is None, worker.text()[-4000:]
         self.workers.append(worker)
         self.worker, self.worker_log = proc, log_path

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from service_fixtures import VENV_BIN, free_port, stop_process, wait_until
+from service_fixtures import STARTUP_S, VENV_BIN, free_port, stop_process, wait_until
 
 #: The byte limit the module's server is started with: small, so a refused upload is cheap.
 MAX_UPLOAD_BYTES = 400_000
@@ -85,7 +85,7 @@ def serve(folder: Path, model: Path, env: dict[str, str], *args: object) -> Iter
             return False
 
     try:
-        wait_until(ready, 90, "unetbg serve to answer /healthz")
+        wait_until(ready, STARTUP_S, "unetbg serve to answer /healthz")
         key_file = Path(env["UNETBG_DATA_DIR"]) / "api-key"
         yield Server(proc, url, key_file.read_text().strip(), root, env, log)
     finally:

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from service_fixtures import VENV_BIN, stop_process, wait_until
+from service_fixtures import STARTUP_S, VENV_BIN, stop_process, wait_until
 
 #: Short, so the tests are quick; the default is 1.5 s.
 SETTLE_S = 0.3
@@ -32,7 +32,9 @@ class Watcher:
                 stderr=err_file,
                 start_new_session=True,
             )
-        wait_until(lambda: "watching " in self.log() or self.proc.poll() is not None, 90, "watch")
+        wait_until(
+            lambda: "watching " in self.log() or self.proc.poll() is not None, STARTUP_S, "watch"
+        )
         assert self.proc.poll() is None, self.log()
         self.job_id = self.stdout.read_text().split()[0]
 

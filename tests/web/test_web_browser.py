@@ -24,6 +24,7 @@ import pytest
 from PIL import Image
 
 from prerequisites import unavailable
+from service_fixtures import STARTUP_S
 
 pytestmark = pytest.mark.browser
 
@@ -53,7 +54,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = STARTUP_S) -> None:
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while time.monotonic() < deadline:
