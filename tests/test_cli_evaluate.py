@@ -123,6 +123,19 @@ def test_inference_steps_follow_the_checkpoint_unless_told(
 
 
 @pytest.mark.usefixtures("embedded_env")
+def test_alpha_curve_switch_is_scored_and_said(random_checkpoint, coco_mini):
+    own = json.loads(_evaluate(random_checkpoint, coco_mini, "--json").stdout)
+    told = _evaluate(random_checkpoint, coco_mini, "--alpha-curve")
+    assert told.exit_code == 0, told.output
+    assert "letterbox 64 px, alpha curve, cpu" in told.stdout.splitlines()[0]
+    curved = json.loads(_evaluate(random_checkpoint, coco_mini, "--json", "--alpha-curve").stdout)
+    assert own["alpha_curve"] is None and curved["alpha_curve"] == [0.1, 0.9]
+    # The 0.5 cut stays where it was: the same masks, so the same figures; less veil.
+    assert (curved["iou"], curved["dice"]) == (own["iou"], own["dice"])
+    assert curved["alpha"]["background_alpha"] <= own["alpha"]["background_alpha"]
+
+
+@pytest.mark.usefixtures("embedded_env")
 def test_groups_missed_photos_and_alpha_cleanliness(random_checkpoint, tmp_path):
     from maskgen import make_mask_folder
 

@@ -332,3 +332,27 @@ def test_stdin_to_stdout_as_rembg_users_pipe_it(tmp_path: Path, checkpoint: Path
     assert bad.stdout_bytes == b""
     two = _run("-", src, "-o", "-", "--checkpoint", checkpoint)
     assert two.exit_code == 2 and "take exactly one image" in two.stderr
+
+
+def test_alpha_curve_switch_clears_the_veil_and_keeps_the_cut(
+    tmp_path: Path, checkpoint: Path
+) -> None:
+    # The tiny checkpoint names no alpha curve: --alpha-curve applies the standard one
+    # (0.1 to 0.9), --no-alpha-curve (and the default here) give the raw soft alpha.
+    import numpy as np
+
+    photo = write_photo(tmp_path / "in" / "photo.png", 64, 48)
+    alphas = {}
+    for switch in ("--alpha-curve", "--no-alpha-curve", None):
+        out = tmp_path / str(switch)
+        flags = [switch] if switch else []
+        result = _run("--checkpoint", checkpoint, "-o", out, "--device", "cpu", *flags, photo)
+        assert result.exit_code == 0, result.output
+        with Image.open(out / "photo.png") as im:
+            alphas[switch] = np.asarray(im)[:, :, 3].astype(np.float64) / 255
+    raw, curved = alphas["--no-alpha-curve"], alphas["--alpha-curve"]
+    np.testing.assert_array_equal(alphas[None], raw)
+    assert raw.min() < raw.max() and not np.array_equal(curved, raw)
+    expected = np.clip((raw - 0.1) / 0.8, 0, 1)
+    assert np.abs(curved - expected).max() <= 2.5 / 255  # 8-bit rounding, twice
+    assert (curved[raw <= 0.09] == 0).all() and (curved[raw >= 0.91] == 1).all()

@@ -9,6 +9,7 @@ from PIL import Image
 from inference_fixtures import person_photo
 from unetbg.edges import photo_radius, refine_all, refine_probability
 from unetbg.model import Preprocessing
+from unetbg.model.config import STANDARD_ALPHA_CURVE
 
 NETWORK = Preprocessing(image_size=32, refine_edges=True)
 
@@ -105,7 +106,7 @@ def test_alpha_curve_clears_the_veil_and_keeps_the_half_cut() -> None:
     rgb, truth = _disc_photo(128)
     coarse = _coarse(truth, NETWORK.image_size)
     haze = np.clip(coarse + 0.04, 0, 1).astype(np.float32)  # a faint veil everywhere
-    curved = NETWORK.overridden(refine_edges=False, alpha_low=0.1, alpha_high=0.9)
+    curved = NETWORK.overridden(refine_edges=False, alpha_low=0.1, alpha_high=0.9, alpha_curve=True)
     (out,) = refine_all([haze], [rgb], curved)
     assert (haze > 0).all() and (out[haze <= 0.1] == 0).all()
     assert (out[haze >= 0.9] == 1).all()
@@ -113,7 +114,7 @@ def test_alpha_curve_clears_the_veil_and_keeps_the_half_cut() -> None:
     soft = (haze > 0.15) & (haze < 0.85)
     assert ((out[soft] > 0) & (out[soft] < 1)).all()  # the soft edge stays soft
     # After the guided filter, not before: the refined veil is cleared too.
-    both = NETWORK.overridden(alpha_low=0.1, alpha_high=0.9)
+    both = NETWORK.overridden(alpha_low=0.1, alpha_high=0.9, alpha_curve=True)
     (final,) = refine_all([haze], [rgb], both)
     refined = refine_probability(haze, rgb, NETWORK)
     np.testing.assert_allclose(final, np.clip((refined - 0.1) / 0.8, 0, 1), atol=1e-6)
@@ -121,4 +122,26 @@ def test_alpha_curve_clears_the_veil_and_keeps_the_half_cut() -> None:
         with pytest.raises(ValueError, match="alpha_low and alpha_high"):
             Preprocessing(alpha_low=low, alpha_high=high)
     old = Preprocessing.from_dict({"image_size": 192})
-    assert (old.alpha_low, old.alpha_high) == (0.0, 1.0)  # old checkpoints: unchanged
+    assert (old.alpha_low, old.alpha_high, old.alpha_curve) == (0.0, 1.0, False)  # unchanged
+    assert old.curve_points() is None and refine_all([haze], [rgb], old)[0] is haze
+
+
+def test_alpha_curve_switch_points_and_older_checkpoints() -> None:
+    rgb, truth = _disc_photo(128)
+    haze = np.clip(_coarse(truth, NETWORK.image_size) + 0.04, 0, 1).astype(np.float32)
+    plain = NETWORK.overridden(refine_edges=False)
+    # Asked for on a checkpoint that names no points: the standard curve, 0.1 to 0.9.
+    standard = plain.overridden(alpha_curve=True)
+    assert standard.curve_points() == STANDARD_ALPHA_CURVE == (0.1, 0.9)
+    (out,) = refine_all([haze], [rgb], standard)
+    np.testing.assert_allclose(out, np.clip((haze - 0.1) / 0.8, 0, 1), atol=1e-6)
+    # The checkpoint's own points, and switched off (the raw soft alpha).
+    own = plain.overridden(alpha_low=0.2, alpha_high=0.8, alpha_curve=True)
+    assert own.curve_points() == (0.2, 0.8)
+    assert own.overridden(alpha_curve=False).curve_points() is None
+    # Written with points before the switch existed: the points are on.
+    earlier = Preprocessing.from_dict({"image_size": 192, "alpha_low": 0.1, "alpha_high": 0.9})
+    assert earlier.alpha_curve and earlier.curve_points() == (0.1, 0.9)
+    assert Preprocessing.from_dict(own.to_dict()) == own
+    with pytest.raises(ValueError, match="alpha_curve must be true or false"):
+        Preprocessing(alpha_curve="yes")

@@ -76,15 +76,16 @@ def refine_all(
     probabilities: Sequence[np.ndarray], images: Sequence[np.ndarray], preprocessing: Preprocessing
 ) -> list[np.ndarray]:
     """Each of ``probabilities`` made final: refined by its photo in ``images`` when
-    ``preprocessing.refine_edges`` says so, then put through the alpha curve when the
-    preprocessing has one (``alpha_low``/``alpha_high``); otherwise the same arrays."""
+    ``preprocessing.refine_edges`` says so, then put through the alpha curve when
+    ``preprocessing.alpha_curve`` says so (:meth:`Preprocessing.curve_points`); otherwise
+    the same arrays."""
     probs = list(probabilities)
     if preprocessing.refine_edges:
         probs = [
             refine_probability(p, image, preprocessing)
             for p, image in zip(probs, images, strict=True)
         ]
-    low, high = preprocessing.alpha_low, preprocessing.alpha_high
-    if (low, high) != (0.0, 1.0):
-        probs = [alpha_curve(p, low, high) for p in probs]
+    points = preprocessing.curve_points()
+    if points is not None:
+        probs = [alpha_curve(p, *points) for p in probs]
     return probs

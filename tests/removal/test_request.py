@@ -45,6 +45,7 @@ def test_job_params_recorded_before_the_request_object_still_load(tmp_path):
     assert request.run.backend == "torch" and request.run.checkpoint_overrides() == {
         "flip_average": None,
         "refine_edges": None,
+        "alpha_curve": None,
     }
     again = RemovalRequest.from_params(json.loads(json.dumps(request.to_params())))
     assert again == request

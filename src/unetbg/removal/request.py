@@ -53,6 +53,13 @@ class RunOptions:
         "photo's size, about 20 ms per megapixel), or not. Default: what the checkpoint says.",
         "edges refined",
     )
+    alpha_curve: bool | None = _checkpoint_says(
+        "Clear the faint alpha the model leaves on background it is sure of: alpha 0 up "
+        "to a low probability, 1 from a high one, linear between (the checkpoint's points, "
+        "else 0.1 and 0.9; the 0.5 cut, and so --threshold masks, stay the same), or give "
+        "the raw soft alpha. Default: what the checkpoint says.",
+        "alpha curve",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.device, str) or not self.device.strip():

@@ -58,6 +58,7 @@ def evaluate_checkpoint(
     flip_average: bool | None = None,
     refine_edges: bool | None = None,
     group_by: Sequence[str] = (),
+    alpha_curve: bool | None = None,
 ) -> dict[str, Any]:
     """IoU, Dice and pixel accuracy (micro and macro) of ``checkpoint`` on ``split``.
 
@@ -77,9 +78,9 @@ def evaluate_checkpoint(
     raised. ``progress(done, total)`` is called after each group of images.
     ``image_size`` letterboxes the photos to another size than the checkpoint's (a
     multiple of 32), to measure how the model fares there; the result's ``image_size``
-    says which ran. ``flip_average`` and ``refine_edges`` override the checkpoint's
-    test-time flip and edge refinement (``None``: keep what it says); the result's fields
-    of the same names say which ran.
+    says which ran. ``flip_average``, ``refine_edges`` and ``alpha_curve`` override the
+    checkpoint's test-time flip, edge refinement and alpha curve (``None``: keep what it
+    says); the result's fields of the same names say which ran.
     """
     _check_arguments(threshold, limit, batch_size, image_size)
     readers = _readers(coco_root, data, split, val_percent)
@@ -87,7 +88,10 @@ def evaluate_checkpoint(
     torch_device = resolve_device(device)
     model, ckpt = load_model(checkpoint, device=torch_device)
     preprocessing = Preprocessing.from_dict(ckpt["preprocessing"]).overridden(
-        image_size=image_size, flip_average=flip_average, refine_edges=refine_edges
+        image_size=image_size,
+        flip_average=flip_average,
+        refine_edges=refine_edges,
+        alpha_curve=alpha_curve,
     )
 
     def predict(images: list[np.ndarray]) -> list[np.ndarray]:
@@ -107,6 +111,7 @@ def evaluate_checkpoint(
         "image_size": preprocessing.image_size,
         "flip_average": preprocessing.flip_average,
         "refine_edges": preprocessing.refine_edges,
+        "alpha_curve": preprocessing.curve_points(),
         "device": str(torch_device),
         "seconds": round(time.perf_counter() - started, 3),
     }

@@ -116,6 +116,7 @@ def ship(
             refine_edges=refine_edges,
             alpha_low=alpha_curve[0] if alpha_curve else None,
             alpha_high=alpha_curve[1] if alpha_curve else None,
+            alpha_curve=True if alpha_curve else None,
         )
         .to_dict()
     )
