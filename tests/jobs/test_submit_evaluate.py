@@ -32,6 +32,7 @@ def test_a_job_scores_what_evaluate_scores(embedded_env, tmp_path, checkpoint):
     options = [
         *("--data", f"masks:{folder}", "--val-percent", 50, "--device", "cpu"),
         *("--image-size", 96, "--batch-size", 2, "--flip-average", "--refine-edges"),
+        "--alpha-curve",
     ]
     here = run("evaluate", checkpoint, *options, "--json")
     assert here.exit_code == 0, here.output
@@ -40,9 +41,14 @@ def test_a_job_scores_what_evaluate_scores(embedded_env, tmp_path, checkpoint):
     figures, recorded = json.loads(here.stdout), json.loads(job.stdout)
     assert recorded["state"] == "succeeded"
     assert recorded["params"]["data"] == [f"masks:{folder}:1"]
-    assert recorded["params"]["switches"] == {"flip_average": True, "refine_edges": True}
+    assert recorded["params"]["switches"] == {
+        "flip_average": True,
+        "refine_edges": True,
+        "alpha_curve": True,
+    }
     result = recorded["result"]
-    for key in ("images", "image_size", "flip_average", "refine_edges"):
+    assert result["alpha_curve"] == [0.1, 0.9]
+    for key in ("images", "image_size", "flip_average", "refine_edges", "alpha_curve"):
         assert result[key] == figures[key], key
     assert (result["image_size"], result["flip_average"], result["refine_edges"]) == (
         96,
