@@ -70,7 +70,6 @@ from unetbg.jobs.dispatch import (
 from unetbg.jobs.documents import (
     ITEM_CHOICES,
     checkpoint_documents,
-    chosen_items,
     job_document,
 )
 from unetbg.jobs.errors import JobError, JobNotFound, NoCheckpointError
@@ -88,6 +87,7 @@ from unetbg.jobs.queries import (
     MAX_ITEM_PAGE_SIZE,
     ItemPage,
     ItemPageRequest,
+    chosen_items,
     get_job,
     item_page,
     item_pages,

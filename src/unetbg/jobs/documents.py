@@ -14,27 +14,17 @@ from unetbg.jobs.hints import waiting_hints
 from unetbg.jobs.lost import mark_lost_jobs
 from unetbg.jobs.queries import (
     ITEM_FILTERS,
+    chosen_items,
     get_job,
     list_checkpoints,
     list_epoch_metrics,
-    list_items,
 )
-from unetbg.jobs.views import ItemView
 from unetbg.settings import Settings, get_settings
 from unetbg.weights import default_checkpoint
 
 #: ``items=`` choices of :func:`job_document`: which of a job's images to list (the
 #: failed ones, the written ones whose output shows no person, or all).
 ITEM_CHOICES = ITEM_FILTERS
-
-
-def chosen_items(job_id: str, items: str, settings: Settings | None = None) -> list[ItemView]:
-    """The images of ``job_id`` that ``items`` (one of :data:`ITEM_CHOICES`) names."""
-    if items not in ITEM_CHOICES:
-        raise ValueError(f"items must be one of {', '.join(ITEM_CHOICES)}, got {items!r}")
-    if items == "no-person":
-        return list_items(job_id, None, settings, no_person=True)
-    return list_items(job_id, ["failed"] if items == "failed" else None, settings)
 
 
 def job_document(

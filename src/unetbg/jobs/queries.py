@@ -69,22 +69,28 @@ def list_jobs(
 
 
 def list_items(
-    job_id: str,
-    states: Sequence[str] | None = None,
-    settings: Settings | None = None,
-    no_person: bool = False,
+    job_id: str, states: Sequence[str] | None = None, settings: Settings | None = None
 ) -> list[ItemView]:
-    """The items of a remove-dir job (all, or only those in ``states``; with
-    ``no_person`` only the written ones whose output shows no person)."""
+    """The items of a remove-dir job (all, or only those in ``states``)."""
     settings = settings or get_settings()
     with db_session(settings) as session:
         job = find_job(session, job_id)
         query = select(JobItem).where(JobItem.job_id == job.id).order_by(JobItem.id)
         if states:
             query = query.where(JobItem.state.in_(states))
-        if no_person:
-            query = query.where(no_person_filter())
         return [_item_view(i) for i in session.scalars(query)]
+
+
+def chosen_items(job_id: str, items: str, settings: Settings | None = None) -> list[ItemView]:
+    """All the images of ``job_id`` that ``items`` (one of :data:`ITEM_FILTERS`) names, in
+    one list: the small-job form of :func:`item_pages`."""
+    if items not in ITEM_FILTERS:
+        raise ValueError(f"items must be one of {', '.join(ITEM_FILTERS)}, got {items!r}")
+    settings = settings or get_settings()
+    with db_session(settings) as session:
+        job = find_job(session, job_id)
+        query = select(JobItem).where(JobItem.job_id == job.id).order_by(JobItem.id)
+        return [_item_view(i) for i in session.scalars(_matching(query, items))]
 
 
 #: What a listing of items can show (``--items``, ``state=``): the failed images, the
@@ -176,10 +182,16 @@ def _page_query(job_id: str, request: ItemPageRequest):
     )
     if request.cursor is not None:
         query = query.where(JobItem.id > request.cursor)
-    if request.state == "failed":
-        query = query.where(JobItem.state == "failed")
-    elif request.state == "no-person":
-        query = query.where(no_person_filter())
+    return _matching(query, request.state)
+
+
+def _matching(query, items: str):
+    """``query`` narrowed to the items that ``items`` (one of :data:`ITEM_FILTERS`) names:
+    the one place a filter's name becomes SQL, for whole lists and pages alike."""
+    if items == "failed":
+        return query.where(JobItem.state == "failed")
+    if items == "no-person":
+        return query.where(no_person_filter())
     return query
 
 
