@@ -19,8 +19,7 @@ from unetbg.jobs.errors import JobError
 from unetbg.jobs.lost import mark_lost_jobs
 from unetbg.jobs.records import (
     PROCESSED_ITEM_STATES,
-    item_counts,
-    no_person_count,
+    item_tally,
     no_person_filter,
 )
 from unetbg.jobs.store import db_session, find_job
@@ -34,8 +33,8 @@ def job_view(session: Session, job: Job) -> JobView:
         return JobView.of(job)
     # Chunks commit each image but settle the job's progress once per chunk; the
     # item counts are always current, so progress is taken from them.
-    counts = item_counts(session, job.id)
-    view = JobView.of(job, counts, no_person_count(session, job.id))
+    counts, no_person = item_tally(session, job.id)
+    view = JobView.of(job, counts, no_person)
     done = sum(counts.get(state, 0) for state in PROCESSED_ITEM_STATES)
     return dataclasses.replace(view, progress_done=done)
 

@@ -53,10 +53,16 @@ def no_person_filter():
     return and_(JobItem.state == "succeeded", JobItem.person_share < NO_PERSON_SHARE)
 
 
-def no_person_count(session: Session, job_id: str) -> int:
-    """How many succeeded items of ``job_id`` found no person (``removal.presence``)."""
-    query = select(func.count()).where(JobItem.job_id == job_id, no_person_filter())
-    return int(session.scalar(query) or 0)
+def item_tally(session: Session, job_id: str) -> tuple[dict[str, int], int]:
+    """:func:`item_counts` and how many succeeded items found no person
+    (``removal.presence``), in one pass over the job's items: a job's view is read on
+    every status call and poll."""
+    rows = session.execute(
+        select(JobItem.state, func.count(), func.count().filter(no_person_filter()))
+        .where(JobItem.job_id == job_id)
+        .group_by(JobItem.state)
+    ).all()
+    return {state: count for state, count, _ in rows}, sum(found for *_, found in rows)
 
 
 def end_job(job: Job, state: str, error: str | None = None) -> None:
