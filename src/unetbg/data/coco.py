@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -270,6 +271,41 @@ class CocoPersons:
                 ignore |= annotation_mask(ann, h, w)
         ignore &= 1 - mask
         return mask, ignore
+
+    def other_objects(self, min_side: int = 24) -> list[dict[str, Any]]:
+        """The annotations of things that are not people in the selected images on disk
+        (no crowd regions, a box at least ``min_side`` pixels each way), by id: cups,
+        scissors, dogs and cars for the background swap to lay down as non-people. Read
+        from the split's ``instances`` file when there is one (any other gives none)."""
+        on_disk = set(self.image_ids)
+        # The person_keypoints file (preferred for people) lists people only.
+        instances = self.root / "annotations" / f"instances_{self.split}2017.json"
+        if self.annotation_file.name.startswith("instances_") or not instances.is_file():
+            annotations = self.coco.dataset["annotations"]
+        else:
+            annotations = load_coco(instances).dataset["annotations"]
+        return sorted(
+            (
+                ann
+                for ann in annotations
+                if ann.get("category_id") != PERSON_CATEGORY_ID
+                and not ann.get("iscrowd")
+                and ann.get("image_id") in on_disk
+                and min(ann.get("bbox", [0, 0, 0, 0])[2:]) >= min_side
+            ),
+            key=lambda ann: ann["id"],
+        )
+
+    def cut_out(self, ann: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """``(picture, outline)``: the box of one annotation cut from its photo, and its
+        outline inside that box (float32 0..1); raises :class:`UnreadableImageError`."""
+        image = self.read_image(ann["image_id"])
+        height, width = image.shape[:2]
+        outline = annotation_mask(ann, height, width)
+        x, y, w, h = ann["bbox"]
+        left, top = max(0, int(x)), max(0, int(y))
+        right, bottom = min(width, math.ceil(x + w)), min(height, math.ceil(y + h))
+        return image[top:bottom, left:right], outline[top:bottom, left:right].astype(np.float32)
 
     def read_image(self, image_id: int) -> np.ndarray:
         """Decode the image (``H×W×3`` uint8 RGB); raises :class:`UnreadableImageError`."""

@@ -260,20 +260,42 @@ def blob(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     return cv2.GaussianBlur(shape, (0, 0), 1.0)
 
 
+#: A thing to lay on a backdrop: a picture cut to a random blob, or a cut-out (``h×w×3``
+#: picture, ``h×w`` float 0..1 outline) such as a COCO object of another class.
+Thing = np.ndarray | tuple[np.ndarray, np.ndarray]
+
+
+def _thing_size(
+    height: int, width: int, aspect: float | None, rng: np.random.Generator
+) -> tuple[int, int]:
+    """A thing's size on a ``height×width`` canvas: 10-50 % of its height, its own
+    ``aspect`` (height / width) when it has one, never wider than the canvas."""
+    h = max(8, round(height * rng.uniform(0.1, 0.5)))
+    w = round(h / aspect) if aspect else round(h * rng.uniform(0.5, 1.6))
+    w = max(8, min(width, w))
+    return h, w
+
+
 def add_distractors(
-    canvas: np.ndarray, things: Sequence[np.ndarray], rng: np.random.Generator
+    canvas: np.ndarray, things: Sequence[Thing], rng: np.random.Generator
 ) -> np.ndarray:
-    """``canvas`` with each of ``things`` (any ``h×w×3`` picture) cut to a random blob and
-    laid somewhere on it, 10-50 % of the canvas high: salient things that are not people.
-    Without them every composite holds exactly one thing, the person, and a model learns
-    "whatever stands out is a person" (false people on photos of food, animals, cars)."""
+    """``canvas`` with each of ``things`` laid somewhere on it, 10-50 % of the canvas high:
+    salient things that are not people. A bare picture is cut to a random blob; a cut-out
+    keeps its own outline, softened by a pixel. Without them every composite holds exactly
+    one thing, the person, and a model learns "whatever stands out is a person" (false
+    people on photos of food, animals, cars)."""
     out = canvas.astype(np.float32)
     height, width = canvas.shape[:2]
     for thing in things:
-        h = max(8, round(height * rng.uniform(0.1, 0.5)))
-        w = max(8, min(width, round(h * rng.uniform(0.5, 1.6))))
-        patch = cv2.resize(thing, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-        alpha = blob(h, w, rng)[..., None]
+        picture, outline = thing if isinstance(thing, tuple) else (thing, None)
+        aspect = picture.shape[0] / picture.shape[1] if outline is not None else None
+        h, w = _thing_size(height, width, aspect, rng)
+        patch = cv2.resize(picture, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+        if outline is None:
+            alpha = blob(h, w, rng)[..., None]
+        else:
+            shape = cv2.resize(outline.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+            alpha = cv2.GaussianBlur(shape, (0, 0), 0.8)[..., None]
         top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
         region = out[top : top + h, left : left + w]
         region[:] = alpha * patch + (1 - alpha) * region
@@ -286,7 +308,9 @@ class BackdropSwap:
     Only samples with a person and no ignore area are swapped (an ignore area is an
     unlabelled crowd that must not travel). ``photos`` are the photos without people to
     use as backdrops, as ``load(i) -> image`` and a count (the training parts of the
-    sources: never a validation photo).
+    sources: never a validation photo). ``objects``, as ``cut(i) -> (picture, outline)``
+    and a count, are cut-outs of things that are not people (COCO's other classes) that
+    half of the distractors are drawn from when there are any.
     """
 
     def __init__(
@@ -295,11 +319,14 @@ class BackdropSwap:
         photos: Callable[[int], np.ndarray] | None = None,
         photo_count: int = 0,
         settings: SwapSettings = SwapSettings(),
+        objects: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+        object_count: int = 0,
     ) -> None:
         if not 0 <= p <= 1:
             raise ValueError(f"background swap probability must be in [0, 1], got {p}")
         self.p, self.settings = p, settings
         self.photos, self.photo_count = photos, photo_count if photos is not None else 0
+        self.objects, self.object_count = objects, object_count if objects is not None else 0
 
     def _backdrop(self, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
         shares = np.asarray(self.settings.backdrop_shares, np.float64)
@@ -316,8 +343,14 @@ class BackdropSwap:
             choice = 0
         return make_backdrop(KINDS[choice], height, width, rng)
 
-    def _thing(self, rng: np.random.Generator) -> np.ndarray:
-        """A crop of a photo without people (or, without any, a texture) to lay down."""
+    def _thing(self, rng: np.random.Generator) -> Thing:
+        """A cut-out object (half the time, when there are any), else a crop of a photo
+        without people (or, without any, a texture) to lay down."""
+        if self.object_count and rng.random() < 0.5:
+            try:
+                return self.objects(int(rng.integers(self.object_count)))
+            except UnreadableImageError:
+                pass
         if self.photo_count:
             try:
                 photo = self.photos(int(rng.integers(self.photo_count)))

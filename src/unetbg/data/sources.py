@@ -117,6 +117,14 @@ class CocoReader:
         """Any person annotation, crowd regions included: those photos are not empty."""
         return bool(self.persons.person_annotations(self.persons.image_ids[index]))
 
+    def objects(self) -> list[dict]:
+        """This split's things that are not people (:meth:`CocoPersons.other_objects`)."""
+        return self.persons.other_objects()
+
+    def cut_out(self, ann: dict) -> tuple[np.ndarray, np.ndarray]:
+        """One of :meth:`objects` as ``(picture, outline)``."""
+        return self.persons.cut_out(ann)
+
 
 def shows_nobody(mask: np.ndarray, ignore: np.ndarray) -> bool:
     """A photo without people: an empty mask and no ignore area (crowd regions are people)."""

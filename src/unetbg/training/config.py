@@ -72,6 +72,10 @@ class TrainConfig:
     #: Share of the swapped samples framed head and shoulders, larger than the frame (the
     #: rest: 4/7 whole people from small to large, 3/7 half body).
     swap_close_ups: float = 0.3
+    #: Lay cut-outs of the COCO sources' other objects (cups, scissors, dogs, from training
+    #: photos) on swapped backdrops, half of the distractors. Blob-shaped crops alone left
+    #: a model calling a salient object on a plain ground a person.
+    swap_objects: bool = False
     #: Evaluate and keep an exponential moving average of the weights (and BatchNorm
     #: statistics) with this decay; ``None``: the raw weights.
     ema_decay: float | None = None
@@ -269,6 +273,13 @@ def _problems(cfg: TrainConfig):
         yield f"swap_close_ups must be in [0, 1], got {cfg.swap_close_ups}"
     if cfg.background_swap > 0 and not cfg.data:
         yield "background_swap needs sources given with data (--data)"
+    if cfg.swap_objects and cfg.background_swap == 0:
+        yield "swap_objects needs background_swap > 0 (the objects are laid on its backdrops)"
+    if cfg.swap_objects and not _a_coco_source_trains(cfg):
+        yield (
+            "swap_objects needs a COCO source that trains (--data coco:ROOT[:WEIGHT]): "
+            "its other classes are the objects"
+        )
     if not 1 <= cfg.max_zoom <= 4:
         yield f"max_zoom must be in [1, 4], got {cfg.max_zoom}"
     if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
@@ -310,6 +321,17 @@ def _parse_source(spec: str):
     from unetbg.data.sources import DataSource
 
     return DataSource.parse(spec)
+
+
+def _a_coco_source_trains(cfg: TrainConfig) -> bool:
+    for spec in cfg.data:
+        try:
+            source = _parse_source(spec)
+        except ValueError:
+            continue  # reported on its own
+        if source.kind == "coco" and source.weight > 0:
+            return True
+    return False
 
 
 def field_names() -> list[str]:
@@ -438,6 +460,8 @@ FIELD_HELP: dict[str, str] = {
     "every source), repeatable; 'none' clears it.",
     "swap_close_ups": "Share of swapped samples framed head and shoulders (cut by the "
     "frame); the rest whole people and half bodies.",
+    "swap_objects": "Lay cut-outs of the COCO sources' other objects (cups, dogs, cars) on "
+    "swapped backdrops as things that are not people.",
     "augment_range": "Augmentation range: standard, or wide (±90° rotations at a low rate, "
     "any hue, strong colour jitter, blur, noise, JPEG quality 30-95).",
     "init_weights": "Start a fresh run from these weights: 'default' (the shipped model) or "

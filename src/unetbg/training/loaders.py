@@ -27,7 +27,7 @@ from unetbg.data import CocoPersonDataset, CocoPersons, EvalPreset, PersonFilter
 from unetbg.data.composite import BackdropSwap, SwapSettings
 from unetbg.data.copypaste import CopyPaste
 from unetbg.data.mixed import MixedSamples, SourceSamples
-from unetbg.data.sources import unique_names
+from unetbg.data.sources import CocoReader, unique_names
 from unetbg.training.config import TrainConfig
 
 
@@ -174,7 +174,8 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
 
 def _backdrop_swap(cfg: TrainConfig, train, weights, names) -> BackdropSwap:
     """The background swap of a run; its photo backdrops are the training photos without
-    people of the sources that label everyone (never a validation photo)."""
+    people of the sources that label everyone, its cut-out objects (``swap_objects``) the
+    other classes of the COCO sources' training photos (never a validation photo)."""
     photos = [
         (reader, i)
         for reader, weight, name in zip(train, weights, names, strict=True)
@@ -187,10 +188,26 @@ def _backdrop_swap(cfg: TrainConfig, train, weights, names) -> BackdropSwap:
         reader, i = photos[index]
         return reader.load(i)[0]
 
+    objects = [
+        (reader, ann)
+        for reader, weight in zip(train, weights, strict=True)
+        if cfg.swap_objects and weight > 0 and isinstance(reader, CocoReader)
+        for ann in reader.objects()
+    ]
+
+    def cut(index: int) -> tuple[np.ndarray, np.ndarray]:
+        reader, ann = objects[index]
+        return reader.cut_out(ann)
+
     rest = 1 - cfg.swap_close_ups
     framings = (rest * 4 / 7, rest * 3 / 7, cfg.swap_close_ups)
     return BackdropSwap(
-        cfg.background_swap, load, len(photos), SwapSettings(framing_shares=framings)
+        cfg.background_swap,
+        load,
+        len(photos),
+        SwapSettings(framing_shares=framings),
+        objects=cut,
+        object_count=len(objects),
     )
 
 
