@@ -161,3 +161,28 @@ def test_annotation_mask_handles_degenerate_polygons():
     rle_wrong_size = {"id": 2, "segmentation": {"size": [5, 5], "counts": [25]}}
     with pytest.raises(CocoError, match="differs from the image size"):
         annotation_mask(rle_wrong_size, 10, 10)
+
+
+def test_other_objects_are_the_things_that_are_not_people(coco_mini):
+    # The keypoints file (preferred for people) lists people only: the objects come from
+    # the split's instances file, never from the validation split when asked for train.
+    persons = CocoPersons(coco_mini, "train")
+    assert persons.annotation_file.name.startswith("person_keypoints")
+    objects = persons.other_objects(min_side=24)
+    assert len(objects) > 100
+    assert all(ann["category_id"] != 1 and not ann.get("iscrowd") for ann in objects)
+    assert {ann["image_id"] for ann in objects} <= set(persons.image_ids)
+    assert [ann["id"] for ann in objects] == sorted(ann["id"] for ann in objects)
+    assert min(min(ann["bbox"][2:]) for ann in objects) >= 24
+    assert len(persons.other_objects(min_side=100)) < len(objects)
+    picture, outline = persons.cut_out(objects[0])
+    assert picture.shape[:2] == outline.shape and picture.dtype == np.uint8
+    assert outline.dtype == np.float32 and 0.05 < outline.mean() <= 1
+    _, _, w, h = objects[0]["bbox"]
+    assert abs(picture.shape[0] - h) < 2 and abs(picture.shape[1] - w) < 2  # whole pixels
+
+
+def test_a_split_without_an_instances_file_has_no_other_objects(tmp_path):
+    make_coco(tmp_path / "kp", split="val", keypoints=True)
+    (tmp_path / "kp" / "annotations" / "instances_val2017.json").unlink()
+    assert CocoPersons(tmp_path / "kp", "val").other_objects() == []

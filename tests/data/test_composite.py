@@ -286,3 +286,34 @@ def test_a_close_up_centres_on_the_part_shown_not_the_whole_box():
     assert label.any()
     y0, y1, x0, x1 = person_box(label)
     assert y0 == round(0.05 * 240) and x0 < 90 < x1  # the head is in the middle
+
+
+def test_a_cut_out_object_keeps_its_own_outline_and_is_never_labelled():
+    from unetbg.data.composite import SwapSettings, add_distractors
+
+    # A white disc cut from a white square: laid down, it is round, not a square or a blob.
+    picture = np.full((50, 100, 3), 255, np.uint8)
+    ys, xs = np.mgrid[0:50, 0:100]
+    disc = (((ys - 24.5) / 25) ** 2 + ((xs - 49.5) / 50) ** 2 <= 1).astype(np.float32)
+    canvas = solid(200, 200, (0, 0, 0))
+    out = add_distractors(canvas, [(picture, disc)], np.random.default_rng(0))
+    lit = out.max(axis=2) > 128
+    rows, cols = np.nonzero(lit)
+    box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+    assert 0.7 < lit.sum() / box < 0.85  # an ellipse fills pi/4 of its box
+    assert (cols.max() - cols.min() + 1) / (rows.max() - rows.min() + 1) == pytest.approx(
+        2, rel=0.15
+    )
+
+    image, mask = _person()
+    cut = BackdropSwap(
+        1.0,
+        settings=SwapSettings(distractors=1.0, backdrop_shares=(1, 0, 0, 0, 0, 0)),
+        objects=lambda i: (picture, disc),
+        object_count=1,
+    )
+    seen = 0
+    for seed in range(12):
+        out, label, _ = cut(image, mask, mask * 0, np.random.default_rng(seed))
+        seen += int(((out.min(axis=2) > 240) & (label == 0)).sum() > 20)
+    assert seen >= 4  # the objects lie on the backdrop, outside the person's label

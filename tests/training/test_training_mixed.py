@@ -147,3 +147,19 @@ def test_new_recipe_fields_are_validated():
         resolve_config("smoke", background_swap=0.5)
     with pytest.raises(ValueError, match="augment_range must be one of standard, wide"):
         resolve_config("smoke", augment_range="extreme")
+
+
+def test_swap_objects_needs_a_swap_and_a_coco_source_that_trains(tmp_path):
+    with pytest.raises(ValueError, match="swap_objects needs background_swap > 0"):
+        resolve_config("smoke", data=(f"coco:{tmp_path}",), swap_objects=True)
+    with pytest.raises(ValueError, match="swap_objects needs a COCO source that trains"):
+        resolve_config(
+            "smoke",
+            data=(f"masks:{tmp_path}", f"coco:{tmp_path}:0"),
+            background_swap=0.5,
+            swap_objects=True,
+        )
+    cfg = resolve_config(
+        "smoke", data=(f"coco:{tmp_path}",), background_swap=0.5, swap_objects=True
+    )
+    assert cfg.swap_objects
