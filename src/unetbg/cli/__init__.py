@@ -57,6 +57,20 @@ class LazyGroup(click.Group):
         module = importlib.import_module(f"{__name__}.{module_name}")
         return getattr(module, attr)
 
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            # Wherever a command opened the database: one line, never a traceback.
+            from unetbg.db.session import database_busy
+
+            message = database_busy(exc)
+            if message is None:
+                raise
+            error = click.ClickException(message)
+            error.exit_code = 2  # a usage error: nothing was changed
+            raise error from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Uses the static help lines so listing commands imports nothing.
         rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]

@@ -66,6 +66,18 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def database_busy(exc: BaseException) -> str | None:
+    """What to tell a person when ``exc`` is SQLite's "database is locked" (another
+    process held the write lock for longer than the busy timeout), else ``None``."""
+    if "database is locked" not in str(getattr(exc, "orig", None) or exc):
+        return None
+    return (
+        f"the job database is busy: another process held its write lock for over "
+        f"{SQLITE_BUSY_TIMEOUT_S} s (a large submission, or a stuck process); try again, "
+        "or use PostgreSQL (UNETBG_DATABASE_URL) for many concurrent writers"
+    )
+
+
 def get_engine(url: str | None = None) -> Engine:
     """The engine for ``url`` (default: the configured database), created once per process."""
     url = url or get_settings().database_url

@@ -35,6 +35,9 @@ OPEN_ITEM_STATES = ("pending", "running")
 #: Item states that count as progress: images processed. Cancelled and skipped images
 #: were not, so a job cancelled at 41 of 159 images shows 41/159 and its rate uses 41.
 PROCESSED_ITEM_STATES = ("succeeded", "failed")
+#: ``Job.params`` key of a remove-dir job whose items are still being recorded
+#: (:func:`unetbg.jobs.create.create_remove_dir_job`): it stays open until they are.
+RECORDING = "recording"
 
 
 def item_counts(session: Session, job_id: str) -> dict[str, int]:
@@ -105,7 +108,7 @@ def settle_remove_dir(session: Session, job: Job) -> None:
     session.flush()
     counts = Counter(item_counts(session, job.id))
     job.progress_done = sum(counts[state] for state in PROCESSED_ITEM_STATES)
-    if counts["pending"] + counts["running"]:
+    if counts["pending"] + counts["running"] or (job.params or {}).get(RECORDING):
         return
     if watching(job) and not job.cancel_requested:
         return
