@@ -51,6 +51,7 @@ from unetbg.removal.planning import (
     PlannedItem,
     plan_files,
     plan_folder,
+    plan_in_folder,
     unique_output_names,
 )
 from unetbg.removal.presence import NO_PERSON_SHARE, no_person, person_share
@@ -99,6 +100,7 @@ __all__ = [
     "parse_color",
     "plan_files",
     "plan_folder",
+    "plan_in_folder",
     "process_images",
     "render_output",
     "save_params",

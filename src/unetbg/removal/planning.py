@@ -1,7 +1,9 @@
 """Planning: which output each input gets, without touching any file.
 
 :func:`plan_folder` maps a folder tree onto an output tree, :func:`plan_files` maps a
-few named files into one folder. Both return :class:`PlannedItem` rows, with a
+few named files into one folder, and :func:`plan_in_folder` plans a few files of a
+folder tree as :func:`plan_folder` would, without walking the tree (``remove-dir
+--watch`` plans each new file on its own). All return :class:`PlannedItem` rows, with a
 ``skip_reason`` for anything that will not be processed. Pure file-system logic, no
 torch.
 
@@ -233,7 +235,6 @@ class _FolderWalk:
 
     def folder(self, folder: Path, rel: Path, chain: tuple[Path, ...]) -> None:
         """Walk ``folder`` (shown as ``rel``); ``chain``: the real folders walked to it."""
-        real = chain[-1]
         try:
             with os.scandir(folder) as it:
                 listing = sorted(it, key=lambda e: e.name)
@@ -241,18 +242,32 @@ class _FolderWalk:
             self.entries.append((folder, rel, f"cannot list folder: {exc.strerror or exc}"))
             return
         for entry in listing:
-            if entry.name.startswith("."):
-                continue
-            path, relative = Path(entry.path), rel / entry.name
-            target = real / entry.name
-            if entry.is_symlink():
-                target = self._link(path, relative, chain)
-                if target is None:
-                    continue
-            elif entry.is_dir(follow_symlinks=False):
-                self.folder(path, relative, (*chain, target))
-                continue
-            self.entries.append((path, relative, _file_reason(entry, path, target)))
+            if not entry.name.startswith("."):
+                self.entry(Path(entry.path), rel / entry.name, chain, entry)
+
+    def entry(
+        self, path: Path, relative: Path, chain: tuple[Path, ...], found: os.DirEntry | None = None
+    ) -> None:
+        """Walk or judge one entry of the folder ``chain[-1]``; ``found``: its entry in
+        the folder's listing (whose type the listing already tells), else it is looked up."""
+        target = chain[-1] / path.name
+        linked = found.is_symlink() if found is not None else path.is_symlink()
+        if linked:
+            target = self._link(path, relative, chain)
+            if target is None:
+                return
+        elif found.is_dir(follow_symlinks=False) if found is not None else path.is_dir():
+            self.folder(path, relative, (*chain, target))
+            return
+        reason = None
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            reason = SKIP_NOT_IMAGE
+        # A listing's entry knows its own type without a stat.
+        elif not (
+            found.is_file(follow_symlinks=False) if found and not linked else target.is_file()
+        ):
+            reason = "not a regular file"
+        self.entries.append((path, relative, reason))
 
     def _link(self, path: Path, relative: Path, chain: tuple[Path, ...]) -> Path | None:
         """The file a symlink points to, to plan as any file; ``None`` when the link was
@@ -291,12 +306,85 @@ class _FolderWalk:
         self.entries.append((path, relative, reason))
 
 
-def _file_reason(entry: os.DirEntry, path: Path, target: Path) -> str | None:
-    """Why a file is not planned (not an image, not a regular file), or ``None``."""
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return SKIP_NOT_IMAGE
-    regular = target.is_file() if entry.is_symlink() else entry.is_file(follow_symlinks=False)
-    return None if regular else "not a regular file"
+def plan_in_folder(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    sources: Iterable[str | os.PathLike],
+    output_format: str = "png",
+    follow_symlinks: bool = False,
+    overwrite: bool = False,
+) -> list[PlannedItem]:
+    """Plan ``sources``, files under ``input_dir``, as :func:`plan_folder` plans them
+    within the whole folder, without walking it: the work grows with the names in the
+    files' own folders, not with the tree (``remove-dir --watch``: a new photo in a
+    folder of a million is planned at once).
+
+    A file's output name depends on the names it can clash with (module docstring),
+    and every one of those, through a chain of clashes too, begins with the file's name
+    up to its first dot, case-folded: the output names made from a name begin with its
+    stem, followed by a dot. ``a.jpg`` can clash with ``A.png``, ``a.jpg.jpg`` or a
+    folder ``a.png/``, never with ``b.jpg``. So one listing of the names of each file's
+    folder finds the siblings to judge (a sibling folder is walked: it matters only if
+    it holds inputs). Left out, as :func:`plan_folder` leaves them out or would not name
+    them: sources not under ``input_dir``, gone, folders, with a hidden name or folder,
+    and those under a symlinked folder (the walk meets those through the link, if at
+    all, and a watch does not see them). Raises :class:`PlanError` as
+    :func:`plan_folder` does.
+    """
+    suffix = output_suffix(output_format)
+    src = Path(input_dir).expanduser()
+    if not src.is_dir():
+        raise PlanError(f"input folder {src} does not exist or is not a folder")
+    input_root = src.resolve()
+    output_root = _output_root(output_dir)
+    _check_disjoint(input_root, output_root)
+
+    by_folder: dict[Path, set[Path]] = defaultdict(set)
+    for source in map(Path, sources):
+        if source.is_relative_to(src) and source != src:
+            relative = source.relative_to(src)
+            if not any(part.startswith(".") for part in relative.parts):
+                by_folder[relative.parent].add(source)
+    walk = _FolderWalk(input_root, output_root, follow_symlinks)
+    wanted: set[Path] = set()
+    for rel, members in sorted(by_folder.items()):
+        chain = _real_chain(input_root, rel)
+        if chain is None:
+            continue
+        wanted |= members
+        for name in _clash_candidates(src / rel, {m.name for m in members}):
+            walk.entry(src / rel / name, rel / name, chain)
+    # A sibling folder walked for one folder's names may be another's: count each once.
+    entries = list({entry[1]: entry for entry in walk.entries}.values())
+    planned = _finish(entries, output_root, suffix, overwrite, input_root)
+    return [item for item in planned if item.source in wanted]
+
+
+def _real_chain(input_root: Path, rel: Path) -> tuple[Path, ...] | None:
+    """The real folders a walk passes from ``input_root`` to ``rel``; ``None`` when one
+    of them is a symlink or no folder (see :func:`plan_in_folder`)."""
+    chain = [input_root]
+    for part in rel.parts:
+        folder = chain[-1] / part
+        if folder.is_symlink() or not folder.is_dir():
+            return None
+        chain.append(folder)
+    return tuple(chain)
+
+
+def _clash_candidates(folder: Path, names: set[str]) -> list[str]:
+    """The names in ``folder`` that its files ``names`` could clash with, those
+    included, in the order a walk meets them (see :func:`plan_in_folder`)."""
+    prefixes = tuple({name.casefold().split(".", 1)[0] for name in names})
+    try:
+        listing = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(
+        name
+        for name in listing
+        if not name.startswith(".") and name.casefold().startswith(prefixes)
+    )
 
 
 def plan_files(
