@@ -207,16 +207,25 @@ def plan_folder(
     created or written (the writability probe is removed at once).
     """
     suffix = output_suffix(output_format)
+    src, input_root, output_root = _folder_roots(input_dir, output_dir)
+
+    walk = _FolderWalk(input_root, output_root, follow_symlinks)
+    walk.folder(src, Path(), (input_root,))
+    return _finish(walk.entries, output_root, suffix, overwrite, input_root)
+
+
+def _folder_roots(
+    input_dir: str | os.PathLike, output_dir: str | os.PathLike
+) -> tuple[Path, Path, Path]:
+    """The input folder as given (``~`` expanded), resolved, and the output folder's
+    root; raises :class:`PlanError` (:func:`plan_folder`'s list)."""
     src = Path(input_dir).expanduser()
     if not src.is_dir():
         raise PlanError(f"input folder {src} does not exist or is not a folder")
     input_root = src.resolve()
     output_root = _output_root(output_dir)
     _check_disjoint(input_root, output_root)
-
-    walk = _FolderWalk(input_root, output_root, follow_symlinks)
-    walk.folder(src, Path(), (input_root,))
-    return _finish(walk.entries, output_root, suffix, overwrite, input_root)
+    return src, input_root, output_root
 
 
 #: Why a link leaving the input folder is not followed.
@@ -332,12 +341,7 @@ def plan_in_folder(
     :func:`plan_folder` does.
     """
     suffix = output_suffix(output_format)
-    src = Path(input_dir).expanduser()
-    if not src.is_dir():
-        raise PlanError(f"input folder {src} does not exist or is not a folder")
-    input_root = src.resolve()
-    output_root = _output_root(output_dir)
-    _check_disjoint(input_root, output_root)
+    src, input_root, output_root = _folder_roots(input_dir, output_dir)
 
     by_folder: dict[Path, set[Path]] = defaultdict(set)
     for source in map(Path, sources):
