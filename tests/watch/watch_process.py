@@ -32,9 +32,15 @@ class Watcher:
                 stderr=err_file,
                 start_new_session=True,
             )
-        wait_until(
-            lambda: "watching " in self.log() or self.proc.poll() is not None, STARTUP_S, "watch"
-        )
+        try:
+            wait_until(
+                lambda: "watching " in self.log() or self.proc.poll() is not None,
+                STARTUP_S,
+                "watch",
+            )
+        except AssertionError:
+            stop_process(self.proc)  # not yet handed to the fixture, which stops the others
+            raise
         assert self.proc.poll() is None, self.log()
         self.job_id = self.stdout.read_text().split()[0]
 

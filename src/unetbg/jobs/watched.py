@@ -53,12 +53,15 @@ def add_watched_files(
     Outputs are planned as ``plan_folder`` plans them for the whole folder (so a later
     ``remove-dir`` of the same folder maps each file to the same output), with
     ``overwrite``: a file that arrived or changed is newer than any output of its name.
+    Only the files given are planned (``plan_in_folder``: one listing of their folders'
+    names, no walk of the tree) and only their items read: the job's first scan is its
+    one pass over the whole folder, so a new file's wait does not grow with the folder.
     A file the job already has gets its item back (one item per file): ``pending``
     again in a new chunk, unless it is pending already (it will read the new content)
     or running (:attr:`Added.busy`). Raises :class:`JobError` when the job is no longer
     open for new images (final, cancelled, or its watch ended).
     """
-    from unetbg.removal import OutputOptions, plan_folder
+    from unetbg.removal import OutputOptions, plan_in_folder
 
     settings = settings or get_settings()
     with db_session(settings) as session:
@@ -67,14 +70,14 @@ def add_watched_files(
     try:
         planned = {
             str(plan.source): plan
-            for plan in plan_folder(
+            for plan in plan_in_folder(
                 params["input_dir"],
                 params["output_dir"],
+                wanted,
                 output_format=OutputOptions.from_params(params["options"]).format,
                 follow_symlinks=params.get("follow_symlinks", False),
                 overwrite=True,
             )
-            if str(plan.source) in wanted
         }
     except (ValueError, OSError) as exc:  # the folder itself went away or became wrong
         raise JobError(f"cannot plan new images of job {job_id}: {exc}") from None
