@@ -1,7 +1,8 @@
-"""How unetbg behaves with very large jobs (issue 23). Rows so far: item pages.
+"""How unetbg behaves with very large jobs (issue 23). Rows so far: item pages, watch.
 
     .venv/bin/python benchmarks/bench_scale.py [--items 100000] [--page 100]
         [--database-url URL] [--repeat 5] [--no-api] [--whole]
+    .venv/bin/python benchmarks/bench_scale.py --watch [--existing 1000 100000] [--new 10]
 
 Item pages: a remove-dir job of ``--items`` items (1 in 50 failed, 1 in 500 showing no
 person) is recorded straight through the jobs layer's tables, in bulk (planning a real
@@ -12,6 +13,14 @@ of the job, for each state filter, through ``unetbg.jobs.item_page``; and, unles
 ``--no-api``, through a real ``unetbg serve`` on loopback (``GET /api/jobs/ID/items``,
 with its key), which adds HTTP and JSON to the same query. ``--whole`` also times
 ``GET /api/jobs/ID?items=all``, the one-answer form, for comparison.
+
+Watch (``--watch``, instead of item pages): for each ``--existing`` count, a folder of
+that many images whose outputs already exist (empty files: skipped as existing, never
+read) is watched by a real ``unetbg remove-dir IN OUT --watch`` in embedded mode (default
+settle period, a random-weight model at letterbox size 64); after one warm-up image (the
+model's load), ``--new`` small JPEGs are written into the folder one after the other, and
+each is timed from its file's close to its output's appearance (outputs are renamed into
+place, so one that exists is complete).
 
 Prints one JSON object (and a table on stderr).
 """
@@ -29,7 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import free_port
+from _common import free_port, make_checkpoint
 
 BIN = Path(sys.executable).parent
 JOB_ID = "scale0000001"
@@ -152,6 +161,74 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
     sys.exit(f"unetbg serve did not answer within {timeout} s")
 
 
+def time_watch(tmp: Path, env: dict, existing: int, new: int) -> dict[str, float]:
+    """New file -> output latencies of a watch over ``existing`` finished images."""
+    folder = tmp / f"watch-{existing}"
+    source, out = folder / "in", folder / "out"
+    source.mkdir(parents=True)
+    out.mkdir()
+    for n in range(existing):
+        (source / f"e{n:07d}.jpg").touch()
+        (out / f"e{n:07d}.png").touch()
+    model = tmp / "model.pth"
+    if not model.exists():
+        make_checkpoint(model, image_size=64)
+    env = env | {"UNETBG_DATA_DIR": str(folder / "data")}
+    argv = [str(BIN / "unetbg"), "remove-dir", str(source), str(out), "--checkpoint", str(model)]
+    log = open(folder / "watch.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([*argv, "--watch"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        _wait_for(lambda: b"watching " in (folder / "watch.log").read_bytes(), proc, "watching")
+        photo = _small_jpeg()
+        times = [
+            _one_new_file(source / f"new{k:03d}.jpg", out, photo, proc) for k in range(new + 1)
+        ]
+        latencies = times[1:]  # the first one loads the model
+        return {
+            f"watch at {existing} existing: new file -> output median": statistics.median(
+                latencies
+            ),
+            f"watch at {existing} existing: new file -> output max": max(latencies),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(600)
+        log.close()
+
+
+def _small_jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (96, 64), (180, 120, 60)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _one_new_file(path: Path, out: Path, data: bytes, proc: subprocess.Popen) -> float:
+    path.write_bytes(data)
+    start = time.perf_counter()
+    _wait_for((out / path.name).with_suffix(".png").exists, proc, path.name, poll_s=0.01)
+    return time.perf_counter() - start
+
+
+def _wait_for(
+    condition: Callable[[], bool],
+    proc: subprocess.Popen,
+    what: str,
+    timeout: float = 1800,
+    poll_s: float = 0.1,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            sys.exit(f"the watching process exited with {proc.returncode} (waiting for {what})")
+        if time.monotonic() > deadline:
+            sys.exit(f"{what}: not within {timeout} s")
+        time.sleep(poll_s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
@@ -160,6 +237,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-api", action="store_true", help="time the query only")
     parser.add_argument("--whole", action="store_true", help="also time ?items=all")
+    parser.add_argument("--watch", action="store_true", help="the watch row, not item pages")
+    parser.add_argument("--existing", type=int, nargs="+", default=[1_000, 100_000])
+    parser.add_argument("--new", type=int, default=10, help="new files timed per folder")
     args = parser.parse_args()
 
     from unetbg.settings import get_settings
@@ -170,18 +250,23 @@ def main() -> None:
         if args.database_url:
             env["UNETBG_DATABASE_URL"] = args.database_url
         settings = get_settings(env)
-        start = time.perf_counter()
-        record_job(settings, args.items)
-        figures: dict = {"items": args.items, "page": args.page}
-        figures["record (bulk insert) s"] = time.perf_counter() - start
-        figures["database"] = settings.database_url.split(":", 1)[0]
-        figures |= time_queries(settings, args.items, args.page, args.repeat)
-        if not args.no_api:
-            figures |= time_api(env, settings, args.items, args.page, args.repeat, args.whole)
+        figures: dict = {"database": settings.database_url.split(":", 1)[0]}
+        if args.watch:
+            figures["new"] = args.new
+            for existing in args.existing:
+                figures |= time_watch(Path(tmp), env, existing, args.new)
+        else:
+            start = time.perf_counter()
+            record_job(settings, args.items)
+            figures |= {"items": args.items, "page": args.page}
+            figures["record (bulk insert) s"] = time.perf_counter() - start
+            figures |= time_queries(settings, args.items, args.page, args.repeat)
+            if not args.no_api:
+                figures |= time_api(env, settings, args.items, args.page, args.repeat, args.whole)
     for name, value in figures.items():
         shown = (
             f"{value * 1000:9.1f} ms"
-            if name.startswith(("query", "api")) and isinstance(value, float)
+            if name.startswith(("query", "api", "watch")) and isinstance(value, float)
             else value
         )
         print(f"{name:45s} {shown}", file=sys.stderr)
