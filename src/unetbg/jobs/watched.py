@@ -61,26 +61,11 @@ def add_watched_files(
     or running (:attr:`Added.busy`). Raises :class:`JobError` when the job is no longer
     open for new images (final, cancelled, or its watch ended).
     """
-    from unetbg.removal import OutputOptions, plan_in_folder
-
     settings = settings or get_settings()
     with db_session(settings) as session:
         params = dict(_open_job(session, job_id).params)
     wanted = {str(Path(p)) for p in paths}
-    try:
-        planned = {
-            str(plan.source): plan
-            for plan in plan_in_folder(
-                params["input_dir"],
-                params["output_dir"],
-                wanted,
-                output_format=OutputOptions.from_params(params["options"]).format,
-                follow_symlinks=params.get("follow_symlinks", False),
-                overwrite=True,
-            )
-        }
-    except (ValueError, OSError) as exc:  # the folder itself went away or became wrong
-        raise JobError(f"cannot plan new images of job {job_id}: {exc}") from None
+    planned = _plan(job_id, params, wanted)
     chunks: dict[int, list[int]] = {}
     busy, ignored = [], [Path(p) for p in sorted(wanted - set(planned))]
     with db_session(settings) as session:
@@ -127,6 +112,25 @@ def add_watched_files(
             chunks.setdefault(chunk, []).append(item.id)
         settle_remove_dir(session, job)  # progress: a redone item is no longer done
     return Added(chunks, busy, ignored)
+
+
+def _plan(job_id: str, params: dict, wanted: set[str]) -> dict:
+    """The files ``wanted`` (paths as given) that the job's folder plan has, each planned
+    alone (see :func:`add_watched_files`): path -> ``PlannedItem``."""
+    from unetbg.removal import OutputOptions, plan_in_folder
+
+    try:
+        plans = plan_in_folder(
+            params["input_dir"],
+            params["output_dir"],
+            wanted,
+            output_format=OutputOptions.from_params(params["options"]).format,
+            follow_symlinks=params.get("follow_symlinks", False),
+            overwrite=True,
+        )
+    except (ValueError, OSError) as exc:  # the folder itself went away or became wrong
+        raise JobError(f"cannot plan new images of job {job_id}: {exc}") from None
+    return {str(plan.source): plan for plan in plans}
 
 
 def beat_watch(job_id: str, settings: Settings | None = None) -> bool:
