@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from unetbg.durable import file_sha256
 from unetbg.edges import refine_all
 from unetbg.images import read_image, save_image_atomic, to_rgb_array
 from unetbg.model import Preprocessing, load_model, resolve_device
@@ -46,6 +47,7 @@ from unetbg.removal import (
     render_output,
     save_params,
 )
+from unetbg.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +62,11 @@ class ModelInference:
     switches that override the checkpoint's preprocessing, ``None`` keeping what it
     says). ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or
     ``"cuda:N"``; asking for CUDA without a GPU raises ``RuntimeError``. ``batch_size``
-    images are run through the network together. ``backend``: ``"torch"`` (default),
+    images are run through the network together. ``backend``: ``"auto"`` (default: the
+    fastest installed for the device, :data:`unetbg.backends.AUTO_ORDER`), ``"torch"``,
     ``"onnxruntime"`` or ``"openvino"`` (CPU; extras ``unetbg[onnxruntime]``,
-    ``unetbg[openvino]``), see :mod:`unetbg.backends`. ``channels_last`` (default on)
+    ``unetbg[openvino]``), see :mod:`unetbg.backends`; the exported ones keep their graph
+    under the data dir (``exported/``), so the next load skips the export. ``channels_last`` (default on)
     and ``amp`` (default: on CUDA only; float16 there, bfloat16 on the CPU) set how the
     torch backend runs. ``max_pixels`` overrides the decompression-bomb limit for files
     read here. ``fuse`` (default on): run the model with batch norms folded and decoder
@@ -134,10 +138,12 @@ class ModelInference:
     # -- prediction -------------------------------------------------------------------
 
     def set_backend(self, backend: str = "torch", fuse: bool = True) -> None:
-        """Run the network with ``backend`` from now on (see the class docstring)."""
-        from unetbg.backends import create_backend
+        """Run the network with ``backend`` from now on (see the class docstring).
+        ``auto`` is resolved here, once per load (:func:`unetbg.backends.choose_backend`):
+        :attr:`backend_name` is what runs, :attr:`backend_said` the line that says so."""
+        from unetbg.backends import choose_backend
 
-        self.backend = create_backend(
+        chosen = choose_backend(
             backend,
             self.model,
             self.preprocessing.image_size,
@@ -145,9 +151,26 @@ class ModelInference:
             fuse=fuse,
             channels_last=self.channels_last,
             amp=self.amp,
+            cache=self._export_cache(backend),
         )
-        self.backend_name = backend
+        self.backend, self.backend_name, self.backend_said = (
+            chosen.backend,
+            chosen.name,
+            chosen.said(),
+        )
         self.run = replace(self.run, backend=backend)
+        log.info("%s", self.backend_said)
+
+    def _export_cache(self, backend: str):
+        """Where an exported backend keeps its graph: ``DATA_DIR/exported``, named by the
+        checkpoint file's sha256 (:class:`unetbg.backends.ExportCache`); ``None`` where
+        nothing is exported (torch, or a GPU)."""
+        from unetbg.backends import ExportCache
+
+        if backend == "torch" or self.device.type != "cpu":
+            return None
+        folder = get_settings().data_dir / "exported"
+        return ExportCache(folder, file_sha256(self.checkpoint_path))
 
     def prepare(self, image: np.ndarray) -> tuple[torch.Tensor, Box]:
         """One ``H×W×3`` uint8 RGB array as the network's input (letterboxed and

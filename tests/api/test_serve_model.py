@@ -4,6 +4,7 @@ name no checkpoint answered with one clear sentence."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ from api_server import copy_jpegs, serve, server_env
 
 from service_fixtures import make_carded_checkpoint, make_checkpoint
 from unetbg import jobs
+from unetbg.backends import AUTO_ORDER
+
+#: What ``--backend auto`` runs on this machine's CPU: the first installed.
+AUTO_CHOICE = next(n for n in AUTO_ORDER["cpu"] if n == "torch" or importlib.util.find_spec(n))
 
 
 @pytest.fixture
@@ -45,6 +50,8 @@ def test_every_cutout_names_the_model_that_made_it(best_server, coco_root, tmp_p
         answer = client.post("/api/remove", files={"file": photo})
         assert answer.status_code == 200, answer.text
         assert answer.headers["x-unetbg-model"] == f"default sha256={digest} path={default}"
+        # The server runs --backend auto: the answer says what auto chose.
+        assert answer.headers["x-unetbg-backend"] == AUTO_CHOICE
 
         named = client.post("/api/remove", files={"file": photo}, data={"checkpoint": str(worse)})
         assert named.status_code == 200, named.text

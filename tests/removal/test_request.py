@@ -41,7 +41,7 @@ def test_job_params_recorded_before_the_request_object_still_load(tmp_path):
     request = RemovalRequest.from_params(old)
     assert request.checkpoint == old["checkpoint"]
     assert request.output == OutputOptions(kind="mask")
-    assert request.run == RunOptions(device="cpu", batch_size=2)
+    assert request.run == RunOptions(device="cpu", backend="torch", batch_size=2)
     assert request.run.backend == "torch" and request.run.checkpoint_overrides() == {
         "flip_average": None,
         "refine_edges": None,
@@ -102,12 +102,12 @@ def test_model_cache_loads_a_checkpoint_rewritten_in_place_again(tmp_path_factor
     path = rewrite_as_constant(source, tmp_path / "best_model.pth", person=True)
     loads: list[str] = []
     cache = ModelCache(2, on_load=lambda p, _: loads.append(p))
-    run = RunOptions(device="cpu")
+    run = RunOptions(device="cpu", backend="torch")  # the cache, not a backend, on test
     photo = person_photo(48, 40)
     first = cache.get(path, run)
     assert _mask(first, photo) > 0.99
     assert cache.get(path, run) is first and len(loads) == 1  # reused
-    assert cache.get(path, RunOptions(device="cpu", batch_size=7)) is first  # per use
+    assert cache.get(path, RunOptions(device="cpu", backend="torch", batch_size=7)) is first
     assert first.batch_size == 7
 
     rewrite_as_constant(source, path, person=False)
@@ -115,7 +115,7 @@ def test_model_cache_loads_a_checkpoint_rewritten_in_place_again(tmp_path_factor
     assert second is not first and _mask(second, photo) < 0.01
     assert loads == [str(path), str(path)]
     # Other run options are another model; the file's old version is gone.
-    flipped = cache.get(path, RunOptions(device="cpu", flip_average=True))
+    flipped = cache.get(path, RunOptions(device="cpu", backend="torch", flip_average=True))
     assert flipped is not second and flipped.preprocessing.flip_average
     assert cache.get(path, run) is second and len(loads) == 3
 
@@ -126,6 +126,6 @@ def test_model_cache_keeps_at_most_size_models(tmp_path_factory, tmp_path):
     b = rewrite_as_constant(source, tmp_path / "b.pth", person=False)
     loads: list[str] = []
     cache = ModelCache(1, on_load=lambda p, _: loads.append(Path(p).name))
-    run = RunOptions(device="cpu")
+    run = RunOptions(device="cpu", backend="torch")  # the cache, not a backend, on test
     cache.get(a, run), cache.get(b, run), cache.get(a, run)
     assert loads == ["a.pth", "b.pth", "a.pth"]

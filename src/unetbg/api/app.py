@@ -35,7 +35,7 @@ def create_app(config: ApiConfig) -> FastAPI:
     process runs (embedded mode) are cancelled and queued images refused."""
     metrics = ApiMetrics(config.settings)
     models = ModelCache(MAX_MODELS, on_load=metrics.model_loaded)
-    run = RunOptions(device=config.device, batch_size=config.batch_size)
+    run = RunOptions(device=config.device, backend=config.backend, batch_size=config.batch_size)
     removal = RemovalQueue(models, config.queue_size, run)
     runners = Runners(config.settings)
     metrics.remove_queue.set_function(lambda: removal.depth)

@@ -29,6 +29,7 @@ class ApiConfig:
     image ``/api/remove`` takes. ``queue_size`` / ``batch_size``: the removal queue.
     ``checkpoint``: the default model of ``/api/remove`` (``best``, ``default``, a
     registered id or a path), resolved per request so a newly registered best is used.
+    ``device``, ``backend``: how that model runs (:class:`unetbg.removal.RunOptions`).
     """
 
     key: str
@@ -39,6 +40,7 @@ class ApiConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     checkpoint: str = "best"
     device: str = "auto"
+    backend: str = "auto"
     resolved_roots: tuple[Path, ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -64,9 +64,10 @@ class RemovalQueue:
         self._thread.join(timeout=60)
         self._fail_waiting()
 
-    def probabilities(self, rgb: np.ndarray, checkpoint: str) -> np.ndarray:
+    def probabilities(self, rgb: np.ndarray, checkpoint: str) -> tuple[np.ndarray, str]:
         """The person probability of ``rgb`` by ``checkpoint`` (an absolute path), once
-        the inference thread has run it; raises :class:`QueueFull` at once when full."""
+        the inference thread has run it, and the backend that ran it (``auto``
+        resolved); raises :class:`QueueFull` at once when full."""
         if self._stopping.is_set():
             raise QueueFull("the server is shutting down")
         request = _Request(rgb, checkpoint)
@@ -101,7 +102,7 @@ class RemovalQueue:
                 request.result.set_exception(exc)
             return
         for request, prob in zip(requests, probs, strict=True):
-            request.result.set_result(prob)
+            request.result.set_result((prob, model.backend_name))
 
     def _fail_waiting(self) -> None:
         while True:

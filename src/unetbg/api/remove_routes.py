@@ -42,11 +42,14 @@ _TRUE = ("1", "true", "yes", "on")
 #: Whether the output shows a person ("yes"/"no") and the share of its pixels that do.
 PERSON_FOUND_HEADER = "X-Unetbg-Person-Found"
 PERSON_SHARE_HEADER = "X-Unetbg-Person-Share"
+#: What ran the network (``auto`` resolved: ``torch``, ``onnxruntime``, ``openvino``).
+BACKEND_HEADER = "X-Unetbg-Backend"
 #: The 200 answer, as /docs shows it.
 ANSWER_DESCRIPTION = (
     "The image; its X-Unetbg-Model header names the model that made it: `id=N` (a "
     "registered checkpoint) or `sha256=…` (the first 12 hex digits; `default` first for "
-    "the default model), then `path=…`. X-Unetbg-Person-Found is `no` when under 0.1 % "
+    "the default model), then `path=…`; X-Unetbg-Backend what ran it (torch, "
+    "onnxruntime or openvino). X-Unetbg-Person-Found is `no` when under 0.1 % "
     "of the image shows a person (a miss, or a photo without people), else `yes`; "
     "X-Unetbg-Person-Share gives that share (0-1)."
 )
@@ -117,7 +120,7 @@ def register(app: FastAPI, config: ApiConfig) -> None:
         # Which model made the image is said in every response (X-Unetbg-Model).
         model = jobs.choose_checkpoint(spec, config.settings)
         try:
-            prob = request.app.state.removal.probabilities(rgb, model.path)
+            prob, backend = request.app.state.removal.probabilities(rgb, model.path)
         except QueueFull as exc:
             raise ApiError(
                 503, f"busy: {exc}; try again", {"Retry-After": str(RETRY_AFTER_S)}
@@ -128,15 +131,18 @@ def register(app: FastAPI, config: ApiConfig) -> None:
         return Response(
             encode_output(image, options),
             media_type=MEDIA_TYPES[options.format],
-            headers={jobs.MODEL_HEADER: model.header(), **_person_headers(prob)},
+            headers=_answer_headers(model, backend, prob),
         )
 
 
-def _person_headers(probability) -> dict[str, str]:
-    """Whether the output shows a person (``removal.presence``): a client that sends
-    10,000 photos finds the misses without looking at each image."""
+def _answer_headers(model: jobs.ModelChoice, backend: str, probability) -> dict[str, str]:
+    """What made the image (model, backend) and whether it shows a person
+    (``removal.presence``): a client that sends 10,000 photos finds the misses without
+    looking at each image."""
     share = person_share(probability)
     return {
+        jobs.MODEL_HEADER: model.header(),
+        BACKEND_HEADER: backend,
         PERSON_FOUND_HEADER: "no" if no_person(share) else "yes",
         PERSON_SHARE_HEADER: f"{share:.4f}",
     }

@@ -16,19 +16,27 @@ name           what runs                                                        
 =============  ===============================================================  ==========
 
 :func:`create_backend` resolves the name, failing with the list of valid names or
-with the ``pip install`` line when the package is missing.
+with the ``pip install`` line when the package is missing. ``auto`` is the first of
+:data:`AUTO_ORDER` for the device that is installed *and* builds for the model: one
+that is missing or fails to export is passed over, and the reason is said
+(:class:`Chosen`), never raised.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from unetbg.backends.exported import ExportCache
 from unetbg.model.fuse import fuse_for_inference
+
+log = logging.getLogger(__name__)
 
 #: Backend name -> the module it needs (``None``: always available).
 BACKENDS: dict[str, str | None] = {
@@ -36,6 +44,17 @@ BACKENDS: dict[str, str | None] = {
     "onnxruntime": "onnxruntime",
     "openvino": "openvino",
 }
+
+
+#: What ``auto`` tries, fastest first, by device type (measured on a 2-core CPU:
+#: docs/performance.md). On a GPU only torch runs there (float16 autocast).
+AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cpu": ("openvino", "onnxruntime", "torch"),
+    "cuda": ("torch",),
+}
+AUTO = "auto"
+
+Backend = Callable[[torch.Tensor], torch.Tensor]
 
 
 class BackendUnavailable(RuntimeError):
@@ -86,6 +105,21 @@ class TorchBackend:
             return self.network(batch)["mask"].float()
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """What :func:`choose_backend` built: the ``backend``, its ``name`` and ``why``
+    (``auto: fastest installed for cpu; openvino not installed; graph cached``, or
+    ``""`` for torch named), said once per load (:meth:`said`)."""
+
+    backend: Backend
+    name: str
+    why: str
+
+    def said(self) -> str:
+        """``backend: onnxruntime (auto: …)``: the line a command prints on stderr."""
+        return f"backend: {self.name}" + (f" ({self.why})" if self.why else "")
+
+
 def create_backend(
     name: str,
     model: nn.Module,
@@ -95,11 +129,14 @@ def create_backend(
     channels_last: bool | None = None,
     amp: bool | None = None,
     threads: int | None = None,
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The backend ``name`` for ``model`` (see the module docstring).
+    cache: ExportCache | None = None,
+) -> Backend:
+    """The backend ``name`` for ``model`` (see the module docstring; not ``auto``:
+    :func:`choose_backend` resolves that).
 
     ``onnxruntime`` and ``openvino`` run on the CPU only (``device`` must be the CPU)
-    with ``threads`` intra-op threads (default: torch's thread count).
+    with ``threads`` intra-op threads (default: torch's thread count), from the graph
+    in ``cache`` when it holds one (:class:`~unetbg.backends.exported.ExportCache`).
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
@@ -116,13 +153,52 @@ def create_backend(
 
     threads = threads or torch.get_num_threads()
     factory = exported.OnnxRuntimeBackend if name == "onnxruntime" else exported.OpenVinoBackend
-    return factory(model, image_size, threads)
+    return factory(model, image_size, threads, cache)
+
+
+def choose_backend(
+    name: str,
+    model: nn.Module,
+    image_size: int,
+    device: torch.device,
+    **options,
+) -> Chosen:
+    """:func:`create_backend` (same ``options``), with ``auto`` resolved: the first
+    backend of :data:`AUTO_ORDER` for ``device`` that is installed and builds for
+    ``model``. Those passed over are named in :attr:`Chosen.why`, and an export that
+    failed is logged with its reason; torch, last, always builds."""
+    if name != AUTO:
+        backend = create_backend(name, model, image_size, device, **options)
+        return Chosen(backend, name, getattr(backend, "graph", ""))
+    passed: list[str] = []
+    order = AUTO_ORDER.get(device.type, ("torch",))
+    for candidate in order:
+        try:
+            backend = create_backend(candidate, model, image_size, device, **options)
+        except BackendUnavailable:
+            passed.append(f"{candidate} not installed")
+            continue
+        except Exception as exc:  # an export or a runtime that fails here: the next one
+            if candidate == order[-1]:
+                raise
+            log.warning("backend %s failed for this model, trying the next: %s", candidate, exc)
+            passed.append(f"{candidate} failed: {type(exc).__name__}")
+            continue
+        graph = [backend.graph] if hasattr(backend, "graph") else []
+        why = "; ".join([f"auto: fastest installed for {device.type}", *passed, *graph])
+        return Chosen(backend, candidate, why)
+    raise AssertionError(f"AUTO_ORDER for {device.type} must end with torch")  # pragma: no cover
 
 
 __all__ = [
+    "AUTO",
+    "AUTO_ORDER",
     "BACKENDS",
     "BackendUnavailable",
+    "Chosen",
+    "ExportCache",
     "TorchBackend",
     "available_backends",
+    "choose_backend",
     "create_backend",
 ]

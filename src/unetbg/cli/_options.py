@@ -36,10 +36,11 @@ batch_size_option = click.option(
 backend_option = click.option(
     "--backend",
     type=click.Choice(BACKENDS),
-    default="torch",
+    default=RunOptions().backend,
     show_default=True,
-    help="What runs the network: torch, or (CPU) onnxruntime / openvino from the extras "
-    "unetbg[onnxruntime] / unetbg[openvino]. See docs/performance.md.",
+    help="What runs the network: auto (the fastest installed for the device, said on "
+    "stderr), torch, or (CPU) onnxruntime / openvino from the extras unetbg[onnxruntime] "
+    "/ unetbg[openvino]. See docs/performance.md.",
 )
 
 

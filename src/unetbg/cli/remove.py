@@ -178,8 +178,7 @@ def _load_model(checkpoint: str, run: RunOptions):
         f"image size {model.preprocessing.image_size}{describe_run(model.preprocessing)})",
         err=True,
     )
-    if run.backend != "torch":
-        click.echo(f"network run by {run.backend}", err=True)
+    click.echo(model.backend_said, err=True)
     return model
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from unetbg.cli._options import backend_option
 from unetbg.cli._service import EXIT_USAGE, checkpoint_option
 
 EPILOG = """\b
@@ -75,6 +76,7 @@ Endpoints, security and the rembg mapping: docs/api.md; interactive docs at /doc
     "names its model in X-Unetbg-Model): "
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@backend_option
 @click.option(
     "--log-level",
     type=click.Choice(("critical", "error", "warning", "info", "debug")),
@@ -83,7 +85,7 @@ Endpoints, security and the rembg mapping: docs/api.md; interactive docs at /doc
 )
 def serve(
     host, port, roots, max_upload_mb, max_upload_bytes, queue_size, batch_size, checkpoint, device,
-    log_level,
+    backend, log_level,
 ) -> None:  # fmt: skip
     """Start the HTTP API: POST /api/remove (rembg-compatible), /api/jobs,
     /api/checkpoints, /metrics and /healthz, in one process.
@@ -96,6 +98,7 @@ def serve(
     from unetbg.api.auth import NoKeyError, key_for
     from unetbg.api.config import ApiConfig, parse_roots
     from unetbg.cli._service import checkpoint_path, usable_device
+    from unetbg.removal.checks import Refused, check_backend
     from unetbg.settings import get_settings
 
     settings = get_settings()
@@ -105,6 +108,10 @@ def serve(
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     usable_device(device, here=True)
+    try:
+        check_backend(backend, runs_here=True)
+    except Refused as exc:
+        raise click.UsageError(str(exc)) from None
     checkpoint_path(checkpoint)  # exits 2 now if there is no such model
     try:
         config = ApiConfig(
@@ -116,6 +123,7 @@ def serve(
             batch_size=batch_size,
             checkpoint=checkpoint,
             device=device,
+            backend=backend,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

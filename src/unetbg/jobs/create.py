@@ -372,7 +372,11 @@ def _check_backend_here(backend: str, settings: Settings) -> None:
     the workers' installation decides; a worker without it fails the job once.)"""
     # The optional backends are named after their packages (unetbg.backends.BACKENDS),
     # looked up without importing torch.
-    if settings.embedded and backend != "torch" and importlib.util.find_spec(backend) is None:
+    if (
+        settings.embedded
+        and backend not in ("torch", "auto")  # auto falls back to what is installed
+        and importlib.util.find_spec(backend) is None
+    ):
         raise JobError(
             f"backend {backend!r} needs the {backend} package: pip install 'unetbg[{backend}]' "
             "(no broker: this process would run the job)"

@@ -1,10 +1,13 @@
 """The checks made before a request is recorded or run, shared by the CLI and the HTTP
 API: the device (a malformed name; one this machine lacks, where the model would run
-here) and the checkpoint file (it must load safely). Each refusal is a :class:`Refused`,
+here), the backend (a named one must be installed where the model runs here; ``auto``
+never is refused: it falls back) and the checkpoint file (it must load safely). Each refusal is a :class:`Refused`,
 which every front door reports its own way (exit status 2, HTTP 400) before anything is
 recorded or loaded. torch is imported only when a check runs."""
 
 from __future__ import annotations
+
+import importlib.util
 
 
 class Refused(ValueError):
@@ -26,6 +29,20 @@ def check_device(device: str, runs_here: bool, note: str = "") -> str:
         if runs_here:
             raise Refused(f"{exc}{note}") from None
     return device
+
+
+def check_backend(backend: str, runs_here: bool, note: str = "") -> str:
+    """``backend`` if it can run: a named one whose package is not installed is refused
+    when the model runs ``here`` (the reason followed by ``note``). ``auto`` and
+    ``torch`` always can: ``auto`` passes over what is missing, and says so."""
+    # The optional backends are named after their packages (unetbg.backends.BACKENDS),
+    # looked up without importing torch.
+    if runs_here and backend not in ("auto", "torch") and importlib.util.find_spec(backend) is None:
+        raise Refused(
+            f"backend {backend!r} needs the {backend} package: "
+            f"pip install 'unetbg[{backend}]'{note}"
+        )
+    return backend
 
 
 def check_checkpoint(path: str) -> str:

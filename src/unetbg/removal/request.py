@@ -17,8 +17,11 @@ from typing import Any, Literal
 from unetbg.removal.outputs import OutputOptions
 
 #: What can run the network (:mod:`unetbg.backends`; the CPU runtimes are extras).
-BACKENDS = ("torch", "onnxruntime", "openvino")
-Backend = Literal["torch", "onnxruntime", "openvino"]
+#: ``auto``: the fastest one installed for the device, chosen where the model loads.
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
+#: What a job recorded before ``auto`` existed ran, when its params name no backend.
+RECORDED_BACKEND = "torch"
 
 #: Images per forward pass when a request names none (the CLI's, the API's and old jobs').
 DEFAULT_BATCH_SIZE = 4
@@ -41,7 +44,7 @@ class RunOptions:
     """
 
     device: str = "auto"
-    backend: Backend = "torch"
+    backend: Backend = "auto"
     batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"ge": 1})
     flip_average: bool | None = _checkpoint_says(
         "Also run each photo mirrored and average the two masks (twice the network "
@@ -105,8 +108,10 @@ class RunOptions:
     @classmethod
     def from_params(cls, stored: Mapping[str, Any]) -> RunOptions:
         """Inverse of :meth:`to_params`, from a job's params (other keys are ignored).
-        A key missing from an older job keeps its default: torch, 4 images, ``None``."""
-        return cls(**{f.name: stored[f.name] for f in fields(cls) if f.name in stored})
+        A key missing from an older job keeps what it ran with then: torch, 4 images,
+        ``None``."""
+        given = {f.name: stored[f.name] for f in fields(cls) if f.name in stored}
+        return cls(**{"backend": RECORDED_BACKEND} | given)
 
     @classmethod
     def take(cls, values: dict[str, Any], **defaults: Any) -> RunOptions:
