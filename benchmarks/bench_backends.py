@@ -127,6 +127,56 @@ def run_backends(args, size: int, device: torch.device) -> None:
             png_table(photos, expected)
 
 
+def run_end_to_end(args, device: torch.device) -> None:
+    """``batch_process`` of ``--photos`` COCO val photos to PNG cut-outs per backend (the
+    removal loop a user runs, at ``--batches``' first size, the checkpoint's own
+    switches), the backends taking turns for ``--rounds`` rounds, the best of each kept;
+    load time (with the export cache warm: a first load is taken before the rounds)
+    apart. Agreement: mask IoU at 0.5 of each backend's probabilities against torch's."""
+    from unetbg.inference import ModelInference
+
+    names = [n for n in args.backends.split(",") if n]
+    batch = int(args.batches.split(",")[0])
+    photos = sorted(COCO_VAL.glob("*.jpg"))[: args.photos]
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in photos]
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "in"
+        source.mkdir()
+        for path in photos:
+            (source / path.name).symlink_to(path)
+        probs = {}
+        for name in names:  # the first load exports (and caches) the graph; not timed
+            handle = ModelInference(
+                args.checkpoint, device=str(device), batch_size=batch, backend=name
+            )
+            probs[name] = handle.predict_arrays(arrays)
+            print(f"  {name}: {handle.backend_said}", flush=True)
+        best: dict[str, tuple[float, float]] = {}
+        for round_ in range(args.rounds):
+            for name in names:
+                t0 = time.perf_counter()
+                handle = ModelInference(
+                    args.checkpoint, device=str(device), batch_size=batch, backend=name
+                )
+                load_s = time.perf_counter() - t0
+                out = Path(folder) / name
+                summary = handle.batch_process(source, out, overwrite=True, follow_symlinks=True)
+                ips = summary.processed / summary.seconds
+                print(
+                    f"  round {round_ + 1} {name}: load {load_s:.1f} s, {ips:.2f} img/s", flush=True
+                )
+                old = best.get(name, (float("inf"), 0.0))
+                best[name] = (min(old[0], load_s), max(old[1], ips))
+    print(f"\n{len(photos)} COCO val photos, batch {batch}, PNG cut-outs, best of {args.rounds}\n")
+    print("| backend | load s (cache warm) | img/s end to end | ÷ torch | mask IoU vs torch |")
+    print("|---|---:|---:|---:|---:|")
+    torch_ips = best.get("torch", (0, 0))[1]
+    for name, (load_s, ips) in best.items():
+        iou = agreement(probs["torch"], probs[name])[1] if "torch" in probs else float("nan")
+        ratio = f"{ips / torch_ips:.2f}×" if torch_ips else "-"
+        print(f"| {name} | {load_s:.1f} | {ips:.2f} | {ratio} | {iou:.5f} |")
+
+
 def png_table(photos: list[np.ndarray], probs: list[np.ndarray]) -> None:
     """Encode time and size per setting on the photos' RGBA cut-outs (640×480-ish)."""
     from unetbg.removal import OutputOptions, encode_output, render_output

@@ -201,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only-backends", action="store_true", help="skip peaks and the model table"
     )
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="only: --backends (auto among them) through the removal loop, --checkpoint's "
+        "model (default: the shipped one), first of --batches",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
@@ -213,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}, python {sys.version.split()[0]}, device {device} ({name})")
     print(f"CPU threads used by torch: {torch.get_num_threads()}")
     print(f"iters {args.iters} (best kept), warmup {args.warmup}\n")
+    if args.end_to_end:
+        from bench_backends import run_end_to_end
+
+        run_end_to_end(args, device)
+        return 0
     if args.only_backends:
         from bench_backends import run_backends
 
