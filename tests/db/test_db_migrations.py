@@ -33,7 +33,7 @@ def _tables(url: str) -> set[str]:
 def test_migrations_ship_with_the_package():
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
 
 
 def test_models_and_migrations_agree(db_url: str):
@@ -117,3 +117,42 @@ def test_foreign_keys_are_enforced_and_cascade(db_url: str):
     with session_scope(db_url) as session:
         assert session.scalars(select(JobItem)).all() == []
         assert session.scalars(select(Checkpoint.job_id)).all() == [None]
+
+
+def test_0007_fills_the_item_counters_from_existing_items(db_url: str):
+    """A database at 0006 with a job's items: after the upgrade its counters equal a
+    recount (no-person included), and a job without items counts nothing."""
+    from sqlalchemy import text
+
+    from unetbg.jobs.records import counted, item_tally
+
+    upgrade(db_url, "0006")
+    states = ["pending"] * 3 + ["running"] * 2 + ["succeeded"] * 4 + ["failed", "skipped"]
+    shares = {5: 0.0, 6: 0.0005, 7: 0.5, 8: None}  # two of the succeeded show no person
+    with get_engine(db_url).begin() as conn:
+        for job_id in ("counted", "empty"):
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, kind, state, params, progress_done, progress_total,"
+                    " cancel_requested, attempts, send_round, created_at)"
+                    " VALUES (:id, 'remove_dir', 'running', '{}', 0, 9, false, 0, 0,"
+                    " CURRENT_TIMESTAMP)"
+                ),
+                {"id": job_id},
+            )
+        for n, state in enumerate(states):
+            conn.execute(
+                text(
+                    "INSERT INTO job_items (job_id, source_path, state, attempts, person_share,"
+                    " updated_at) VALUES ('counted', :source, :state, 0, :share,"
+                    " CURRENT_TIMESTAMP)"
+                ),
+                {"source": f"/in/{n}.jpg", "state": state, "share": shares.get(n)},
+            )
+    upgrade(db_url)
+    with session_scope(db_url) as session:
+        counts, no_person, outputs_skipped = counted(session, "counted")
+        assert (counts, no_person) == item_tally(session, "counted")
+        assert counts == {"pending": 3, "running": 2, "succeeded": 4, "failed": 1, "skipped": 1}
+        assert no_person == 2 and outputs_skipped == 0
+        assert counted(session, "empty") == ({}, 0, 0)

@@ -13,6 +13,7 @@ from PIL import Image
 from unetbg import jobs
 from unetbg.db.models import Job, JobItem, utcnow
 from unetbg.durable import file_sha256
+from unetbg.jobs.records import recount
 from unetbg.jobs.watched import close_watch
 
 
@@ -154,6 +155,8 @@ def test_stale_heartbeats_mark_jobs_lost(embedded_env, photos, tmp_path, checkpo
         job.state, job.heartbeat_at, job.worker_host = "running", long_ago, "gone-host:1"
         for item in session.query(JobItem).filter_by(job_id=job_id, chunk=0):
             item.state, item.updated_at = "running", long_ago
+        session.flush()
+        recount(session, job_id)  # rows written by hand: their counters follow
         train = Job(kind="train", state="running", heartbeat_at=long_ago, worker_host="gone:2")
         fresh = Job(kind="train", state="running", heartbeat_at=utcnow(), worker_host="x:3")
         session.add_all([train, fresh])

@@ -9,6 +9,7 @@ import subprocess
 from service_fixtures import VENV_BIN
 from unetbg import jobs
 from unetbg.db import Job, JobItem
+from unetbg.jobs.records import recount
 
 
 def _record(job_id: str, count: int) -> None:
@@ -27,6 +28,8 @@ def _record(job_id: str, count: int) -> None:
             )
             for n in range(count)
         )
+        session.flush()
+        recount(session, job_id)  # rows written by hand: their counters follow
 
 
 def _status(*args: str) -> subprocess.CompletedProcess:

@@ -22,6 +22,7 @@ from service_fixtures import SMOKE_TRAINING, wait_until
 from unetbg import jobs
 from unetbg.cli import main
 from unetbg.db.models import Job, JobItem, utcnow
+from unetbg.jobs.records import recount
 from unetbg.tasks.base import Deferred
 
 LONG_AGO = timedelta(hours=1)
@@ -52,6 +53,8 @@ def _hold_chunk(job_id: str, chunk: int, claimant: str, updated_at) -> list[int]
         for item in session.query(JobItem).filter_by(job_id=job_id, chunk=chunk):
             item.state, item.claimed_by, item.updated_at = "running", claimant, updated_at
             ids.append(item.id)
+        session.flush()
+        recount(session, job_id)  # rows written by hand: their counters follow
     return sorted(ids)
 
 

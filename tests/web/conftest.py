@@ -46,6 +46,7 @@ def recorded_jobs(job_db) -> dict:
 
     from unetbg.db.models import Checkpoint, EpochMetric, Job, JobItem
     from unetbg.db.session import session_scope
+    from unetbg.jobs.records import recount
 
     start = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
     with session_scope(job_db) as session:
@@ -133,5 +134,7 @@ def recorded_jobs(job_db) -> dict:
                 ),
             ]
         )
+        session.flush()
+        recount(session, remove.id)  # rows written by hand: their counters follow
         ids = {"train": train.id, "remove": remove.id}
     return {"url": job_db, **ids}

@@ -73,6 +73,19 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: A remove-dir job's items by state, kept by ``jobs.records.shift_counts`` in the
+    #: transaction that moves them, so reading a job counts no items (issue 23).
+    items_pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    items_running: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    items_succeeded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    items_failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    items_skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    items_cancelled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Succeeded items whose output shows no person (``removal.presence``).
+    items_no_person: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Images whose output existed when the job was recorded: counted, not recorded
+    #: as items (a re-run of a folder 90 % done wrote a row for each).
+    outputs_skipped: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     items: Mapped[list[JobItem]] = relationship(back_populates="job", cascade="all, delete-orphan")
     checkpoints: Mapped[list[Checkpoint]] = relationship(

@@ -40,8 +40,12 @@ from unetbg.jobs.records import (
     OPEN_ITEM_STATES,
     end_job,
     jsonable,
+    move_items,
+    moves,
     register_checkpoint,
     settle_remove_dir,
+    shift_counts,
+    shows_no_person,
     upsert_epoch_metrics,
 )
 from unetbg.jobs.store import db_session
@@ -121,15 +125,19 @@ def claim_items(
         # A live attempt keeps its images: it writes them, it closes them on cancel.
         items = [i for i in items if not (i.state == "running" and live[i.claimed_by])]
         if job.cancel_requested:
+            shift_counts(session, job.id, moves((i.state for i in items), "cancelled"))
             for item in items:
                 item.state, item.error, item.updated_at = "cancelled", "job cancelled", now
             settle_remove_dir(session, job)
             return None
-        items = _within_attempts(items, now)
+        kept = _within_attempts(items, now)
+        shift_counts(session, job.id, moves(["running"] * (len(items) - len(kept)), "failed"))
+        items = kept
         if not items and not holders:
             log.info("job %s: chunk already done (redelivered message)", job_id)
             settle_remove_dir(session, job)
             return None
+        shift_counts(session, job.id, moves((i.state for i in items), "running"))
         return _take(job, items, holders, now)
 
 
@@ -181,14 +189,17 @@ def record_item(
     me = worker_identity()
     values = {"state": state, "error": error, "duration_s": seconds, "updated_at": utcnow()}
     with db_session(settings or get_settings()) as session:
+        # The job's row first (the heartbeat locks it), as every move of its items does:
+        # its counters then follow the items exactly.
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
         written = session.execute(
             update(JobItem)
             .where(JobItem.id == item_id, JobItem.claimed_by == me, JobItem.state == "running")
             .values(**values, person_share=person_share)
         ).rowcount
-        # Per image only the item and the heartbeat: counting the job's items
-        # (settling) is once per chunk, as it grows with the size of the job.
-        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
+        if written:
+            none_seen = state == "succeeded" and shows_no_person(person_share)
+            shift_counts(session, job_id, moves(["running"], state), int(none_seen))
         cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
     return bool(written), bool(cancel)
 
@@ -198,19 +209,15 @@ def close_items(
 ) -> None:
     """Give the images among ``item_ids`` still open here (pending, or running under this
     attempt) a final ``state`` and settle the job."""
+    open_here = and_(
+        JobItem.id.in_(item_ids),
+        or_(
+            JobItem.state == "pending",
+            and_(JobItem.state == "running", JobItem.claimed_by == worker_identity()),
+        ),
+    )
     with db_session(settings or get_settings()) as session:
-        session.execute(
-            update(JobItem)
-            .where(
-                JobItem.job_id == job_id,
-                JobItem.id.in_(item_ids),
-                or_(
-                    JobItem.state == "pending",
-                    and_(JobItem.state == "running", JobItem.claimed_by == worker_identity()),
-                ),
-            )
-            .values(state=state, error=error, updated_at=utcnow())
-        )
+        move_items(session, job_id, open_here, state, error=error)
         job = session.get(Job, job_id)
         if job is not None:
             settle_remove_dir(session, job)

@@ -15,12 +15,13 @@ import importlib.util
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from unetbg.db.models import Job, JobItem, utcnow
@@ -29,7 +30,13 @@ from unetbg.jobs.broker import check_broker
 from unetbg.jobs.checkpoints import choose_checkpoint, resolve_checkpoint
 from unetbg.jobs.errors import JobError
 from unetbg.jobs.liveness import heartbeat_fresh
-from unetbg.jobs.records import RECORDING, reopen_job, settle_remove_dir
+from unetbg.jobs.records import (
+    RECORDING,
+    lock_job,
+    reopen_job,
+    settle_remove_dir,
+    shift_counts,
+)
 from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.watched import new_watch
 from unetbg.settings import Settings, get_settings
@@ -409,13 +416,19 @@ def _record_items(
 ) -> None:
     """One row per planned image: ``skipped`` with its reason, else ``pending`` in chunk
     ``index // chunk_size`` of the images to do; plain rows (an ORM object each cost
-    1.4 GB at 100,000 images), :data:`RECORD_BATCH` to a transaction. The last one
-    clears the job's ``recording`` mark and settles it (final at once when nothing is to
-    do)."""
+    1.4 GB at 100,000 images), :data:`RECORD_BATCH` to a transaction, the job's counters
+    moved in the same one. An output that exists is counted, not recorded (a re-run of
+    a folder 90 % done wrote a row for each). The last transaction clears the job's
+    ``recording`` mark and settles it (final at once when nothing is to do)."""
+    from unetbg.removal import SKIP_EXISTS
+
     index, now = 0, utcnow()
     for start in range(0, max(len(planned), 1), RECORD_BATCH):
-        rows = []
+        rows, existing = [], 0
         for plan in planned[start : start + RECORD_BATCH]:
+            if plan.skip_reason == SKIP_EXISTS:
+                existing += 1
+                continue
             row = {
                 "job_id": job_id,
                 "source_path": str(plan.source),
@@ -435,8 +448,17 @@ def _record_items(
             rows.append(row)
         last = start + RECORD_BATCH >= len(planned)
         with db_session(settings) as session:
+            lock_job(session, job_id)
             if rows:
                 session.execute(insert(JobItem), rows)
+            shift_counts(session, job_id, Counter(row["state"] for row in rows))
+            if existing:
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(outputs_skipped=Job.outputs_skipped + existing),
+                    execution_options={"synchronize_session": False},
+                )
             if last:
                 job = find_job(session, job_id, for_update=True)
                 job.params = {k: v for k, v in job.params.items() if k != RECORDING}

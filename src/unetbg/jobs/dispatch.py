@@ -20,10 +20,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from unetbg.db.models import FINAL_JOB_STATES, Job, JobItem, utcnow
+from unetbg.db.models import FINAL_JOB_STATES, Job, JobItem
 from unetbg.jobs.errors import JobError
 from unetbg.jobs.liveness import heartbeat_fresh
 from unetbg.jobs.queries import get_job, job_view, wait_for_job
@@ -31,6 +31,7 @@ from unetbg.jobs.records import (
     OPEN_ITEM_STATES,
     end_job,
     fail_job,
+    move_items,
     reopen_job,
     settle_remove_dir,
 )
@@ -267,11 +268,14 @@ def retry_job(job_id: str, settings: Settings | None = None) -> str:
         if job.state == "succeeded":
             raise JobError(f"job {job.id} succeeded: nothing to retry")
         if job.kind == "remove_dir":
-            again = session.execute(
-                update(JobItem)
-                .where(JobItem.job_id == job.id, JobItem.state.in_(("failed", "cancelled")))
-                .values(state="pending", error=None, claimed_by=None, updated_at=utcnow())
-            ).rowcount
+            again = move_items(
+                session,
+                job.id,
+                JobItem.state.in_(("failed", "cancelled")),
+                "pending",
+                error=None,
+                claimed_by=None,
+            )
             if job.state in FINAL_JOB_STATES and again:
                 reopen_job(job)  # (a new send round too)
             else:
@@ -312,10 +316,12 @@ def cancel_job(job_id: str, settings: Settings | None = None) -> JobView:
                 .distinct()
             ).scalars()
             revoke = task_ids_of_every_round(job, sorted(c for c in pending if c is not None))
-            session.execute(
-                update(JobItem)
-                .where(JobItem.job_id == job.id, JobItem.state == "pending")
-                .values(state="cancelled", error="cancelled before it started", updated_at=utcnow())
+            move_items(
+                session,
+                job.id,
+                JobItem.state == "pending",
+                "cancelled",
+                error="cancelled before it started",
             )
             settle_remove_dir(session, job)
         elif job.state == "queued" or not heartbeat_fresh(job, settings):

@@ -36,7 +36,15 @@ from unetbg.jobs.liveness import (
     watcher_gone,
     worker_alive,
 )
-from unetbg.jobs.records import end_job, end_watch, settle_remove_dir, watching
+from unetbg.jobs.records import (
+    end_job,
+    end_watch,
+    lock_job,
+    moves,
+    settle_remove_dir,
+    shift_counts,
+    watching,
+)
 from unetbg.jobs.sending import Sending, next_round, send_tasks
 from unetbg.jobs.store import db_session
 from unetbg.jobs.views import iso
@@ -96,6 +104,7 @@ def _release_dead_claims(
 ) -> dict[int, list[int]]:
     """Make the images of ``job``'s dead claimants pending again, or fail those at their
     last attempt; returns the chunks to send again (chunk -> item ids)."""
+    lock_job(session, job.id)  # before its items: their counters move with them
     items = session.scalars(
         select(JobItem).where(JobItem.job_id == job.id, JobItem.state == "running")
     ).all()
@@ -111,6 +120,9 @@ def _release_dead_claims(
     # The dead writer cannot finish a temporary file any more: nothing else writes them.
     removed = remove_stale_temporaries(item.output_path for item in again if item.output_path)
     chunks: dict[int, list[int]] = {}
+    delta = moves(["running"] * len(again), "pending")
+    delta.update(moves(["running"] * (len(lost) - len(again)), "failed"))
+    shift_counts(session, job.id, delta)
     for item in lost:
         if item in again:
             item.state, item.claimed_by, item.error = "pending", None, None
@@ -204,6 +216,7 @@ def _end_dead_watches(session: Session, settings: Settings, now: datetime) -> li
 
 def _fail_silent_items(session: Session, job: Job, settings: Settings, now: datetime) -> bool:
     """Fail the running images of ``job``'s claimants silent for ``heartbeat_timeout``."""
+    lock_job(session, job.id)  # before its items: their counters move with them
     items = session.scalars(
         select(JobItem).where(JobItem.job_id == job.id, JobItem.state == "running")
     ).all()
@@ -215,6 +228,7 @@ def _fail_silent_items(session: Session, job: Job, settings: Settings, now: date
             session, job, claimant, settings, now
         )
     stale = [item for item in items if gone[item.claimed_by]]
+    shift_counts(session, job.id, moves(["running"] * len(stale), "failed"))
     for item in stale:
         item.state = "failed"
         item.error = (

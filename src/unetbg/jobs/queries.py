@@ -19,7 +19,7 @@ from unetbg.jobs.errors import JobError
 from unetbg.jobs.lost import mark_lost_jobs
 from unetbg.jobs.records import (
     PROCESSED_ITEM_STATES,
-    item_tally,
+    counted,
     no_person_filter,
 )
 from unetbg.jobs.store import db_session, find_job
@@ -32,8 +32,11 @@ def job_view(session: Session, job: Job) -> JobView:
     if job.kind != "remove_dir":
         return JobView.of(job)
     # Chunks commit each image but settle the job's progress once per chunk; the
-    # item counts are always current, so progress is taken from them.
-    counts, no_person = item_tally(session, job.id)
+    # job's counters are always current (issue 23: no count of its items), so progress
+    # is taken from them.
+    counts, no_person, outputs_skipped = counted(session, job.id)
+    if outputs_skipped:
+        counts["skipped"] = counts.get("skipped", 0) + outputs_skipped
     view = JobView.of(job, counts, no_person)
     done = sum(counts.get(state, 0) for state in PROCESSED_ITEM_STATES)
     return dataclasses.replace(view, progress_done=done)

@@ -2,6 +2,13 @@
 
 Every function here works inside the caller's transaction (a ``Session`` and ORM
 rows), so a task writes an outcome and its consequences in one commit.
+
+A remove-dir job counts its items by state in its own row (``Job.items_<state>``,
+issue 23): whatever moves items moves the counters in the same transaction, through
+:func:`shift_counts` (or :func:`move_items`, which does both), after locking the job's
+row (:func:`lock_job`), so two transactions never count the same move. Reading a job
+then counts nothing; :func:`item_tally` recounts, for watched jobs (whose items
+:mod:`unetbg.jobs.watched` resets) and for the tests.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +75,89 @@ def item_tally(session: Session, job_id: str) -> tuple[dict[str, int], int]:
     return {state: count for state, count, _ in rows}, sum(found for *_, found in rows)
 
 
+def shows_no_person(share: float | None) -> bool:
+    """Whether a succeeded image whose output shows ``share`` of a person shows none."""
+    from unetbg.removal.presence import NO_PERSON_SHARE
+
+    return share is not None and share < NO_PERSON_SHARE
+
+
+def lock_job(session: Session, job_id: str) -> None:
+    """Lock ``job_id``'s row until the transaction ends (PostgreSQL; SQLite's
+    transactions each hold the one write lock): taken before moving its items."""
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+
+
+def shift_counts(
+    session: Session, job_id: str, delta: Mapping[str, int], no_person: int = 0
+) -> None:
+    """Add ``delta`` (state -> items gained, negative for lost) to ``job_id``'s counters,
+    and ``no_person`` to its count of succeeded images that show no person."""
+    values = {
+        f"items_{state}": getattr(Job, f"items_{state}") + n for state, n in delta.items() if n
+    }
+    if no_person:
+        values["items_no_person"] = Job.items_no_person + no_person
+    if values:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(**values),
+            execution_options={"synchronize_session": False},
+        )
+
+
+def moves(old_states: Iterable[str], new_state: str) -> Counter:
+    """The counters' change when items in ``old_states`` move to ``new_state``."""
+    delta: Counter = Counter()
+    for state in old_states:
+        delta[state] -= 1
+        delta[new_state] += 1
+    return delta
+
+
+def move_items(session: Session, job_id: str, condition, state: str, **values: Any) -> int:
+    """Give ``job_id``'s items matching ``condition`` the ``state`` (and ``values``), and
+    its counters the change; returns how many moved."""
+    lock_job(session, job_id)
+    rows = session.execute(
+        select(JobItem.state, func.count(), func.count().filter(no_person_filter()))
+        .where(JobItem.job_id == job_id, condition)
+        .group_by(JobItem.state)
+    ).all()
+    moved = session.execute(
+        update(JobItem)
+        .where(JobItem.job_id == job_id, condition)
+        .values(state=state, updated_at=utcnow(), **values)
+    ).rowcount
+    delta: Counter = Counter()
+    for old, count, _ in rows:
+        delta[old] -= count
+        delta[state] += count
+    no_person = 0 if state == "succeeded" else -sum(found for *_, found in rows)
+    shift_counts(session, job_id, delta, no_person)
+    return moved
+
+
+def counted(session: Session, job_id: str) -> tuple[dict[str, int], int, int]:
+    """``job_id``'s counters: items by state (states with none left out), succeeded
+    images that show no person, and outputs skipped without an item."""
+    columns = [getattr(Job, f"items_{state}") for state in ITEM_STATES]
+    row = session.execute(
+        select(*columns, Job.items_no_person, Job.outputs_skipped).where(Job.id == job_id)
+    ).one()
+    counts = {state: n for state, n in zip(ITEM_STATES, row, strict=False) if n}
+    return counts, row.items_no_person, row.outputs_skipped
+
+
+def recount(session: Session, job_id: str) -> None:
+    """Set ``job_id``'s counters from its items (:func:`item_tally`)."""
+    counts, no_person = item_tally(session, job_id)
+    values = {f"items_{state}": counts.get(state, 0) for state in ITEM_STATES}
+    session.execute(
+        update(Job).where(Job.id == job_id).values(**values, items_no_person=no_person),
+        execution_options={"synchronize_session": False},
+    )
+
+
 def end_job(job: Job, state: str, error: str | None = None) -> None:
     """Move ``job`` to the final ``state`` (no-op when it already is final)."""
     if job.state in FINAL_JOB_STATES:
@@ -106,12 +196,17 @@ def settle_remove_dir(session: Session, job: Job) -> None:
     (skipped items count as done).
     """
     session.flush()
-    counts = Counter(item_counts(session, job.id))
+    if watching(job):
+        # jobs.watched adds and resets items without counting them (it settles after).
+        recount(session, job.id)
+    found, _, outputs_skipped = counted(session, job.id)
+    counts = Counter(found)
     job.progress_done = sum(counts[state] for state in PROCESSED_ITEM_STATES)
     if counts["pending"] + counts["running"] or (job.params or {}).get(RECORDING):
         return
     if watching(job) and not job.cancel_requested:
         return
+    counts["skipped"] += outputs_skipped
     summary = {state: counts[state] for state in ITEM_STATES if state not in OPEN_ITEM_STATES}
     job.result = summary
     if counts["cancelled"] or (job.cancel_requested and watching(job)):
@@ -141,17 +236,11 @@ def end_watch(session: Session, job: Job, lost: str | None = None) -> None:
         return
     job.params = {key: value for key, value in job.params.items() if key != "watch"}
     if lost is not None and watch.get("runs_items"):
-        session.execute(
-            update(JobItem)
-            .where(
-                JobItem.job_id == job.id,
-                or_(
-                    JobItem.state == "pending",
-                    and_(JobItem.state == "running", JobItem.claimed_by == watch.get("by")),
-                ),
-            )
-            .values(state="failed", error=lost, updated_at=utcnow())
+        mine = or_(
+            JobItem.state == "pending",
+            and_(JobItem.state == "running", JobItem.claimed_by == watch.get("by")),
         )
+        move_items(session, job.id, mine, "failed", error=lost)
     settle_remove_dir(session, job)
 
 
@@ -175,11 +264,7 @@ def fail_job(
             return
         job.cancel_requested = True
         if job.kind == "remove_dir":
-            session.execute(
-                update(JobItem)
-                .where(JobItem.job_id == job.id, JobItem.state.in_(item_states))
-                .values(state="failed", error=reason, updated_at=utcnow())
-            )
+            move_items(session, job.id, JobItem.state.in_(item_states), "failed", error=reason)
             settle_remove_dir(session, job)  # progress and the item summary
         # Failed with this reason, even where settling alone would say "partial".
         job.state, job.error = "failed", reason
