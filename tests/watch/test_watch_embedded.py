@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from watch_process import SETTLE_S, settle_a_while, wait_for_file
 
-from service_fixtures import copy_photos, wait_until
+from service_fixtures import STARTUP_S, copy_photos, wait_until
 
 
 def embedded(tmp_path: Path) -> dict:
@@ -91,7 +91,7 @@ def test_changed_file_replaces_its_output(tmp_path, coco_mini, start_watch):
     first = (out / "a.png").stat().st_mtime_ns
 
     Image.new("RGB", (50, 20), (10, 200, 10)).save(source / "a.jpg")
-    wait_until(lambda: Image.open(out / "a.png").size == (50, 20), 60, "the new output")
+    wait_until(lambda: Image.open(out / "a.png").size == (50, 20), STARTUP_S, "the new output")
     assert (out / "a.png").stat().st_mtime_ns != first
     assert watcher.signal(signal.SIGTERM) == 0, watcher.log()
     job = watcher.status()

@@ -18,9 +18,6 @@ from unetbg.removal import plan_folder
 
 #: Files already done in the folder the first test watches (their outputs exist).
 DONE = 300
-#: Seconds an output is waited for: as long as a process is given to start, since the
-#: first output waits for the model's load (minutes on a loaded machine).
-OUTPUT_S = STARTUP_S
 
 
 def embedded(tmp_path: Path) -> dict:
@@ -62,10 +59,10 @@ def test_a_new_file_is_planned_without_listing_the_rest_of_the_folder(tmp_path, 
     unread = mark_unread(source / "done")
 
     Image.new("RGB", (40, 30), (200, 10, 10)).save(source / "arrived.jpg")
-    wait_for_file(out / "arrived.png", watcher, OUTPUT_S)
+    wait_for_file(out / "arrived.png", watcher)
     Image.new("RGB", (30, 40), (10, 10, 200)).save(source / "arrived.jpg")
     wait_until(
-        lambda: size_of(out / "arrived.png") == (30, 40), OUTPUT_S, "the changed file's output"
+        lambda: size_of(out / "arrived.png") == (30, 40), STARTUP_S, "the changed file's output"
     )
 
     # A whole-folder plan lists done/ for every batch; planning the file alone does not.
@@ -87,7 +84,7 @@ def test_new_and_changed_files_get_the_names_a_whole_folder_plan_gives(tmp_path,
     (source / "sub" / "d.png").mkdir()
     Image.new("RGB", (20, 20), (10, 200, 10)).save(source / "sub" / "d.png" / "e.jpg")
     watcher = start_watch(source, out, embedded(tmp_path))
-    wait_for_file(out / "a.png", watcher, OUTPUT_S)
+    wait_for_file(out / "a.png", watcher)
 
     # a.png clashes with a.jpg, which is in the folder but not among the new files:
     # both keep their full names, so a.jpg's cut-out is not written over.
@@ -95,13 +92,13 @@ def test_new_and_changed_files_get_the_names_a_whole_folder_plan_gives(tmp_path,
     Image.new("RGB", (16, 24), (90, 90, 90)).save(source / "sub" / "B.png")
     # d.jpg's output may not take the name of the folder d.png/, which holds outputs.
     Image.new("RGB", (24, 16), (90, 90, 90)).save(source / "sub" / "d.jpg")
-    wait_for_file(out / "a.png.png", watcher, OUTPUT_S)
-    wait_for_file(out / "sub" / "B.png.png", watcher, OUTPUT_S)
-    wait_for_file(out / "sub" / "d.jpg.png", watcher, OUTPUT_S)
+    wait_for_file(out / "a.png.png", watcher)
+    wait_for_file(out / "sub" / "B.png.png", watcher)
+    wait_for_file(out / "sub" / "d.jpg.png", watcher)
     # A change is planned alone too, and replaces the output it had.
     Image.new("RGB", (60, 10), (10, 10, 200)).save(source / "a.png")
     wait_until(
-        lambda: size_of(out / "a.png.png") == (60, 10), OUTPUT_S, "the changed file's output"
+        lambda: size_of(out / "a.png.png") == (60, 10), STARTUP_S, "the changed file's output"
     )
 
     assert size_of(out / "a.png") == (40, 30)

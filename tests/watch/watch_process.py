@@ -70,7 +70,9 @@ class Watcher:
         return job | {"item_list": items}
 
 
-def wait_for_file(path: Path, watcher: Watcher, timeout: float = 90) -> None:
+def wait_for_file(path: Path, watcher: Watcher, timeout: float = STARTUP_S) -> None:
+    """Wait for ``path`` while ``watcher`` runs: as long as a process is given to start,
+    as the first output waits for the model's load (over 90 s on a loaded machine)."""
     wait_until(
         lambda: path.is_file() or watcher.proc.poll() is not None,
         timeout,
