@@ -8,8 +8,10 @@ the real ``unetbg`` command.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,18 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from service_fixtures import VENV_BIN, Cluster, make_cluster, use_cluster
-
-
-@pytest.fixture(scope="module")
-def queue(redis_server, tmp_path_factory) -> Cluster:
-    """A broker and a migrated SQLite database, and no worker: submissions stay queued."""
-    return make_cluster(tmp_path_factory.mktemp("queue"), redis_server)
-
-
-@pytest.fixture
-def submitter(queue: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    return use_cluster(queue, monkeypatch)
+from service_fixtures import VENV_BIN
 
 
 def make_folder(folder: Path, images: int, others: int = 0) -> Path:
@@ -141,4 +132,66 @@ def test_a_database_locked_past_the_busy_timeout_is_a_one_line_error(
         assert len(lines) == 1, (name, err)
         assert lines[0].startswith("Error: the job database is busy"), (name, err)
     # Nothing recorded: the refused submission left no job behind.
+    assert {j.id for j in jobs.list_jobs(limit=1000, settings=settings)} == before
+
+
+def test_a_submission_to_workers_imports_no_torch(queue, photos, checkpoint, tmp_path):
+    """With a broker the model runs on the workers: the submitting ``unetbg remove-dir``
+    checks the checkpoint's header and the device's name without importing torch."""
+    from unetbg import jobs
+    from unetbg.settings import get_settings
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(VENV_BIN / "unetbg"), "remove-dir"]
+        + [str(photos), str(tmp_path / "out"), "--checkpoint", str(checkpoint), "--json"],
+        env=queue.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert "unetbg.jobs.create" in imported  # the import log is there, and complete
+    assert not {name for name in imported if name.split(".")[0] == "torch"}
+    job = jobs.get_job(json.loads(done.stdout)["id"], get_settings(queue.cli_env()))
+    assert job.state == "queued" and job.items == {"pending": 5}
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_before_recording(
+    queue, photos, checkpoint, tmp_path
+):
+    from unetbg import jobs
+    from unetbg.settings import get_settings
+
+    settings = get_settings(queue.cli_env())
+    before = {j.id for j in jobs.list_jobs(limit=1000, settings=settings)}
+    not_zip = tmp_path / "notes.pth"
+    not_zip.write_text("not a checkpoint")
+    not_pickle = tmp_path / "zip.pth"
+    with zipfile.ZipFile(not_pickle, "w") as archive:
+        archive.writestr("bad/data.pkl", b"not a pickle")
+    other = tmp_path / "other.pth"  # a real torch.save archive, of something else
+    with zipfile.ZipFile(checkpoint) as source, zipfile.ZipFile(other, "w") as archive:
+        for name in source.namelist():
+            data = source.read(name)
+            if name.endswith("data.pkl"):
+                data = data.replace(b"state_dict", b"other_dict")
+            archive.writestr(name, data)
+    reasons = {
+        not_zip: "not a checkpoint file",  # (jobs.checkpoints, before the header)
+        not_pickle: "not a readable checkpoint",
+        other: "not a unetbg checkpoint (no state_dict)",
+    }
+    for path, reason in reasons.items():
+        done = subprocess.run(
+            [str(VENV_BIN / "unetbg"), "remove-dir", str(photos), str(tmp_path / "out")]
+            + ["--checkpoint", str(path)],
+            env=queue.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith(f"Error: refusing checkpoint {path}") and reason in line, line
     assert {j.id for j in jobs.list_jobs(limit=1000, settings=settings)} == before

@@ -13,20 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from test_bulk_recording import make_folder
-
-from service_fixtures import Cluster, make_cluster, use_cluster
-
-
-@pytest.fixture(scope="module")
-def queue(redis_server, tmp_path_factory) -> Cluster:
-    return make_cluster(tmp_path_factory.mktemp("queue"), redis_server)
-
-
-@pytest.fixture
-def submitter(queue: Cluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    return use_cluster(queue, monkeypatch)
 
 
 def counters_match_a_recount(job_id: str) -> dict[str, int]:

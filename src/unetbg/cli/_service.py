@@ -90,15 +90,23 @@ def checkpoint_path(spec: str) -> str:
 
 
 def verified_checkpoint(spec: str) -> str:
-    """Resolve ``spec`` (``best``, an id, a path) and load it here, before any job is
-    recorded: an unsafe or corrupt file is refused now (exit status 2) with the loader's
-    reason, instead of failing every chunk on the workers. Returns the absolute path.
-    """
-    path = checkpoint_path(spec)
-    from unetbg.removal.checks import Refused, check_checkpoint
+    """Resolve ``spec`` (``best``, an id, a path) and check it before any job is recorded:
+    an unsafe or corrupt file is refused now (exit status 2) with the reason, instead of
+    failing every chunk on the workers. Returns the absolute path.
 
+    Without a broker this process runs the job: the file is loaded here. With one, only
+    its header is read (``removal.header``, no torch: a submitting process held 1.1 GB
+    for the load, issue 23); a fault only loading shows fails the job's images on the
+    workers, naming it.
+    """
+    from unetbg.removal.checks import Refused, check_checkpoint
+    from unetbg.removal.header import check_checkpoint_header
+    from unetbg.settings import get_settings
+
+    path = checkpoint_path(spec)
+    check = check_checkpoint if get_settings().embedded else check_checkpoint_header
     try:
-        return check_checkpoint(path)
+        return check(path)
     except Refused as exc:
         raise RequestError(str(exc)) from None
 
@@ -112,11 +120,14 @@ def usable_device(device: str, here: bool = False) -> str:
     the job once, saying so.
     """
     from unetbg.removal.checks import Refused, check_device
+    from unetbg.removal.header import check_device_name
     from unetbg.settings import get_settings
 
     embedded = not here and get_settings().embedded
     note = " (no broker: this process would run the job)" if embedded else ""
     try:
+        if not (here or embedded):  # its form only, without torch (issue 23)
+            return check_device_name(device)
         return check_device(device, here or embedded, note)
     except Refused as exc:
         raise RequestError(str(exc)) from None
