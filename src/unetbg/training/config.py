@@ -253,6 +253,21 @@ def _problems(cfg: TrainConfig):
         yield f"crowd must be one of {', '.join(CROWD_MODES)}, got {cfg.crowd!r}"
     if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
         yield f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}"
+    if not 1 <= cfg.max_zoom <= 4:
+        yield f"max_zoom must be in [1, 4], got {cfg.max_zoom}"
+    if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
+        yield f"ema_decay must be in (0, 1) or None, got {cfg.ema_decay}"
+    yield from _data_problems(cfg)
+    for name in ("bce_weight", "dice_weight", "recon_weight"):
+        if getattr(cfg, name) < 0:
+            yield f"{name} must be >= 0, got {getattr(cfg, name)}"
+    if cfg.recon_weight > 0 and not cfg.reconstruction:
+        yield "recon_weight > 0 needs reconstruction=True"
+
+
+def _data_problems(cfg: TrainConfig):
+    """How the sources mix: the validation share, per-epoch shares, the backdrop swap,
+    and the source names that options refer to."""
     if not 0 <= cfg.val_percent <= 100:
         yield f"val_percent must be in [0, 100], got {cfg.val_percent}"
     if cfg.samples_per_epoch is not None and cfg.samples_per_epoch < 1:
@@ -275,31 +290,20 @@ def _problems(cfg: TrainConfig):
         yield "background_swap needs sources given with data (--data)"
     if cfg.swap_objects and cfg.background_swap == 0:
         yield "swap_objects needs background_swap > 0 (the objects are laid on its backdrops)"
-    if cfg.swap_objects and not _a_coco_source_trains(cfg):
-        yield (
-            "swap_objects needs a COCO source that trains (--data coco:ROOT[:WEIGHT]): "
-            "its other classes are the objects"
-        )
-    if not 1 <= cfg.max_zoom <= 4:
-        yield f"max_zoom must be in [1, 4], got {cfg.max_zoom}"
-    if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
-        yield f"ema_decay must be in (0, 1) or None, got {cfg.ema_decay}"
-    bad_spec = False
+    sources = []
     for spec in cfg.data:
         try:
-            _parse_source(spec)
+            sources.append(_parse_source(spec))
         except ValueError as exc:
-            bad_spec = True
             yield str(exc)
-    if cfg.partial_sources and not bad_spec:
+    if len(sources) < len(cfg.data):
+        return  # the names below cannot be checked against specs that did not parse
+    if cfg.partial_sources:
         yield from _named_source_problems(cfg, "partial_sources")
-    if cfg.swap_sources and not bad_spec:
+    if cfg.swap_sources:
         yield from _named_source_problems(cfg, "swap_sources")
-    for name in ("bce_weight", "dice_weight", "recon_weight"):
-        if getattr(cfg, name) < 0:
-            yield f"{name} must be >= 0, got {getattr(cfg, name)}"
-    if cfg.recon_weight > 0 and not cfg.reconstruction:
-        yield "recon_weight > 0 needs reconstruction=True"
+    if cfg.swap_objects and not any(s.kind == "coco" and s.weight > 0 for s in sources):
+        yield "swap_objects needs a COCO source that trains (--data coco:ROOT[:WEIGHT])"
 
 
 def _named_source_problems(cfg: TrainConfig, field: str):
@@ -321,17 +325,6 @@ def _parse_source(spec: str):
     from unetbg.data.sources import DataSource
 
     return DataSource.parse(spec)
-
-
-def _a_coco_source_trains(cfg: TrainConfig) -> bool:
-    for spec in cfg.data:
-        try:
-            source = _parse_source(spec)
-        except ValueError:
-            continue  # reported on its own
-        if source.kind == "coco" and source.weight > 0:
-            return True
-    return False
 
 
 def field_names() -> list[str]:
