@@ -115,6 +115,7 @@ def test_auto_without_the_runtimes_falls_back_to_torch(checkpoint, coco_mini, tm
         "--wait", "--json",
     )  # fmt: skip
     assert job.returncode == 0, job.stderr
+    assert f"backend: torch ({FELL_BACK})" in job.stderr  # said here too: this process ran it
     view = json.loads(job.stdout)
     assert view["state"] == "succeeded" and view["params"]["backend"] == "auto", view
 

@@ -50,6 +50,22 @@ from unetbg.removal import (
 from unetbg.settings import get_settings
 
 log = logging.getLogger(__name__)
+#: The one line per model load that says which backend runs it (``auto`` resolved):
+#: workers log it; a command that runs the model itself shows it on stderr
+#: (:func:`say_backend_choices`).
+backend_log = logging.getLogger(f"{__name__}.backend")
+
+
+def say_backend_choices() -> None:
+    """Show :data:`backend_log`'s lines on stderr, once set up per process: for commands
+    that load the model in this process (``remove-dir`` without a broker), where no
+    logging is configured and the choice would otherwise go unsaid."""
+    if not backend_log.handlers:
+        handler = logging.StreamHandler()  # stderr
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        backend_log.addHandler(handler)
+        backend_log.setLevel(logging.INFO)
+
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 
@@ -159,7 +175,7 @@ class ModelInference:
             chosen.said(),
         )
         self.run = replace(self.run, backend=backend)
-        log.info("%s", self.backend_said)
+        backend_log.info("%s", self.backend_said)
 
     def _export_cache(self, backend: str):
         """Where an exported backend keeps its graph: ``DATA_DIR/exported``, named by the

@@ -180,6 +180,17 @@ JSON_HELP = (
 )
 
 
+def _say_backend_if_run_here() -> None:
+    """Without a broker this process loads the model: show which backend runs it on
+    stderr, as ``remove`` does (workers log it)."""
+    from unetbg.settings import get_settings
+
+    if get_settings().embedded:
+        from unetbg.inference import say_backend_choices
+
+        say_backend_choices()
+
+
 def submit_and_follow(job_id: str, wait: bool, as_json: bool) -> None:
     """Print the job id, start it, and (embedded, or with ``--wait``) follow it to the end.
 
@@ -189,6 +200,7 @@ def submit_and_follow(job_id: str, wait: bool, as_json: bool) -> None:
     from unetbg import jobs
 
     click.echo(job_id, err=as_json)
+    _say_backend_if_run_here()
     runner = service_errors(lambda: jobs.start_job(job_id))
     if runner is None and not wait:
         if as_json:
@@ -218,6 +230,7 @@ def watch_and_report(watch: Callable[..., Any], as_json: bool) -> int:
         else:
             click.echo(line, err=True)
 
+    _say_backend_if_run_here()
     try:
         job = watch(on_update=update, on_note=note)
     finally:
