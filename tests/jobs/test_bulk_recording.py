@@ -195,3 +195,59 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_before_recording(
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith(f"Error: refusing checkpoint {path}") and reason in line, line
     assert {j.id for j in jobs.list_jobs(limit=1000, settings=settings)} == before
+
+
+#: A real submitting process that dies (exit 9) inside its second batch of items, the
+#: first one committed: what a `remove-dir` killed during a large folder's recording does.
+KILLED_WHILE_RECORDING = """
+import os, sys
+from unetbg import jobs
+from unetbg.jobs import create
+
+create.RECORD_BATCH = 4
+shift_counts, calls = create.shift_counts, []
+
+
+def dying(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+        os._exit(9)
+    return shift_counts(*args, **kwargs)
+
+
+create.shift_counts = dying
+jobs.create_remove_dir_job(sys.argv[1], sys.argv[2], sys.argv[3], chunk_size=3)
+"""
+
+
+def test_a_submitter_killed_while_recording_leaves_a_failed_job_not_an_open_one(
+    queue, checkpoint, tmp_path
+):
+    from unetbg import jobs
+    from unetbg.jobs.records import RECORDING
+    from unetbg.settings import get_settings
+
+    env = queue.cli_env()
+    settings = get_settings(env)
+    before = {j.id for j in jobs.list_jobs(limit=1000, settings=settings)}
+    folder = make_folder(tmp_path / "in", images=9)
+    args = [sys.executable, "-c", KILLED_WHILE_RECORDING, folder, tmp_path / "out", checkpoint]
+    submitter = subprocess.Popen(list(map(str, args)), env=env, stderr=subprocess.PIPE, text=True)
+    _, err = submitter.communicate(timeout=300)
+    assert submitter.returncode == 9, err
+    (job_id,) = {j.id for j in jobs.list_jobs(limit=1000, settings=settings)} - before
+    job = jobs.get_job(job_id, settings=settings)
+    assert job.state == "queued" and job.params[RECORDING].endswith(f":{submitter.pid}")
+    assert job.items == {"pending": 4}  # the first batch only
+
+    # Any command that shows jobs finds the submitter gone and fails the job, saying why.
+    listed = subprocess.run(
+        [str(VENV_BIN / "unetbg"), "jobs", "--json"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    job = jobs.get_job(job_id, settings=settings)
+    assert job.state == "failed" and RECORDING not in job.params
+    assert job.error.startswith("lost: the submitting process ")
+    assert "run the same remove-dir again" in job.error
+    assert job.items == {"failed": 4}
+    assert {i.error for i in jobs.list_items(job_id, settings=settings)} == {job.error}

@@ -29,7 +29,7 @@ from unetbg.durable import remove_stale_temporaries
 from unetbg.jobs.broker import check_broker
 from unetbg.jobs.checkpoints import choose_checkpoint, resolve_checkpoint
 from unetbg.jobs.errors import JobError
-from unetbg.jobs.liveness import heartbeat_fresh
+from unetbg.jobs.liveness import heartbeat_fresh, worker_identity
 from unetbg.jobs.records import (
     RECORDING,
     lock_job,
@@ -323,7 +323,8 @@ def create_remove_dir_job(
             kind="remove_dir",
             state="queued",
             progress_total=len(todo),
-            params=params | {RECORDING: True},
+            # Who records it: if that process dies midway, the job is failed, not left open.
+            params=params | {RECORDING: worker_identity()},
         )
         session.add(job)
         session.flush()

@@ -37,9 +37,11 @@ from unetbg.jobs.liveness import (
     worker_alive,
 )
 from unetbg.jobs.records import (
+    RECORDING,
     end_job,
     end_watch,
     lock_job,
+    move_items,
     moves,
     settle_remove_dir,
     shift_counts,
@@ -167,6 +169,7 @@ def mark_lost_jobs(settings: Settings | None = None, now: datetime | None = None
     lost = []
     with db_session(settings) as session:
         lost += _end_dead_watches(session, settings, now)
+        lost += _fail_abandoned_recordings(session)
         running = session.scalars(select(Job).where(Job.state == "running")).all()
         item_settings = settings
         if not settings.embedded:
@@ -194,6 +197,33 @@ def mark_lost_jobs(settings: Settings | None = None, now: datetime | None = None
     for job_id in lost:
         log.warning("job %s: worker lost", job_id)
     return lost
+
+
+def _fail_abandoned_recordings(session: Session) -> list[str]:
+    """Fail the remove-dir jobs whose submitting process died while it recorded their
+    items (killed during a large folder's recording): none of their chunks was queued, so
+    nothing would ever run them. Only a submitter on this host can be known dead."""
+    queued = session.scalars(
+        select(Job).where(Job.kind == "remove_dir", Job.state == "queued")
+    ).all()
+    failed = []
+    for job in queued:
+        by = (job.params or {}).get(RECORDING)
+        if not isinstance(by, str) or worker_alive(by) is not False:
+            continue
+        reason = (
+            f"{LOST_PREFIX}the submitting process {by} ended before every image was "
+            "recorded, and nothing ran; run the same remove-dir again"
+        )
+        lock_job(session, job.id)  # before its items: their counters move with them
+        move_items(session, job.id, JobItem.state == "pending", "failed", error=reason)
+        job.params = {k: v for k, v in job.params.items() if k != RECORDING}
+        settle_remove_dir(session, job)  # progress and the item summary
+        # Failed with this reason, even where settling alone would say "partial".
+        job.state, job.error = "failed", reason
+        job.finished_at = job.finished_at or utcnow()
+        failed.append(job.id)
+    return failed
 
 
 def _end_dead_watches(session: Session, settings: Settings, now: datetime) -> list[str]:
