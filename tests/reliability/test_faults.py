@@ -484,6 +484,8 @@ def test_an_image_whose_workers_keep_dying_fails_after_its_last_attempt(
             last = item.source_path.endswith("img000.jpg")
             item.state, item.claimed_by = "running", dead
             item.attempts = MAX_ITEM_ATTEMPTS if last else 1
+        session.flush()
+        recount(session, job_id)  # rows written by hand: their counters follow
     worker = fault_env.start_worker(queues="infer")
     job = _wait(fault_env, job_id)
     assert job.state == "partial" and job.items == {"succeeded": 1, "failed": 1}

@@ -78,8 +78,9 @@ def _check_pickle(file: Path, data: bytes) -> None:
             module, name = arg.split(" ", 1) if opcode.name == "GLOBAL" else strings[-2:]
             if not (TORCH_MODULE.match(module) or (module, name) in SAFE_GLOBALS):
                 raise Refused(
-                    f"refusing checkpoint {file}: it names {module}.{name}, which a "
-                    "weights_only load refuses (not a unetbg checkpoint, or unsafe)"
+                    f"refusing checkpoint {file}: not a unetbg checkpoint or contains "
+                    f"unsafe pickled objects (it names {module}.{name}, which a "
+                    "weights_only load refuses)"
                 )
         elif opcode.name.startswith("BININT") and strings[-1:] == ["format_version"]:
             version = version if version is not None else arg
