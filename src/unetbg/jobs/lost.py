@@ -215,7 +215,6 @@ def _fail_abandoned_recordings(session: Session) -> list[str]:
             f"{LOST_PREFIX}the submitting process {by} ended before every image was "
             "recorded, and nothing ran; run the same remove-dir again"
         )
-        lock_job(session, job.id)  # before its items: their counters move with them
         move_items(session, job.id, JobItem.state == "pending", "failed", error=reason)
         job.params = {k: v for k, v in job.params.items() if k != RECORDING}
         settle_remove_dir(session, job)  # progress and the item summary

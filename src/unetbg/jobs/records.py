@@ -43,7 +43,8 @@ OPEN_ITEM_STATES = ("pending", "running")
 #: were not, so a job cancelled at 41 of 159 images shows 41/159 and its rate uses 41.
 PROCESSED_ITEM_STATES = ("succeeded", "failed")
 #: ``Job.params`` key of a remove-dir job whose items are still being recorded
-#: (:func:`unetbg.jobs.create.create_remove_dir_job`): it stays open until they are.
+#: (:func:`unetbg.jobs.create.create_remove_dir_job`), naming the recording process
+#: (``host:pid``): the job stays open until they are, or fails if that process dies.
 RECORDING = "recording"
 
 
