@@ -317,3 +317,83 @@ def test_a_cut_out_object_keeps_its_own_outline_and_is_never_labelled():
         out, label, _ = cut(image, mask, mask * 0, np.random.default_rng(seed))
         seen += int(((out.min(axis=2) > 240) & (label == 0)).sum() > 20)
     assert seen >= 4  # the objects lie on the backdrop, outside the person's label
+
+
+def test_an_occluder_covers_part_of_the_person_and_the_label_loses_exactly_that():
+    from unetbg.data.composite import occlude
+
+    image, mask = _person()
+    before = image.copy(), mask.copy()
+    white = (np.full((40, 40, 3), 255, np.uint8), np.ones((40, 40), np.float32))
+    covered = 0
+    for seed in range(8):
+        out, label = occlude(image, mask, white, np.random.default_rng(seed))
+        assert np.array_equal(image, before[0]) and np.array_equal(mask, before[1])
+        lost = (mask == 1) & (label == 0)
+        # Every pixel the label lost is now the white thing, and the label never grows.
+        assert not ((label == 1) & (mask == 0)).any()
+        assert (out[lost].min(axis=1) > 240).all()
+        # Where the thing lies fully opaque over the person, the person is no longer labelled.
+        assert not ((out.min(axis=2) == 255) & (label == 1)).any()
+        covered += int(lost.sum() > 50)
+    assert covered >= 6  # centred inside the person's box: it nearly always covers some
+    assert occlude(image, mask * 0, white, np.random.default_rng(0))[0] is image
+
+
+def test_a_frame_cut_moves_the_person_over_an_edge():
+    from unetbg.data.composite import cut_by_edge
+
+    image, mask = _person()
+    backdrop = solid(240, 180, (0, 0, 0))
+    whole = Framing(1.0, 0.8, 0.1)
+    _, full = composite(image, mask, backdrop, whole, feather=0)
+    rows, cols = np.nonzero(full)
+    assert rows.min() > 0 and rows.max() < 239 and cols.min() > 0 and cols.max() < 179
+    edges_cut = set()
+    for seed in range(40):
+        framing = cut_by_edge(whole, np.random.default_rng(seed))
+        _, label = composite(image, mask, backdrop, framing, feather=0)
+        rows, cols = np.nonzero(label)
+        if rows.size:
+            touched = {
+                name
+                for name, touches in (
+                    ("top", rows.min() == 0),
+                    ("bottom", rows.max() == 239),
+                    ("left", cols.min() == 0),
+                    ("right", cols.max() == 179),
+                )
+                if touches
+            }
+            assert touched  # part of the person left the frame
+            edges_cut |= touched
+    assert edges_cut == {"top", "bottom", "left", "right"}
+
+
+def test_hard_cases_darken_cut_and_cover_and_none_replays_the_old_draw():
+    from unetbg.data.composite import SwapSettings
+
+    image, mask = _person()
+    plain = BackdropSwap(1.0, settings=SwapSettings(backdrop_shares=(1, 0, 0, 0, 0, 0)))
+    zero = BackdropSwap(
+        1.0, settings=SwapSettings(backdrop_shares=(1, 0, 0, 0, 0, 0), hard_cases=0.0)
+    )
+    hard = BackdropSwap(
+        1.0, settings=SwapSettings(backdrop_shares=(1, 0, 0, 0, 0, 0), hard_cases=1.0)
+    )
+    for seed in range(5):
+        a = plain(image, mask, mask * 0, np.random.default_rng(seed))
+        b = zero(image, mask, mask * 0, np.random.default_rng(seed))
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    dark = 0
+    for seed in range(10):
+        out, label, ignore = hard(image, mask, mask * 0, np.random.default_rng(seed))
+        assert not ignore.any() and out.shape[:2] == label.shape
+        core = label.astype(bool)
+        if core.sum() > 30:
+            # The orange person (230, 140, 60) shaded to 20-60 % of its brightness.
+            dark += int(np.median(out[core][:, 0]) < 0.65 * 230)
+    assert dark >= 5
+    first = hard(image, mask, mask * 0, np.random.default_rng(3))
+    again = hard(image, mask, mask * 0, np.random.default_rng(3))
+    assert all(np.array_equal(x, y) for x, y in zip(first, again, strict=True))

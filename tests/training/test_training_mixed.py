@@ -147,6 +147,10 @@ def test_new_recipe_fields_are_validated():
         resolve_config("smoke", background_swap=0.5)
     with pytest.raises(ValueError, match="augment_range must be one of standard, wide"):
         resolve_config("smoke", augment_range="extreme")
+    with pytest.raises(ValueError, match="swap_hard_cases must be in"):
+        resolve_config("smoke", data=("masks:/x",), background_swap=0.5, swap_hard_cases=2)
+    with pytest.raises(ValueError, match="swap_hard_cases needs background_swap > 0"):
+        resolve_config("smoke", data=("masks:/x",), swap_hard_cases=0.3)
 
 
 def test_swap_objects_needs_a_swap_and_a_coco_source_that_trains(tmp_path):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import colorsys
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -182,6 +182,7 @@ def composite(
     feather: float = 1.0,
     harmonise: float = 0.0,
     flip: bool = False,
+    shade: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The person pixels of ``image``/``mask`` placed on ``backdrop`` by ``framing``.
 
@@ -189,7 +190,8 @@ def composite(
     the Gaussian sigma, in canvas pixels, of the paste edge: the photo blends the person into
     the backdrop over about ``2 * feather`` pixels while the label stays the person's own
     (thresholded) outline. ``harmonise`` in [0, 1] moves the person's mean colour that far
-    towards the backdrop's. Raises ``ValueError`` for an empty mask.
+    towards the backdrop's. ``shade`` scales the person's colours (below 1: a back-lit or
+    shadowed person, darker than the scene). Raises ``ValueError`` for an empty mask.
     """
     box = person_box(mask)
     if box is None:
@@ -230,6 +232,8 @@ def composite(
         inside = label.astype(bool)
         pull = backdrop.reshape(-1, 3).mean(0) - person[inside].mean(0)
         person = person + harmonise * pull
+    if shade != 1.0:
+        person = person * shade
     out = alpha[..., None] * person + (1 - alpha[..., None]) * backdrop.astype(np.float32)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), label
 
@@ -248,6 +252,11 @@ class SwapSettings:
     harmonise: tuple[float, float] = (0.0, 0.25)
     #: Probability of 1-3 things that are not people on the backdrop (below).
     distractors: float = 0.6
+    #: Probability of each of three hard cases COCO's scenes hold and clean composites
+    #: lack: the person cut by any edge of the frame (legs, head or one side missing), the
+    #: person darkened as if back-lit, and a thing laid over part of the person (the label
+    #: loses what it covers). 0 draws nothing, so older runs replay exactly.
+    hard_cases: float = 0.0
 
 
 def blob(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -276,30 +285,84 @@ def _thing_size(
     return h, w
 
 
+def _cut(thing: Thing, h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``thing`` resized to ``h×w`` as (float picture, ``h×w`` alpha 0..1). A bare picture
+    is cut to a random blob; a cut-out keeps its own outline, softened by a pixel."""
+    picture, outline = thing if isinstance(thing, tuple) else (thing, None)
+    patch = cv2.resize(picture, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    if outline is None:
+        return patch, blob(h, w, rng)
+    shape = cv2.resize(outline.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    return patch, cv2.GaussianBlur(shape, (0, 0), 0.8)
+
+
+def _lay(out: np.ndarray, patch: np.ndarray, alpha: np.ndarray, top: int, left: int) -> None:
+    """Blend ``patch`` into float ``out`` at (``top``, ``left``) by ``alpha``, in place."""
+    h, w = alpha.shape
+    region = out[top : top + h, left : left + w]
+    region[:] = alpha[..., None] * patch + (1 - alpha[..., None]) * region
+
+
+def _aspect(thing: Thing) -> float | None:
+    """A cut-out's own height / width; ``None`` for a bare picture (any blob shape)."""
+    return thing[0].shape[0] / thing[0].shape[1] if isinstance(thing, tuple) else None
+
+
 def add_distractors(
     canvas: np.ndarray, things: Sequence[Thing], rng: np.random.Generator
 ) -> np.ndarray:
     """``canvas`` with each of ``things`` laid somewhere on it, 10-50 % of the canvas high:
-    salient things that are not people. A bare picture is cut to a random blob; a cut-out
-    keeps its own outline, softened by a pixel. Without them every composite holds exactly
-    one thing, the person, and a model learns "whatever stands out is a person" (false
-    people on photos of food, animals, cars)."""
+    salient things that are not people. Without them every composite holds exactly one
+    thing, the person, and a model learns "whatever stands out is a person" (false people
+    on photos of food, animals, cars)."""
     out = canvas.astype(np.float32)
     height, width = canvas.shape[:2]
     for thing in things:
-        picture, outline = thing if isinstance(thing, tuple) else (thing, None)
-        aspect = picture.shape[0] / picture.shape[1] if outline is not None else None
-        h, w = _thing_size(height, width, aspect, rng)
-        patch = cv2.resize(picture, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-        if outline is None:
-            alpha = blob(h, w, rng)[..., None]
-        else:
-            shape = cv2.resize(outline.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-            alpha = cv2.GaussianBlur(shape, (0, 0), 0.8)[..., None]
+        h, w = _thing_size(height, width, _aspect(thing), rng)
+        patch, alpha = _cut(thing, h, w, rng)
         top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-        region = out[top : top + h, left : left + w]
-        region[:] = alpha * patch + (1 - alpha) * region
+        _lay(out, patch, alpha, top, left)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def occlude(
+    image: np.ndarray, mask: np.ndarray, thing: Thing, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``thing`` laid over part of the person in ``image``: 20-60 % of the person's height,
+    centred somewhere inside the person's box. The label loses the pixels the thing
+    covers (alpha >= 0.5), as COCO labels a person behind a table or a bicycle. New arrays;
+    the inputs are returned as they are when the mask is empty."""
+    box = person_box(mask)
+    if box is None:
+        return image, mask
+    y0, y1, x0, x1 = box
+    height, width = image.shape[:2]
+    h = max(8, min(height, round((y1 - y0) * rng.uniform(0.2, 0.6))))
+    aspect = _aspect(thing)
+    w = round(h / aspect) if aspect else round(h * rng.uniform(0.5, 1.6))
+    w = max(8, min(width, w))
+    cy, cx = rng.uniform(y0, y1), rng.uniform(x0, x1)
+    top = int(np.clip(round(cy - h / 2), 0, height - h))
+    left = int(np.clip(round(cx - w / 2), 0, width - w))
+    patch, alpha = _cut(thing, h, w, rng)
+    out = image.astype(np.float32)
+    _lay(out, patch, alpha, top, left)
+    label = mask.copy()
+    label[top : top + h, left : left + w][alpha >= 0.5] = 0
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), label
+
+
+def cut_by_edge(framing: Framing, rng: np.random.Generator) -> Framing:
+    """``framing`` moved so that an edge of the frame cuts the person: the feet (the
+    person larger and lower), the head (raised above the top) or one side (moved out to
+    the left or right), as in the crowded scenes and snapshots of COCO."""
+    side = int(rng.integers(4))
+    if side == 0:  # bottom: legs or more out of the frame
+        return replace(framing, height=framing.height * rng.uniform(1.2, 2.0))
+    if side == 1:  # top: head out of the frame
+        return replace(framing, top=-framing.height * rng.uniform(0.1, 0.35))
+    shift = rng.uniform(0.0, 0.1)
+    return replace(framing, centre_x=-shift if side == 2 else 1 + shift)
 
 
 class BackdropSwap:
@@ -390,13 +453,21 @@ class BackdropSwap:
         if rng.random() < s.distractors:
             count = int(rng.integers(1, 4))
             backdrop = add_distractors(backdrop, [self._thing(rng) for _ in range(count)], rng)
+        # Drawn in this order so that a run without hard cases replays as before.
+        framing = self._framing(rng)
+        feather, harmonise = rng.uniform(*s.feather), rng.uniform(*s.harmonise)
+        flip = bool(rng.random() < 0.5)
+        cut, shade, cover = (rng.random(3) < s.hard_cases) if s.hard_cases > 0 else (0, 0, 0)
         new_image, new_mask = composite(
             image,
             mask,
             backdrop,
-            self._framing(rng),
-            feather=rng.uniform(*s.feather),
-            harmonise=rng.uniform(*s.harmonise),
-            flip=bool(rng.random() < 0.5),
+            cut_by_edge(framing, rng) if cut else framing,
+            feather=feather,
+            harmonise=harmonise,
+            flip=flip,
+            shade=rng.uniform(0.2, 0.6) if shade else 1.0,
         )
+        if cover:
+            new_image, new_mask = occlude(new_image, new_mask, self._thing(rng), rng)
         return new_image, new_mask, np.zeros_like(new_mask)

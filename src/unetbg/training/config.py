@@ -76,6 +76,11 @@ class TrainConfig:
     #: photos) on swapped backdrops, half of the distractors. Blob-shaped crops alone left
     #: a model calling a salient object on a plain ground a person.
     swap_objects: bool = False
+    #: Probability of each hard case on a swapped sample: the person cut by an edge of the
+    #: frame, darkened as if back-lit, or partly covered by a thing (the label loses what
+    #: it covers). COCO's people are often all three; clean composites never are, and
+    #: swap-trained models lost exactly those people on coco-mini val.
+    swap_hard_cases: float = 0.0
     #: Evaluate and keep an exponential moving average of the weights (and BatchNorm
     #: statistics) with this decay; ``None``: the raw weights.
     ema_decay: float | None = None
@@ -288,6 +293,10 @@ def _data_problems(cfg: TrainConfig):
         yield f"swap_close_ups must be in [0, 1], got {cfg.swap_close_ups}"
     if cfg.background_swap > 0 and not cfg.data:
         yield "background_swap needs sources given with data (--data)"
+    if not 0 <= cfg.swap_hard_cases <= 1:
+        yield f"swap_hard_cases must be in [0, 1], got {cfg.swap_hard_cases}"
+    if cfg.swap_hard_cases > 0 and cfg.background_swap == 0:
+        yield "swap_hard_cases needs background_swap > 0 (they are drawn on swapped samples)"
     if cfg.swap_objects and cfg.background_swap == 0:
         yield "swap_objects needs background_swap > 0 (the objects are laid on its backdrops)"
     sources = []
@@ -455,6 +464,8 @@ FIELD_HELP: dict[str, str] = {
     "frame); the rest whole people and half bodies.",
     "swap_objects": "Lay cut-outs of the COCO sources' other objects (cups, dogs, cars) on "
     "swapped backdrops as things that are not people.",
+    "swap_hard_cases": "Probability of each hard case on a swapped sample: the person cut "
+    "by an edge of the frame, darkened as if back-lit, or partly covered by a thing.",
     "augment_range": "Augmentation range: standard, or wide (±90° rotations at a low rate, "
     "any hue, strong colour jitter, blur, noise, JPEG quality 30-95).",
     "init_weights": "Start a fresh run from these weights: 'default' (the shipped model) or "

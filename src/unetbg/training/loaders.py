@@ -205,7 +205,7 @@ def _backdrop_swap(cfg: TrainConfig, train, weights, names) -> BackdropSwap:
         cfg.background_swap,
         load,
         len(photos),
-        SwapSettings(framing_shares=framings),
+        SwapSettings(framing_shares=framings, hard_cases=cfg.swap_hard_cases),
         objects=cut,
         object_count=len(objects),
     )
