@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -240,8 +240,10 @@ class Cluster:
         concurrency: int = 1,
         env: dict[str, str] | None = None,
         name: str | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None,
     ) -> Worker:
-        """Start a prefork worker and wait for it to log ``ready.``; ``env`` adds variables."""
+        """Start a prefork worker and wait for it to log ``ready.``; ``env`` adds variables,
+        ``wrap`` turns the worker's argv into the one to run (on another host, say)."""
         name = name or f"test-{len(self.workers)}-{os.getpid()}"
         log_path = self.root / ("worker.log" if not self.workers else f"{name}.log")
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("UNETBG_")}
@@ -249,6 +251,7 @@ class Cluster:
         argv = [str(VENV_BIN / "celery"), "-A", "unetbg.workers.app", "worker", "-Q", queues]
         argv += ["--pool", "prefork", "--concurrency", str(concurrency), "-l", "info"]
         argv += ["-n", f"{name}@%h", "--without-mingle", "--without-gossip"]
+        argv = wrap(argv) if wrap else argv
         start = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(

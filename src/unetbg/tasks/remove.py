@@ -120,6 +120,10 @@ def _remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> di
     settings = self.settings
     request = RemovalRequest.from_params(claim.params)
     claimed_ids = [item_id for item_id, _, _ in claim.rows]
+    unseen = _unseen_input(claim.params)
+    if unseen is not None:
+        self.close_items(job_id, claimed_ids, "failed", unseen)
+        raise ImagesFailed(f"job {job_id}: {unseen}")
     handle = _usable_model(self, job_id, claimed_ids, request)
     planned, ids = _planned_items(claim.rows, claim.params)
     options = request.output
@@ -161,6 +165,24 @@ def _remove_chunk(self: RemoveChunkTask, job_id: str, item_ids: list[int]) -> di
     if cancelled:
         raise JobCancelled(f"job {job_id}: cancelled after {sum(counts.values())} image(s)")
     return {"job": job_id, "processed": sum(counts.values()), **counts}
+
+
+def _unseen_input(params: dict[str, Any]) -> str | None:
+    """Why this worker cannot read the job's local input folder, or ``None``.
+
+    Workers read the submitter's absolute paths. On a machine that does not mount the
+    same folder there, every image would fail alone as "file not found"; one message
+    naming the cause (and the way out) is what the user needs. Object-store inputs
+    (``scheme://``) are read over the network and always seen.
+    """
+    root = str(params.get("input_dir") or "")
+    if not root or "://" in root or Path(root).is_dir():
+        return None
+    return (
+        f"this worker ({worker_identity()}) cannot see the input folder {root} (not "
+        "mounted here, or removed): workers need the submitter's paths on a shared "
+        "filesystem, or an object store (s3://) for input and output"
+    )
 
 
 def _usable_model(
