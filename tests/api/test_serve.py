@@ -355,3 +355,21 @@ def test_item_pages_over_http_refuse_bad_parameters_and_strangers(server):
         assert missing.status_code == 404 and "no job 'nosuchjob000'" in missing.json()["detail"]
     with server.client(None) as stranger:
         assert stranger.get(url).status_code == 401
+
+
+def test_a_busy_database_is_a_503_that_says_why_and_nothing_changes(server):
+    from db_locks import write_lock
+    from unetbg.settings import get_settings
+
+    settings = get_settings(server.env)
+    with server.client() as client:
+        before = client.get("/api/jobs")
+        assert before.status_code == 200, before.text
+        with write_lock(settings.database_url):
+            # Waits out SQLite's busy timeout (30 s), then refuses: no traceback, no 500.
+            busy = client.get("/api/jobs", timeout=120)
+        assert busy.status_code == 503, busy.text
+        assert busy.json()["detail"].startswith("the job database is busy")
+        assert busy.headers["retry-after"] == "10"
+        after = client.get("/api/jobs")
+        assert after.status_code == 200 and after.json() == before.json()

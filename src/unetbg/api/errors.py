@@ -9,8 +9,10 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from unetbg.db.schema import SchemaOutOfDate
+from unetbg.db.session import database_busy
 from unetbg.images import ImageError
 from unetbg.jobs import JobError, JobNotFound, NoCheckpointError
 from unetbg.jobs.errors import BrokerUnreachable
@@ -54,8 +56,17 @@ def install_handlers(app: FastAPI) -> None:
             detail = "upload too large: " + _limit_text(request)
         return answer(exc.status_code, str(detail), getattr(exc, "headers", None))
 
+    async def database_error(request: Request, exc: OperationalError) -> JSONResponse:
+        # SQLite's write lock held past the busy timeout (a large submission elsewhere):
+        # nothing was changed, and the same request succeeds once the lock is free.
+        message = database_busy(exc)
+        if message is None:
+            raise exc
+        return answer(503, message, {"Retry-After": "10"})
+
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(OperationalError, database_error)
     for exc_type, status in SERVICE_STATUS:
         app.add_exception_handler(exc_type, _refusal(status))
 
