@@ -44,45 +44,37 @@ class TrainConfig:
     data: tuple[str, ...] = ()
     #: Share of each mask folder (by file-name hash) kept for validation.
     val_percent: int = 10
-    #: Names of training sources (as the per-source figures name them) whose masks label
-    #: only some of the people in a photo, e.g. ccp-person's main person: there, background
-    #: that the model calls person away from the labelled people is left out of the loss
-    #: (``unetbg.training.partial``) instead of teaching that a bystander is background.
+    #: Names of training sources whose masks label only some of the people (ccp-person's
+    #: main person): background the model calls person away from them is left out of the
+    #: loss (``unetbg.training.partial``) instead of teaching that a bystander is background.
     partial_sources: tuple[str, ...] = ()
     #: Samples drawn per epoch from mixed sources; ``None``: all their training images.
     samples_per_epoch: int | None = None
     #: Probability of pasting people from the training sources into a sample (0: off).
     copy_paste: float = 0.0
     copy_paste_max: int = 3
-    #: Share of each epoch's samples drawn from the training photos without any person
-    #: (all sources that train, pooled), on top of those the weights draw anyway. Half of
-    #: COCO's photos have nobody; the person sets have few such photos.
+    #: Share of each epoch drawn from the training photos without any person (all sources,
+    #: pooled), on top of those the weights draw: the person sets have few such photos.
     empty_share: float = 0.0
     #: Paste into photos without any person too. ``False`` keeps them as pure negatives:
     #: without those, a model calls any large central object (a pizza, a bear) a person.
     copy_paste_empty: bool = True
-    #: Probability of moving a sample's labelled people onto a new backdrop (solid colours,
-    #: gradients, textures, photos without people; ``unetbg.data.composite``), framed from
-    #: small to head-and-shoulders larger than the frame (0: off). Teaches what a person
-    #: looks like rather than what the training photos' backgrounds look like.
+    #: Probability of moving a sample's labelled people onto a new backdrop
+    #: (``unetbg.data.composite``; 0: off): teaches what a person looks like rather than
+    #: what the training photos' backgrounds look like.
     background_swap: float = 0.0
     #: Names of the sources whose samples may be swapped (empty: every source). Swapping
     #: COCO's scenes too turns street scenes into single portraits, and coco-mini val fell.
     swap_sources: tuple[str, ...] = ()
-    #: Share of the swapped samples framed head and shoulders, larger than the frame (the
-    #: rest: 4/7 whole people from small to large, 3/7 half body).
+    #: Share of the swapped samples framed head and shoulders (the rest: 4/7 whole, 3/7 half).
     swap_close_ups: float = 0.3
-    #: Lay cut-outs of the COCO sources' other objects (cups, scissors, dogs, from training
-    #: photos) on swapped backdrops, half of the distractors. Blob-shaped crops alone left
-    #: a model calling a salient object on a plain ground a person.
+    #: Lay cut-outs of the COCO sources' other objects (training photos) on swapped backdrops:
+    #: blob-shaped crops alone left a model calling any salient thing on a plain ground a person.
     swap_objects: bool = False
-    #: Probability of each hard case on a swapped sample: the person cut by an edge of the
-    #: frame, darkened as if back-lit, or partly covered by a thing (the label loses what
-    #: it covers). COCO's people are often all three; clean composites never are, and
-    #: swap-trained models lost exactly those people on coco-mini val.
+    #: Probability of each hard case on a swapped sample (``composite.SwapSettings``): COCO's
+    #: people are often cut, back-lit or covered, and swap-trained models lost those.
     swap_hard_cases: float = 0.0
-    #: Evaluate and keep an exponential moving average of the weights (and BatchNorm
-    #: statistics) with this decay; ``None``: the raw weights.
+    #: Keep and evaluate an exponential moving average of the weights; ``None``: raw weights.
     ema_decay: float | None = None
 
     epochs: int = 100
