@@ -87,6 +87,12 @@ def test_preset_cannot_be_overridden_as_a_field():
 def test_device_dependent_fields_resolve_per_device_and_explicit_values_win():
     cpu = resolve_config("fast").for_device("cpu", cpu_count=2)
     assert (cpu.num_workers, cpu.pin_memory, cpu.amp, cpu.channels_last) == (0, False, False, False)
+    # The cpu preset leaves bfloat16 to the CPU: on where it is native, off where emulated.
+    for native in (True, False):
+        chosen = resolve_config("cpu").for_device("cpu", cpu_count=2, native_bf16=native)
+        assert (chosen.amp, chosen.channels_last) == (native, native)
+    forced = resolve_config("cpu", amp=True).for_device("cpu", native_bf16=False)
+    assert forced.amp is True and forced.channels_last is False
     cuda = resolve_config("fast").for_device("cuda", cpu_count=16)
     assert (cuda.num_workers, cuda.pin_memory, cuda.amp, cuda.channels_last) == (
         8,

@@ -96,26 +96,24 @@ class TrainConfig:
     #: Largest random rescale of the letterboxed photo before the crop. Above 1 the crop
     #: shows part of the photo, as large people cut by the frame look at inference.
     max_zoom: float = 1.6
-    #: ``standard``: the augmentation the first models trained with; ``wide``: rotations up
-    #: to ±90° at a low rate, any hue, strong colour/light jitter, more grayscale, blur,
-    #: noise and JPEG artefacts (quality 30–95): photos as users bring them.
+    #: ``standard``: the first models' augmentation; ``wide``: photos as users bring them
+    #: (``unetbg.data.presets``: rare ±90° rotations, any hue, blur, noise, JPEG 30–95).
     augment_range: str = "standard"
-    #: Weights to start a fresh run from: ``default`` (the shipped model) or a checkpoint
-    #: path with the same model config; ``None``: the encoder's ``encoder_weights``.
+    #: A fresh run's start: ``default`` (the shipped model), a checkpoint of the same model
+    #: config, or ``None``: the encoder's ``encoder_weights``.
     init_weights: str | None = None
 
     device: str = "auto"
     seed: int = 42
-    #: ``None``: 0 on CPU (loading is ~3% of model time there and workers would take the
-    #: model's cores), ``min(8, cpus)`` on CUDA.
+    #: ``None``: 0 on CPU (loading is ~3% of model time; workers would take its cores).
     num_workers: int | None = None
     pin_memory: bool | None = None
     #: Mixed precision (float16 on CUDA, bfloat16 on the CPU) and channels-last memory
-    #: layout: ``None`` means on for CUDA, off on CPU.
+    #: layout: ``None`` means on for CUDA and CPUs that compute bfloat16 natively.
     amp: bool | None = None
     channels_last: bool | None = None
 
-    #: Caps, for smoke runs and tests. ``None`` means the whole split / epoch.
+    #: Caps for smoke runs and tests (``None``: the whole split / epoch).
     max_steps_per_epoch: int | None = None
     train_limit: int | None = None
     val_limit: int | None = None
@@ -123,7 +121,6 @@ class TrainConfig:
     threshold: float = 0.5
     #: Score ``best_model.pth`` at the original image resolution at the end of ``fit``.
     final_evaluation: bool = True
-
     # Which COCO person annotations become training targets.
     min_area: float = 0.0
     crowd: str = "ignore"
@@ -168,18 +165,21 @@ class TrainConfig:
         _check_fields(data)
         return cls(**_coerce(data))
 
-    def for_device(self, device_type: str, cpu_count: int | None = None) -> TrainConfig:
+    def for_device(
+        self, device_type: str, cpu_count: int | None = None, native_bf16: bool = False
+    ) -> TrainConfig:
         """Fill the device-dependent ``None`` fields for ``device_type`` ("cpu" or "cuda")."""
         cuda = device_type == "cuda"
         cpus = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+        fast = cuda or native_bf16
         return replace(
             self,
             num_workers=self.num_workers
             if self.num_workers is not None
             else (min(8, cpus) if cuda else 0),
             pin_memory=self.pin_memory if self.pin_memory is not None else cuda,
-            amp=self.amp if self.amp is not None else cuda,
-            channels_last=self.channels_last if self.channels_last is not None else cuda,
+            amp=self.amp if self.amp is not None else fast,
+            channels_last=self.channels_last if self.channels_last is not None else fast,
         )
 
 
@@ -425,9 +425,8 @@ PRESETS: dict[str, TrainConfig] = {
         copy_paste=0.5,
         copy_paste_max=4,
         ema_decay=0.998,
-        # bfloat16 and channels-last: ~1.9x the float32 steps/s on AVX512-BF16 CPUs.
-        amp=True,
-        channels_last=True,
+        # amp and channels_last left to the CPU: bfloat16 gives ~1.9x the float32 steps/s
+        # where the CPU computes it (AVX512-BF16, AMX), ~1/9 where it is emulated.
     ),
 }
 
@@ -481,8 +480,9 @@ FIELD_HELP: dict[str, str] = {
     "seed": "Seed for weights, image order and augmentation.",
     "num_workers": "DataLoader workers (default: 0 on CPU, min(8, cpus) on CUDA).",
     "pin_memory": "Pinned host memory (default: on with CUDA).",
-    "amp": "Mixed precision: float16 on CUDA, bfloat16 on CPU (default: on with CUDA only).",
-    "channels_last": "Channels-last memory layout (default: on with CUDA).",
+    "amp": "Mixed precision: float16 on CUDA, bfloat16 on CPU (default: on with CUDA, and on "
+    "CPUs that compute bfloat16 natively).",
+    "channels_last": "Channels-last memory layout (default: with amp's default).",
     "max_steps_per_epoch": "Cap on steps per epoch (smoke runs).",
     "train_limit": "Use only the first N training images.",
     "val_limit": "Validate and evaluate on the first N images only.",

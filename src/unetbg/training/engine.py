@@ -29,6 +29,18 @@ def amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 itself (AVX512-BF16 or AMX), as oneDNN reports.
+
+    Without it bfloat16 is emulated: on an AVX2-only EPYC the cpu preset's first 20 steps
+    took 840 s in bfloat16 against 92 s in float32, under the same load (2026-12-07).
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
 @dataclass
 class RunningMetrics:
     """Loss means and micro IoU/Dice/pixel accuracy over the steps of one epoch so far.

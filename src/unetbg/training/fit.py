@@ -37,6 +37,8 @@ from unetbg.training.run import (
     TrainingRun,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class FitResult:
@@ -72,6 +74,13 @@ def _log_to(path: Path):
         logger.removeHandler(handler)
         logger.setLevel(previous)
         handler.close()
+
+
+def _native_bf16(device) -> bool:
+    """Whether mixed precision pays on ``device`` when it is the CPU (see ``for_device``)."""
+    from unetbg.training.engine import native_bf16
+
+    return device.type == "cpu" and native_bf16()
 
 
 def check_fresh_run_dir(run_dir: str | Path) -> None:
@@ -113,8 +122,13 @@ def fit(
         check_fresh_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    cfg = cfg.with_absolute_paths().for_device(device.type)
+    cfg = cfg.with_absolute_paths().for_device(device.type, native_bf16=_native_bf16(device))
     with _log_to(run_dir / "train.log"):
+        if cfg.amp and device.type == "cpu" and not _native_bf16(device):
+            log.warning(
+                "mixed precision (amp) on this CPU runs bfloat16 emulated, about 9x slower "
+                "than float32: train with --no-amp --no-channels-last"
+            )
         run = TrainingRun(
             cfg, run_dir, device, Hooks(on_epoch_end, on_checkpoint, should_stop, on_step), resume
         )
