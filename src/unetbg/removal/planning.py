@@ -112,14 +112,20 @@ def _key(path: PurePosixPath | Path) -> str:
     return Path(path).as_posix().casefold()
 
 
-def unique_output_names(relatives: Sequence[Path], suffix: str) -> list[Path]:
-    """Output relative paths for input relative paths (see the module docstring)."""
+def unique_output_names(
+    relatives: Sequence[Path], suffix: str, folders: Iterable[Path] = ()
+) -> list[Path]:
+    """Output relative paths for input relative paths (see the module docstring).
+    ``folders``: more folders that hold outputs, beyond those of ``relatives`` (a
+    folder planned in parts, :mod:`unetbg.removal.streaming`)."""
     names = [
         r.with_name(r.stem + suffix) if r.suffix else r.with_name(r.name + suffix)
         for r in relatives
     ]
     # A file output must not take the name of a folder that holds other outputs.
-    folders = {_key(p) for r in relatives for p in r.parents if p != Path(".")}
+    folders = {_key(p) for r in relatives for p in r.parents if p != Path(".")} | {
+        _key(f) for f in folders
+    }
     renamed = [False] * len(names)
     counters = [0] * len(names)
     while True:
@@ -152,9 +158,10 @@ def _finish(
     overwrite: bool,
     forbidden_root: Path | None,
     input_files: set[Path] | None = None,
+    folders: Iterable[Path] = (),
 ) -> list[PlannedItem]:
     todo = [i for i, (_, _, reason) in enumerate(entries) if reason is None]
-    names = unique_output_names([entries[i][1] for i in todo], suffix)
+    names = unique_output_names([entries[i][1] for i in todo], suffix, folders)
     outputs = dict(zip(todo, names, strict=True))
     items = []
     for i, (source, relative, reason) in enumerate(entries):
