@@ -115,3 +115,35 @@ def test_a_rerun_counts_the_outputs_it_skips(submitter, checkpoint, tmp_path):
     # Nothing to do: final at once, its summary saying how many were skipped.
     assert again.state == "succeeded" and again.items == {"skipped": 4}
     assert again.result["skipped"] == 4 and jobs.list_items(again.id) == []
+
+
+def test_a_watched_jobs_new_and_changed_files_move_its_counters(submitter, checkpoint, tmp_path):
+    """Files added to a watched job, new ones and ones it had (done, failed, no person),
+    move its counters as they move its items: settling counts nothing."""
+    from PIL import Image
+
+    from unetbg import jobs
+    from unetbg.jobs.claims import claim_items, record_item
+    from unetbg.jobs.watched import add_watched_files, close_watch
+
+    folder = make_folder(tmp_path / "in", images=4, others=0)
+    out = tmp_path / "out"
+    job_id = jobs.create_remove_dir_job(folder, out, str(checkpoint), chunk_size=2, watch=True)
+    assert counters_match_a_recount(job_id) == {"pending": 4}
+    items = jobs.list_items(job_id)
+    claim_items(job_id, [i.id for i in items])
+    record_item(job_id, items[0].id, "succeeded", None, 0.1, person_share=0.0)  # no person
+    record_item(job_id, items[1].id, "succeeded", None, 0.1, person_share=0.5)
+    record_item(job_id, items[2].id, "failed", "bad photo", 0.1)
+    assert counters_match_a_recount(job_id) == {"succeeded": 2, "failed": 1, "running": 1}
+
+    new = folder / "new.jpg"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(new)
+    changed = [Path(items[n].source_path) for n in (0, 2, 3)]  # done, failed, running
+    added = add_watched_files(job_id, [new, *changed])
+    assert [Path(p) for p in added.busy] == [changed[2]]
+    counts = counters_match_a_recount(job_id)
+    assert counts == {"pending": 3, "succeeded": 1, "running": 1}
+    assert jobs.get_job(job_id).no_person == 0
+    close_watch(job_id)
+    assert counters_match_a_recount(job_id) == counts

@@ -197,9 +197,6 @@ def settle_remove_dir(session: Session, job: Job) -> None:
     (skipped items count as done).
     """
     session.flush()
-    if watching(job):
-        # jobs.watched adds and resets items without counting them (it settles after).
-        recount(session, job.id)
     found, _, outputs_skipped = counted(session, job.id)
     counts = Counter(found)
     job.progress_done = sum(counts[state] for state in PROCESSED_ITEM_STATES)

@@ -12,6 +12,7 @@ found by :func:`unetbg.jobs.mark_lost_jobs` (:func:`unetbg.jobs.liveness.watcher
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 from unetbg.db.models import FINAL_JOB_STATES, JobItem, utcnow
 from unetbg.jobs.errors import JobError
 from unetbg.jobs.liveness import worker_identity
-from unetbg.jobs.records import end_watch, settle_remove_dir, watching
+from unetbg.jobs.records import end_watch, settle_remove_dir, shift_counts, watching
 from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.views import iso
 from unetbg.settings import Settings, get_settings
@@ -79,6 +80,7 @@ def add_watched_files(
         last = session.scalar(select(func.max(JobItem.chunk)).where(JobItem.job_id == job.id))
         chunk, size = (-1 if last is None else last), params["chunk_size"]
         fresh: list[JobItem] = []
+        delta, no_person = Counter(), 0  # the job's counters follow each item's move
         for source, plan in sorted(planned.items()):
             item = items.get(source)
             if item is not None and item.state == "running":
@@ -86,6 +88,10 @@ def add_watched_files(
                 continue
             if item is not None and item.state == "pending":
                 continue
+            if item is not None:
+                delta[item.state] -= 1
+                no_person -= item.state == "succeeded" and _no_person(item.person_share)
+            delta["skipped" if plan.skip_reason else "pending"] += 1
             # ``progress_total`` counts the items not skipped.
             counted = item is not None and item.state != "skipped"
             job.progress_total += (not plan.skip_reason) - counted
@@ -105,6 +111,7 @@ def add_watched_files(
             item.state = "pending"
             fresh.append(item)
         session.flush()
+        shift_counts(session, job.id, delta, no_person)
         for index, item in enumerate(fresh):
             if index % size == 0:
                 chunk += 1
@@ -159,3 +166,10 @@ def _open_job(session, job_id: str):
     if not watching(job) or job.cancel_requested or job.state in FINAL_JOB_STATES:
         raise JobError(f"job {job.id} is {job.state} and no longer takes new images")
     return job
+
+
+def _no_person(share: float | None) -> bool:
+    # Lazily, as records.no_person_filter: the job service loads no image code up front.
+    from unetbg.removal.presence import no_person
+
+    return no_person(share)
