@@ -96,9 +96,7 @@ def _photos(folder: Path, count: int = 3) -> Path:
     return folder
 
 
-def test_a_worker_that_cannot_see_a_local_folder_fails_every_item_saying_so(
-    two_hosts, checkpoint
-):
+def test_a_worker_that_cannot_see_a_local_folder_fails_every_item_saying_so(two_hosts, checkpoint):
     a_root = two_hosts.hidden[0]
     photos, out = _photos(a_root / "in"), a_root / "out"
     job_id = jobs.create_remove_dir_job(photos, out, str(checkpoint))
@@ -111,7 +109,10 @@ def test_a_worker_that_cannot_see_a_local_folder_fails_every_item_saying_so(
     assert job.state == "failed", two_hosts.log_tail()
     assert job.items == {"failed": 3}
     for item in jobs.list_items(job_id):
-        assert item.error.startswith("this worker (host-b:") and "cannot see the input folder" in item.error
+        assert (
+            item.error.startswith("this worker (host-b:")
+            and "cannot see the input folder" in item.error
+        )
         assert str(photos) in item.error and "s3://" in item.error
     assert not out.exists() or not any(out.iterdir())  # nothing half-written on A
     assert sorted(p.name for p in photos.iterdir()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
