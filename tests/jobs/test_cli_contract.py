@@ -165,7 +165,9 @@ def test_unclaimed_images_are_flagged_only_while_the_job_does_not_move(
     settings = get_settings(env | {"UNETBG_BROKER_URL": "redis://127.0.0.1:1/0"})
     long_ago = utcnow() - timedelta(minutes=5)
     with jobs.db_session() as session:
-        session.get(Job, job_id).state = "running"  # a chunk ran; the other messages are lost
+        job = session.get(Job, job_id)
+        job.state = "running"  # a chunk ran long ago; the other messages are lost
+        job.created_at = job.heartbeat_at = long_ago
         session.execute(update(JobItem).values(updated_at=long_ago))
     (hint,) = jobs.waiting_hints(jobs.get_job(job_id), settings)
     assert hint.startswith(f"5 image(s) of job {job_id} have waited unclaimed")
@@ -176,3 +178,8 @@ def test_unclaimed_images_are_flagged_only_while_the_job_does_not_move(
         item.state, item.updated_at = "succeeded", utcnow()
     assert jobs.waiting_hints(jobs.get_job(job_id), settings) == []
     assert jobs.waiting_hints(jobs.get_job(job_id)) == []  # embedded: never
+    with jobs.db_session() as session:  # a worker's heartbeat: the items are not even read
+        item.updated_at = long_ago
+        session.merge(item)
+        session.get(Job, job_id).heartbeat_at = utcnow()
+    assert jobs.waiting_hints(jobs.get_job(job_id), settings) == []
