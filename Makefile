@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e '.[dev,web,bench]'
+	$(BIN)/pip install -q -e '.[dev,web,bench,s3]'
 	touch $@
 
 # Redis, PostgreSQL and Chromium from Debian, PostgreSQL started on 127.0.0.1 (needs root).

@@ -124,8 +124,11 @@ def remove_stale_temporaries(outputs: Iterable[str | os.PathLike]) -> int:
     removed.
     """
     wanted: dict[Path, set[str]] = {}
-    for output in map(Path, outputs):
-        wanted.setdefault(output.parent, set()).add(output.name)
+    for output in map(str, outputs):
+        if "://" in output:  # object storage: one PUT leaves no temporary behind
+            continue
+        path = Path(output)
+        wanted.setdefault(path.parent, set()).add(path.name)
     removed = 0
     for folder, names in wanted.items():
         try:

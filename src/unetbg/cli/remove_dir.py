@@ -25,9 +25,21 @@ from unetbg.cli._service import (
 from unetbg.removal import RunOptions
 
 
+class _FolderOrURL(click.Path):
+    """A local folder (checked as ``click.Path`` checks it), or an ``s3://bucket/prefix``
+    URL kept as given: the job's planning lists it, and says what is wrong with it."""
+
+    def convert(self, value, param, ctx):
+        from unetbg.removal.storage import is_url
+
+        if isinstance(value, str) and is_url(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
 @click.command(epilog=EXIT_HELP)
-@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("input_dir", type=_FolderOrURL(exists=True, file_okay=False, path_type=Path))
+@click.argument("output_dir", type=_FolderOrURL(file_okay=False, path_type=Path))
 @checkpoint_option()
 @click.option(
     "--wait",
@@ -99,11 +111,22 @@ def remove_dir(
     Prints the job id. With a broker (UNETBG_BROKER_URL) the job is queued for the
     workers and the command returns; add --wait to follow it. With --watch the job
     stays open for new images until Ctrl-C or SIGTERM (see docs/jobs.md).
+
+    INPUT_DIR and OUTPUT_DIR may both be S3 prefixes, s3://BUCKET/PREFIX (needs
+    pip install 'unetbg[s3]'; credentials and endpoint as for any AWS tool:
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_ENDPOINT_URL). The
+    workers then read and write the objects themselves (docs/deployment.md).
     """
     from unetbg import jobs
+    from unetbg.removal.storage import is_url
 
     if settle is not None and not watch:
         raise click.UsageError("--settle needs --watch")
+    if watch and (is_url(input_dir) or is_url(output_dir)):
+        raise click.UsageError(
+            "--watch watches a local folder; it cannot watch an s3:// prefix (run the same "
+            "remove-dir again to take the new objects: existing outputs are skipped)"
+        )
     options = output_options_from_flags(
         kind, color, background, output_format, threshold, png_level
     )

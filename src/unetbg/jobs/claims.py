@@ -77,8 +77,9 @@ class ItemClaim:
     params: dict[str, Any]
     #: ``(item id, source, output)`` of each image claimed now.
     rows: list[tuple[int, str, str]]
-    #: Outputs of images taken over from a dead claimant (leftover temporaries to clear).
-    reclaimed: list[Path]
+    #: Outputs of images taken over from a dead claimant (leftover temporaries to clear),
+    #: as recorded: a path, or an ``s3://`` URL (which a Path would mangle).
+    reclaimed: list[str]
     #: Claimants still alive that hold other images of this chunk.
     holders: set[str] = field(default_factory=set)
 
@@ -159,7 +160,7 @@ def _take(job: Job, items: list[JobItem], holders: set[str], now: datetime) -> I
     me = worker_identity()
     # Images still "running" under a dead attempt (killed pool process, lost host): it
     # may have left a temporary file mid-write.
-    reclaimed = [Path(i.output_path) for i in items if i.state == "running"]
+    reclaimed = [i.output_path for i in items if i.state == "running"]
     for item in items:
         item.state, item.claimed_by, item.updated_at = "running", me, now
         item.attempts = (item.attempts or 0) + 1

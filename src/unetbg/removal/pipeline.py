@@ -13,6 +13,9 @@
   in memory); then one **reporter** thread writes each
   encoded output atomically and calls ``on_result``, one item at a time.
 
+Inputs are read and outputs written by the storage that holds them
+(:mod:`~unetbg.removal.storage`: a local folder, or an S3 prefix).
+
 Pillow and numpy release the GIL while decoding, resizing and encoding, and torch
 does while it computes, so threads are enough. The reporter keeps the bookkeeping
 exactly as in the serial loop: an output is renamed into place only right before its
@@ -44,17 +47,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from unetbg.images import ImageError, read_image
+from unetbg.images import ImageError
 from unetbg.removal.outputs import (
     OutputExistsError,
     OutputOptions,
     encode_output,
     load_background,
     render_output,
-    write_encoded,
 )
 from unetbg.removal.planning import SKIP_EXISTS, PlannedItem
 from unetbg.removal.presence import no_person, person_share
+from unetbg.removal.storage import storage_for
 from unetbg.removal.threads import PipelineLimits, PipelineStats, executors, lower_priority
 
 
@@ -204,7 +207,7 @@ class _Reporter:
         try:
             data, encode_s, share = ticket.encoded.result()
             t0 -= encode_s
-            write_encoded(item, data)
+            storage_for(item.output).write(item, data)
         except OutputExistsError:
             # Appeared after planning (another run, the user): theirs, not replaced.
             spent = ticket.spent + time.perf_counter() - t0
@@ -220,7 +223,7 @@ def _read(handle: Any, item: PlannedItem, max_pixels: int | None) -> tuple:
     """``(rgb, prepared, seconds, None)``, or ``(None, None, seconds, error)``."""
     t0 = time.perf_counter()
     try:
-        rgb = read_image(item.source, max_pixels)
+        rgb = storage_for(item.source).read_image(item.source, max_pixels)
         prepare = getattr(handle, "prepare", None)
         prepared = prepare(rgb) if prepare is not None else None
     except Exception as exc:

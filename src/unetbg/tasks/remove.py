@@ -24,6 +24,7 @@ from unetbg.jobs import (
 )
 from unetbg.jobs.claims import ItemClaim
 from unetbg.removal import PlannedItem, RemovalRequest, process_images
+from unetbg.removal.storage import location
 from unetbg.tasks.base import ImagesFailed, JobCancelled, JobTask
 from unetbg.workers import metrics
 
@@ -217,16 +218,18 @@ def _fail_chunk_job(
 def _planned_items(
     rows: list[tuple[int, str, str]], params: dict[str, Any]
 ) -> tuple[list[PlannedItem], dict[str, int]]:
-    """The claimed rows as the removal loop's items, and each source's item id."""
-    input_root, output_root = Path(params["input_dir"]), Path(params["output_dir"])
+    """The claimed rows as the removal loop's items, and each source's item id. Paths
+    and ``s3://`` URLs alike (:func:`unetbg.removal.storage.location`): the loop reads
+    and writes each where it is."""
+    input_root, output_root = location(params["input_dir"]), location(params["output_dir"])
     planned, ids = [], {}
     for item_id, source, output in rows:
-        source_path = Path(source)
-        relative = (
+        source_path = location(source)
+        relative = Path(
             source_path.relative_to(input_root)
             if source_path.is_relative_to(input_root)
-            else Path(source_path.name)
+            else source_path.name
         )
-        planned.append(PlannedItem(source_path, relative, Path(output), None, output_root))
+        planned.append(PlannedItem(source_path, relative, location(output), None, output_root))
         ids[source] = item_id
     return planned, ids
