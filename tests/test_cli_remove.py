@@ -257,7 +257,8 @@ def test_remove_and_remove_dir_share_the_batch_size_default() -> None:
     ctx = click.Context(main)
     for name in ("remove", "remove-dir"):
         (param,) = [p for p in main.get_command(ctx, name).params if p.name == "batch_size"]
-        assert param.default == DEFAULT_BATCH_SIZE == 4, name
+        assert param.default == DEFAULT_BATCH_SIZE, name
+    assert DEFAULT_BATCH_SIZE is None  # the backend's measured best, chosen where it loads
 
 
 @pytest.mark.parametrize(

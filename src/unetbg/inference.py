@@ -74,11 +74,12 @@ class ModelInference:
     """A loaded checkpoint, ready to predict masks and write cut-outs.
 
     ``run``: how the model runs (:class:`unetbg.removal.RunOptions`), or its fields as
-    keywords (``device=``, ``batch_size=`` (here 8 by default), ``backend=``, and the
+    keywords (``device=``, ``batch_size=``, ``backend=``, and the
     switches that override the checkpoint's preprocessing, ``None`` keeping what it
     says). ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or
     ``"cuda:N"``; asking for CUDA without a GPU raises ``RuntimeError``. ``batch_size``
-    images are run through the network together. ``backend``: ``"auto"`` (default: the
+    images are run through the network together (default: the backend's own,
+    :data:`unetbg.backends.DEFAULT_BATCH`). ``backend``: ``"auto"`` (default: the
     fastest installed for the device, :data:`unetbg.backends.AUTO_ORDER`), ``"torch"``,
     ``"onnxruntime"`` or ``"openvino"`` (CPU; extras ``unetbg[onnxruntime]``,
     ``unetbg[openvino]``), see :mod:`unetbg.backends`; the exported ones keep their graph
@@ -109,7 +110,7 @@ class ModelInference:
     ) -> None:
         if run is not None and run_fields:
             raise TypeError("pass either run or its fields as keywords, not both")
-        run = run or RunOptions.take(run_fields, batch_size=8)
+        run = run or RunOptions.take(run_fields)
         if run_fields:
             raise TypeError(f"unexpected keyword arguments: {', '.join(run_fields)}")
         if checkpoint_path is None:
@@ -125,7 +126,7 @@ class ModelInference:
         self.checkpoint_path = Path(checkpoint_path)
         self.run = run
         self.device: torch.device = resolve_device(run.device)
-        self.batch_size = run.batch_size
+        self.batch_size = run.batch_size  # None until the backend is chosen: its own
         self.channels_last = channels_last
         self.amp = amp
         self.max_pixels = max_pixels
@@ -157,7 +158,7 @@ class ModelInference:
         """Run the network with ``backend`` from now on (see the class docstring).
         ``auto`` is resolved here, once per load (:func:`unetbg.backends.choose_backend`):
         :attr:`backend_name` is what runs, :attr:`backend_said` the line that says so."""
-        from unetbg.backends import choose_backend
+        from unetbg.backends import choose_backend, default_batch_size
 
         chosen = choose_backend(
             backend,
@@ -174,6 +175,9 @@ class ModelInference:
             chosen.name,
             chosen.said(),
         )
+        #: What a request that names no batch size runs with here (the backend's own).
+        self.default_batch_size = default_batch_size(self.device.type, chosen.name)
+        self.batch_size = self.run.batch_size or self.default_batch_size
         self.run = replace(self.run, backend=backend)
         backend_log.info("%s", self.backend_said)
 
@@ -364,7 +368,7 @@ class ModelCache:
             if model is None:
                 model = self._load(key, run, max_pixels)
             self._models.move_to_end(key)
-            model.batch_size = run.batch_size
+            model.batch_size = run.batch_size or model.default_batch_size
             return model
 
     def _load(self, key: tuple, run: RunOptions, max_pixels: int | None) -> ModelInference:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from inference_fixtures import person_photo, rewrite_as_constant, tiny_checkpoint
+from unetbg.backends import default_batch_size
 from unetbg.inference import ModelCache
 from unetbg.removal import (
     KindConflict,
@@ -118,6 +119,21 @@ def test_model_cache_loads_a_checkpoint_rewritten_in_place_again(tmp_path_factor
     flipped = cache.get(path, RunOptions(device="cpu", backend="torch", flip_average=True))
     assert flipped is not second and flipped.preprocessing.flip_average
     assert cache.get(path, run) is second and len(loads) == 3
+
+
+def test_no_batch_size_runs_the_backends_own(tmp_path_factory, tmp_path):
+    # A request that names no batch size gets the batch size of the backend that
+    # runs; a job recorded before that existed (no key) keeps the 4 it ran with.
+    path = tiny_checkpoint(tmp_path_factory)
+    cache = ModelCache(1)
+    model = cache.get(path, RunOptions(device="cpu", backend="torch"))
+    assert model.batch_size == model.default_batch_size == default_batch_size("cpu", "torch")
+    assert cache.get(path, RunOptions(device="cpu", backend="torch", batch_size=3)).batch_size == 3
+    assert cache.get(path, RunOptions(device="cpu", backend="torch")).batch_size == (
+        default_batch_size("cpu", "torch")
+    )
+    assert RunOptions.from_params({"device": "cpu"}).batch_size == 4
+    assert RunOptions.from_params(RunOptions().to_params()).batch_size is None
 
 
 def test_model_cache_keeps_at_most_size_models(tmp_path_factory, tmp_path):

@@ -56,6 +56,25 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
 }
 AUTO = "auto"
 
+#: Images per forward pass when a request names none, by (device type, backend): meant
+#: to be the batch that runs ``remove-dir`` fastest end to end on that class of machine
+#: (``benchmarks/bench_remove_dir.py``, docs/performance.md). The CPU's are still the
+#: old default, 4: the sweep has not yet been run on a machine free enough to tell
+#: batch sizes apart. CUDA keeps the Python API's former default, 8.
+DEFAULT_BATCH: dict[tuple[str, str], int] = {
+    ("cpu", "torch"): 4,
+    ("cpu", "onnxruntime"): 4,
+    ("cpu", "openvino"): 4,
+    ("cuda", "torch"): 8,
+}
+
+
+def default_batch_size(device_type: str, backend: str) -> int:
+    """The batch size a request that names none runs with (:data:`DEFAULT_BATCH`; 4, the
+    old default, for a pair not measured)."""
+    return DEFAULT_BATCH.get((device_type, backend), 4)
+
+
 Backend = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -196,6 +215,7 @@ __all__ = [
     "AUTO",
     "AUTO_ORDER",
     "BACKENDS",
+    "DEFAULT_BATCH",
     "BackendUnavailable",
     "Chosen",
     "ExportCache",
@@ -203,4 +223,5 @@ __all__ = [
     "available_backends",
     "choose_backend",
     "create_backend",
+    "default_batch_size",
 ]

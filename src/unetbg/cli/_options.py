@@ -20,16 +20,16 @@ from unetbg.removal import (
 
 F = TypeVar("F", bound=Callable[..., object])
 
-#: Images per model forward pass for ``remove`` and ``remove-dir``: CPU-friendly; raise
-#: it with --batch-size on a GPU.
+#: Images per model forward pass for ``remove`` and ``remove-dir`` when none is given:
+#: ``None``, the own batch of the backend that runs (``unetbg.backends.DEFAULT_BATCH``).
 DEFAULT_BATCH_SIZE = RunOptions().batch_size
 
 batch_size_option = click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Images per model forward pass.",
+    help="Images per model forward pass. Default: the backend's own (4 on the CPU, 8 on "
+    "CUDA: unetbg.backends.DEFAULT_BATCH, docs/performance.md).",
 )
 
 

@@ -23,7 +23,9 @@ Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
 #: What a job recorded before ``auto`` existed ran, when its params name no backend.
 RECORDED_BACKEND = "torch"
 
-#: Images per forward pass when a request names none (the CLI's, the API's and old jobs').
+#: Images per forward pass of the HTTP API's removal queue, and what a job recorded before
+#: the per-backend default ran with when its params name no batch size. A request that
+#: names none now gets its backend's own (``unetbg.backends.default_batch_size``).
 DEFAULT_BATCH_SIZE = 4
 
 
@@ -45,7 +47,8 @@ class RunOptions:
 
     device: str = "auto"
     backend: Backend = "auto"
-    batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"ge": 1})
+    #: ``None``: the backend's own batch size (chosen where the model loads).
+    batch_size: int | None = field(default=None, metadata={"ge": 1})
     flip_average: bool | None = _checkpoint_says(
         "Also run each photo mirrored and average the two masks (twice the network "
         "time), or not. Default: what the checkpoint says.",
@@ -73,9 +76,10 @@ class RunOptions:
             raise ValueError(
                 f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}"
             )
-        if isinstance(self.batch_size, bool) or int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        object.__setattr__(self, "batch_size", int(self.batch_size))
+        if self.batch_size is not None:
+            if isinstance(self.batch_size, bool) or int(self.batch_size) < 1:
+                raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            object.__setattr__(self, "batch_size", int(self.batch_size))
         for name in self.override_names():
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
@@ -111,7 +115,8 @@ class RunOptions:
         A key missing from an older job keeps what it ran with then: torch, 4 images,
         ``None``."""
         given = {f.name: stored[f.name] for f in fields(cls) if f.name in stored}
-        return cls(**{"backend": RECORDED_BACKEND} | given)
+        recorded = {"backend": RECORDED_BACKEND, "batch_size": DEFAULT_BATCH_SIZE}
+        return cls(**recorded | given)
 
     @classmethod
     def take(cls, values: dict[str, Any], **defaults: Any) -> RunOptions:
