@@ -38,11 +38,11 @@ def test_items_recorded_in_several_batches_form_the_same_job(
     submitter, checkpoint, tmp_path, monkeypatch
 ):
     from unetbg import jobs
-    from unetbg.jobs import create
+    from unetbg.jobs import recording
     from unetbg.jobs.records import RECORDING
 
-    # Batches of 4 over 11 entries: three transactions, the last one short.
-    monkeypatch.setattr(create, "RECORD_BATCH", 4)
+    # Batches of 4 over 11 entries: two transactions, a chunk's images carried over.
+    monkeypatch.setattr(recording, "RECORD_BATCH", 4)
     folder = make_folder(tmp_path / "in", images=9, others=2)
     job_id = jobs.create_remove_dir_job(folder, tmp_path / "out", str(checkpoint), chunk_size=3)
     view = jobs.get_job(job_id)
@@ -202,10 +202,10 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_before_recording(
 KILLED_WHILE_RECORDING = """
 import os, sys
 from unetbg import jobs
-from unetbg.jobs import create
+from unetbg.jobs import recording
 
-create.RECORD_BATCH = 4
-shift_counts, calls = create.shift_counts, []
+recording.RECORD_BATCH = 4
+shift_counts, calls = recording.shift_counts, []
 
 
 def dying(*args, **kwargs):
@@ -215,7 +215,7 @@ def dying(*args, **kwargs):
     return shift_counts(*args, **kwargs)
 
 
-create.shift_counts = dying
+recording.shift_counts = dying
 jobs.create_remove_dir_job(sys.argv[1], sys.argv[2], sys.argv[3], chunk_size=3)
 """
 
@@ -238,7 +238,7 @@ def test_a_submitter_killed_while_recording_leaves_a_failed_job_not_an_open_one(
     (job_id,) = {j.id for j in jobs.list_jobs(limit=1000, settings=settings)} - before
     job = jobs.get_job(job_id, settings=settings)
     assert job.state == "queued" and job.params[RECORDING].endswith(f":{submitter.pid}")
-    assert job.items == {"pending": 4}  # the first batch only
+    assert job.items == {"pending": 3}  # the first batch's whole chunk only
 
     # Any command that shows jobs finds the submitter gone and fails the job, saying why.
     listed = subprocess.run(
@@ -249,5 +249,5 @@ def test_a_submitter_killed_while_recording_leaves_a_failed_job_not_an_open_one(
     assert job.state == "failed" and RECORDING not in job.params
     assert job.error.startswith("lost: the submitting process ")
     assert "run the same remove-dir again" in job.error
-    assert job.items == {"failed": 4}
+    assert job.items == {"failed": 3}
     assert {i.error for i in jobs.list_items(job_id, settings=settings)} == {job.error}

@@ -3,10 +3,10 @@ checkpoint a job is to use is :mod:`unetbg.jobs.checkpoints`' question.
 
 Every ``create_*`` function records the job in one transaction and returns its id once
 committed; :func:`unetbg.jobs.dispatch` starts it. A remove-dir job's items follow its
-row in batches of :data:`RECORD_BATCH`, each committed at once (issue 23: one
-transaction for a million items held SQLite's write lock for 93 s, and every other
-command failed meanwhile); the job says ``recording`` until the last one, so that
-settling never ends it early.
+row as its folder is walked, in short batches, each committed at once and, with a
+broker, its chunks queued at once (:mod:`unetbg.jobs.recording`, issue 23): workers
+start within seconds on a million-file folder; the job says ``recording`` until the
+last batch, so that settling never ends it early.
 """
 
 from __future__ import annotations
@@ -15,28 +15,23 @@ import importlib.util
 import json
 import logging
 import os
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from unetbg.db.models import Job, JobItem, utcnow
-from unetbg.durable import remove_stale_temporaries
+from unetbg.db.models import Job
+from unetbg.jobs import recording
 from unetbg.jobs.broker import check_broker
 from unetbg.jobs.checkpoints import choose_checkpoint, resolve_checkpoint
 from unetbg.jobs.errors import JobError
 from unetbg.jobs.liveness import heartbeat_fresh, worker_identity
-from unetbg.jobs.records import (
-    RECORDING,
-    lock_job,
-    reopen_job,
-    settle_remove_dir,
-    shift_counts,
-)
+from unetbg.jobs.recording import record_items
+from unetbg.jobs.records import RECORDING, SENT_WHILE_RECORDING, reopen_job
 from unetbg.jobs.store import db_session, find_job
 from unetbg.jobs.watched import new_watch
 from unetbg.settings import Settings, get_settings
@@ -46,10 +41,6 @@ if TYPE_CHECKING:
     from unetbg.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
-
-#: Items per transaction of a remove-dir job's recording: each holds the write lock for
-#: tens of milliseconds, so other commands and workers go on meanwhile.
-RECORD_BATCH = 5_000
 
 
 def create_train_job(
@@ -278,34 +269,38 @@ def create_remove_dir_job(
     settings: Settings | None = None,
     **run_fields: Any,
 ) -> str:
-    """Scan ``input_dir`` and record the job with all its items (in batches, see the
-    module doc); returns its id once the last batch committed.
+    """Walk ``input_dir`` and record the job with all its items (in batches, see the
+    module doc; with a broker each batch's chunks are queued as it is committed);
+    returns its id once the last batch committed.
 
     ``output``: what to write (default: soft cut-outs as PNG); ``run``: how the workers
     run the model (:class:`unetbg.removal.RunOptions`), or its fields as keywords
     (``batch_size=2``, ``device="cuda"``). Images whose output already exists are
-    recorded as ``skipped`` (unless ``overwrite``), so running the same command again
+    counted as skipped (unless ``overwrite``), so running the same command again
     processes only what is missing or failed before. Raises :class:`JobError` for a bad
-    folder, option or checkpoint. ``watch``: this process goes on to watch the folder
-    (:mod:`unetbg.jobs.watched`); the job is recorded watched, so it stays open after
-    its first items, and a folder with no image yet is fine.
+    folder, option or checkpoint, before anything is recorded. ``watch``: this process
+    goes on to watch the folder (:mod:`unetbg.jobs.watched`); the job is recorded
+    watched, so it stays open after its first items, and a folder with no image yet is
+    fine.
     """
     settings = settings or get_settings()
     chunk_size = chunk_size or settings.chunk_size
     if chunk_size < 1:
         raise JobError(f"chunk size must be >= 1, got {chunk_size}")
     request = _removal_request(checkpoint, output, run, run_fields, settings)
+    from unetbg.removal.storage import job_location
+
     # Resolved once, here: the items' paths derive from these and cross to the workers,
-    # whose working directory is not the submitter's.
-    input_dir, output_dir = absolute(input_dir), absolute(output_dir)
-    planned = _plan_remove_dir(input_dir, output_dir, request, follow_symlinks, overwrite)
-    if not planned and not watch:
+    # whose working directory is not the submitter's (s3:// URLs are kept as URLs).
+    try:
+        input_dir, output_dir = job_location(input_dir), job_location(output_dir)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    batches = _plan_remove_dir(input_dir, output_dir, request, follow_symlinks, overwrite)
+    first = next(batches, [])
+    if not first and not watch:
         raise JobError(f"no images found in {input_dir}")
-    todo = [p for p in planned if not p.skip_reason]
     check_broker(settings)
-    # A worker killed mid-write (lost host) leaves a hidden temporary beside an output
-    # that this job will write again; no chunk of this job runs yet, so clear them now.
-    remove_stale_temporaries(p.output for p in todo)
     params = {
         "input_dir": str(input_dir),
         "output_dir": str(output_dir),
@@ -315,37 +310,20 @@ def create_remove_dir_job(
         "chunk_size": chunk_size,
         "overwrite": overwrite,
         "follow_symlinks": follow_symlinks,
+        # Who records it: if that process dies midway, the job is failed, not left open.
+        RECORDING: worker_identity(),
     }
     if watch:
         params["watch"] = new_watch(settings)
+    if not settings.embedded:
+        params[SENT_WHILE_RECORDING] = True
     with db_session(settings) as session:
-        job = Job(
-            kind="remove_dir",
-            state="queued",
-            progress_total=len(todo),
-            # Who records it: if that process dies midway, the job is failed, not left open.
-            params=params | {RECORDING: worker_identity()},
-        )
+        job = Job(kind="remove_dir", state="queued", progress_total=0, params=params)
         session.add(job)
         session.flush()
         job_id = job.id
-    try:
-        _record_items(job_id, planned, chunk_size, settings)
-    except BaseException:
-        _forget_job(job_id, settings)
-        raise
+    record_items(job_id, chain([first], batches), chunk_size, settings)
     return job_id
-
-
-def _forget_job(job_id: str, settings: Settings) -> None:
-    """Delete a job whose items could not all be recorded (nothing of it was queued),
-    so that running the same command again starts afresh; best effort, as the database
-    may be what failed."""
-    try:
-        with db_session(settings) as session:
-            session.execute(delete(Job).where(Job.id == job_id))
-    except Exception:  # noqa: BLE001 - the first error is the one to report
-        log.warning("job %s: could not delete its partial record", job_id, exc_info=True)
 
 
 def _removal_request(
@@ -397,73 +375,33 @@ def _plan_remove_dir(
     request: RemovalRequest,
     follow_symlinks: bool,
     overwrite: bool,
-) -> list[PlannedItem]:
-    from unetbg.removal import plan_folder
+) -> Iterator[list[PlannedItem]]:
+    """The folder's plan in batches of ``recording.RECORD_BATCH``, walked as they are
+    taken; the folders are checked now. A problem is a :class:`JobError`, now or later."""
+    from unetbg.removal.storage import in_batches, is_url, plan_job
+    from unetbg.removal.streaming import plan_folder_in_batches
 
     try:
-        return plan_folder(
-            input_dir,
-            output_dir,
-            output_format=request.output.format,
-            follow_symlinks=follow_symlinks,
-            overwrite=overwrite,
-        )
+        if is_url(input_dir) or is_url(output_dir):
+            # Object storage (unetbg.removal.storage): both prefixes listed whole (one
+            # request per 1,000 keys), then recorded in the same batches.
+            planned = plan_job(input_dir, output_dir, request.output.format, overwrite)
+            batches = in_batches(planned, recording.RECORD_BATCH)
+        else:
+            batches = plan_folder_in_batches(
+                input_dir,
+                output_dir,
+                output_format=request.output.format,
+                follow_symlinks=follow_symlinks,
+                overwrite=overwrite,
+                batch=recording.RECORD_BATCH,
+            )
     except (ValueError, OSError) as exc:
         raise JobError(str(exc)) from None
-
-
-def _record_items(
-    job_id: str, planned: list[PlannedItem], chunk_size: int, settings: Settings
-) -> None:
-    """One row per planned image: ``skipped`` with its reason, else ``pending`` in chunk
-    ``index // chunk_size`` of the images to do; plain rows (an ORM object each cost
-    1.4 GB at 100,000 images), :data:`RECORD_BATCH` to a transaction, the job's counters
-    moved in the same one. An output that exists is counted, not recorded (a re-run of
-    a folder 90 % done wrote a row for each). The last transaction clears the job's
-    ``recording`` mark and settles it (final at once when nothing is to do)."""
-    from unetbg.removal import SKIP_EXISTS
-
-    index, now = 0, utcnow()
-    for start in range(0, max(len(planned), 1), RECORD_BATCH):
-        rows, existing = [], 0
-        for plan in planned[start : start + RECORD_BATCH]:
-            if plan.skip_reason == SKIP_EXISTS:
-                existing += 1
-                continue
-            row = {
-                "job_id": job_id,
-                "source_path": str(plan.source),
-                # Skipped entries (links, non-images) may have no output at all.
-                "output_path": None if plan.output is None else str(plan.output),
-                "state": "pending",
-                "error": None,
-                "chunk": None,
-                "attempts": 0,
-                "updated_at": now,
-            }
-            if plan.skip_reason:
-                row["state"], row["error"] = "skipped", plan.skip_reason
-            else:
-                row["chunk"] = index // chunk_size
-                index += 1
-            rows.append(row)
-        last = start + RECORD_BATCH >= len(planned)
-        with db_session(settings) as session:
-            lock_job(session, job_id)
-            if rows:
-                session.execute(insert(JobItem), rows)
-            shift_counts(session, job_id, Counter(row["state"] for row in rows))
-            if existing:
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job_id)
-                    .values(outputs_skipped=Job.outputs_skipped + existing),
-                    execution_options={"synchronize_session": False},
-                )
-            if last:
-                job = find_job(session, job_id, for_update=True)
-                job.params = {k: v for k, v in job.params.items() if k != RECORDING}
-                settle_remove_dir(session, job)
+    try:
+        yield from batches
+    except (ValueError, OSError) as exc:
+        raise JobError(str(exc)) from None
 
 
 def absolute(path: str | os.PathLike) -> Path:

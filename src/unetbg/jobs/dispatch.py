@@ -29,6 +29,7 @@ from unetbg.jobs.liveness import heartbeat_fresh
 from unetbg.jobs.queries import get_job, job_view, wait_for_job
 from unetbg.jobs.records import (
     OPEN_ITEM_STATES,
+    SENT_WHILE_RECORDING,
     end_job,
     fail_job,
     move_items,
@@ -73,7 +74,8 @@ def dispatch(
     this returns only when the job is final, or ``chunks`` are done). ``chunks``
     (chunk number -> item ids) starts just those chunks of a remove-dir job: the ones
     ``remove-dir --watch`` adds (:func:`unetbg.jobs.watched.add_watched_files`);
-    by default every chunk with open items.
+    by default every chunk with open items, except those its submitter queued as it
+    recorded them (:mod:`unetbg.jobs.recording`): sent once, not twice.
     """
     settings = settings or get_settings()
     with db_session(settings) as session:
@@ -81,7 +83,7 @@ def dispatch(
         if job.state in FINAL_JOB_STATES:
             return []
         if chunks is None:
-            chunks = _pending_chunks(session, job.id) if job.kind == "remove_dir" else {}
+            chunks = _pending_chunks(session, job.id) if _unsent(job, settings) else {}
         sending = Sending.of(job)
     if settings.embedded:
         run_inline(sending, chunks, settings)
@@ -100,6 +102,16 @@ def dispatch(
         ) from exc
     log.info("job %s: enqueued %d task(s)", sending.id, len(sent))
     return sent
+
+
+def _unsent(job: Job, settings: Settings) -> bool:
+    """Whether ``job`` is a remove-dir job whose open chunks are to be sent now: not
+    those its submitter queued as it recorded them (:mod:`unetbg.jobs.recording`),
+    until a new send round (``retry``) makes them work to send again."""
+    if job.kind != "remove_dir":
+        return False
+    queued = (job.params or {}).get(SENT_WHILE_RECORDING) and not job.send_round
+    return settings.embedded or not queued
 
 
 def resend_lost(queued: set[str], settings: Settings | None = None) -> list[str]:

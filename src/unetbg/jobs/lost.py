@@ -40,8 +40,8 @@ from unetbg.jobs.records import (
     RECORDING,
     end_job,
     end_watch,
+    fail_recording,
     lock_job,
-    move_items,
     moves,
     settle_remove_dir,
     shift_counts,
@@ -201,26 +201,23 @@ def mark_lost_jobs(settings: Settings | None = None, now: datetime | None = None
 
 def _fail_abandoned_recordings(session: Session) -> list[str]:
     """Fail the remove-dir jobs whose submitting process died while it recorded their
-    items (killed during a large folder's recording): none of their chunks was queued, so
-    nothing would ever run them. Only a submitter on this host can be known dead."""
-    queued = session.scalars(
-        select(Job).where(Job.kind == "remove_dir", Job.state == "queued")
+    items (killed during a large folder's recording): the rest of the folder will never
+    be recorded, so the job could never end. Its chunks queued so far may have run
+    meanwhile (:mod:`unetbg.jobs.recording`); the images not yet started fail. Only a
+    submitter on this host can be known dead."""
+    recording = session.scalars(
+        select(Job).where(Job.kind == "remove_dir", Job.state.in_(("queued", "running")))
     ).all()
     failed = []
-    for job in queued:
+    for job in recording:
         by = (job.params or {}).get(RECORDING)
         if not isinstance(by, str) or worker_alive(by) is not False:
             continue
         reason = (
             f"{LOST_PREFIX}the submitting process {by} ended before every image was "
-            "recorded, and nothing ran; run the same remove-dir again"
+            "recorded; run the same remove-dir again"
         )
-        move_items(session, job.id, JobItem.state == "pending", "failed", error=reason)
-        job.params = {k: v for k, v in job.params.items() if k != RECORDING}
-        settle_remove_dir(session, job)  # progress and the item summary
-        # Failed with this reason, even where settling alone would say "partial".
-        job.state, job.error = "failed", reason
-        job.finished_at = job.finished_at or utcnow()
+        fail_recording(session, job, reason)
         failed.append(job.id)
     return failed
 

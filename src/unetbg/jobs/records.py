@@ -46,6 +46,10 @@ PROCESSED_ITEM_STATES = ("succeeded", "failed")
 #: (:func:`unetbg.jobs.create.create_remove_dir_job`), naming the recording process
 #: (``host:pid``): the job stays open until they are, or fails if that process dies.
 RECORDING = "recording"
+#: ``Job.params`` key of a remove-dir job whose submitter queued each chunk as soon as
+#: its items were committed (:mod:`unetbg.jobs.recording`): the first
+#: :func:`unetbg.jobs.dispatch` of the job has nothing left to send.
+SENT_WHILE_RECORDING = "sent_while_recording"
 
 
 def item_counts(session: Session, job_id: str) -> dict[str, int]:
@@ -240,6 +244,23 @@ def end_watch(session: Session, job: Job, lost: str | None = None) -> None:
         )
         move_items(session, job.id, mine, "failed", error=lost)
     settle_remove_dir(session, job)
+
+
+def fail_recording(session: Session, job: Job, reason: str) -> None:
+    """Fail a remove-dir job whose recording stopped before its last item (its submitter
+    died or gave up): the rest of the folder will never be recorded, so it cannot end
+    well. Its pending images fail with ``reason`` and the cancel flag stops its queued
+    and running chunks; what already ran stays done. A job already final (cancelled
+    meanwhile) only loses its ``recording`` mark. Call it with the job's row locked."""
+    job.params = {k: v for k, v in job.params.items() if k != RECORDING}
+    if job.state in FINAL_JOB_STATES:
+        return
+    job.cancel_requested = True
+    move_items(session, job.id, JobItem.state == "pending", "failed", error=reason)
+    settle_remove_dir(session, job)  # progress and the item summary
+    # Failed with this reason, even where settling alone would say "partial".
+    job.state, job.error = "failed", reason
+    job.finished_at = job.finished_at or utcnow()
 
 
 def fail_job(
