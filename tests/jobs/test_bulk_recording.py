@@ -12,13 +12,12 @@ import json
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from db_locks import write_lock
 from service_fixtures import VENV_BIN
 
 
@@ -69,34 +68,6 @@ def test_an_empty_folder_is_refused_and_a_folder_with_nothing_to_do_ends_at_once
     job_id = jobs.create_remove_dir_job(notes, tmp_path / "out", str(checkpoint))
     view = jobs.get_job(job_id)
     assert view.state == "succeeded" and view.items == {"skipped": 3}
-
-
-HOLD_LOCK = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()  # until the test closes our stdin
-db.execute("ROLLBACK")
-"""
-
-
-@contextmanager
-def write_lock(database_url: str) -> Iterator[None]:
-    """Another process holding the database's write lock while the block runs."""
-    database = database_url.removeprefix("sqlite:///")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
 
 
 def test_a_database_locked_past_the_busy_timeout_is_a_one_line_error(
