@@ -109,7 +109,9 @@ def remove_dir(
     Sub-folders are mirrored; outputs already present are skipped (so running the
     same command again does only what is missing or failed) unless --overwrite.
     Prints the job id. With a broker (UNETBG_BROKER_URL) the job is queued for the
-    workers and the command returns; add --wait to follow it. With --watch the job
+    workers and the command returns; add --wait to follow it. The folder is recorded
+    in batches and each batch's chunks are queued as soon as they are recorded, so
+    workers start while a large folder is still being walked. With --watch the job
     stays open for new images until Ctrl-C or SIGTERM (see docs/jobs.md).
 
     INPUT_DIR and OUTPUT_DIR may both be S3 prefixes, s3://BUCKET/PREFIX (needs
