@@ -18,8 +18,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install torch==2.14.1 torchvision==0.29.1
 
 COPY --from=build /wheels /wheels
-# A regular (non-editable) install: the migrations ship inside the package.
-RUN pip install /wheels/*.whl && rm -rf /wheels
+# A regular (non-editable) install: the migrations ship inside the package. With the
+# s3 extra, so that a worker of this image takes `remove-dir s3://…` jobs.
+RUN pip install "$(echo /wheels/*.whl)[s3]" && rm -rf /wheels
 
 # Workers never need root. The volume mount points belong to the worker user so
 # fresh named volumes are writable.

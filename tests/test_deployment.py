@@ -214,6 +214,8 @@ def test_dockerfile_pins_torch_and_drops_root():
     text = (REPO / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in text
     assert "torch==2.14.1 torchvision==0.29.1" in text
+    # Workers of the image read and write s3:// jobs' objects themselves.
+    assert 'pip install "$(echo /wheels/*.whl)[s3]"' in text
     user_lines = [line for line in text.splitlines() if line.startswith("USER ")]
     assert user_lines and user_lines[-1] != "USER root"
 
