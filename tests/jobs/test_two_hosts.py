@@ -98,6 +98,15 @@ def _as_seen_from(host: OtherHost, env: dict[str, str]) -> dict[str, str]:
     return seen
 
 
+def _run(cluster: Cluster, job_id: str, timeout_s: float):
+    """Dispatch ``job_id`` and wait until it is final (B's worker log on a timeout)."""
+    jobs.dispatch(job_id)
+    try:
+        return jobs.wait_for_job(job_id, poll_s=0.3, timeout_s=timeout_s)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{cluster.log_tail()}") from None
+
+
 def _photos(folder: Path, count: int = 3) -> Path:
     from PIL import Image
 
@@ -111,11 +120,7 @@ def test_a_worker_that_cannot_see_a_local_folder_fails_every_item_saying_so(two_
     a_root = two_hosts.hidden[0]
     photos, out = _photos(a_root / "in"), a_root / "out"
     job_id = jobs.create_remove_dir_job(photos, out, str(checkpoint))
-    jobs.dispatch(job_id)
-    try:
-        job = jobs.wait_for_job(job_id, poll_s=0.3, timeout_s=120)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}\n{two_hosts.log_tail()}") from None
+    job = _run(two_hosts, job_id, timeout_s=120)
 
     assert job.state == "failed", two_hosts.log_tail()
     assert job.items == {"failed": 3}
@@ -147,11 +152,7 @@ def test_an_s3_job_succeeds_on_a_worker_that_shares_no_disk(two_hosts, checkpoin
     job_id = jobs.create_remove_dir_job(
         f"s3://{bucket}/in", f"s3://{bucket}/out", str(checkpoint), backend="torch"
     )
-    jobs.dispatch(job_id)
-    try:
-        job = jobs.wait_for_job(job_id, poll_s=0.3, timeout_s=600)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}\n{two_hosts.log_tail()}") from None
+    job = _run(two_hosts, job_id, timeout_s=600)
 
     assert job.state == "succeeded", two_hosts.log_tail()
     assert job.items == {"succeeded": 2}
