@@ -70,6 +70,11 @@ def _remove_dir_under_way(tmp_path: Path, checkpoint: Path, count: int, chunk_si
     return inp, out, job_id
 
 
+def _finished(log: str, task: str) -> int:
+    """How many ``task`` lines in a worker log say a task succeeded."""
+    return sum(1 for line in log.splitlines() if task in line and "] succeeded in " in line)
+
+
 def _wait(cluster, job_id: str, timeout: float = 180) -> jobs.JobView:
     try:
         return jobs.wait_for_job(job_id, poll_s=0.2, timeout_s=timeout)
@@ -240,9 +245,17 @@ def test_two_workers_share_a_queue_and_one_sqlite_file(fault_env, tmp_path, chec
     job = _wait(fault_env, job_id, timeout=10)
     assert job.state == "succeeded", fault_env.log_tail()
     assert job.items == {"succeeded": 24} and job.progress_done == 24
+    # Celery logs a task's "succeeded" line after the task returns, which is after the job
+    # turned final inside it: wait for the twelfth line rather than race the last one.
+    task = f"Task unetbg.remove_chunk[{job_id}-chunk"
+    deadline = time.monotonic() + 30
+    while sum(_finished(w.text(), task) for w in (first, second)) < 12:
+        assert time.monotonic() < deadline, fault_env.log_tail()
+        time.sleep(0.1)
     logs = [first.text(), second.text()]
-    chunks = [log.count(f"Task unetbg.remove_chunk[{job_id}-chunk") // 2 for log in logs]
+    chunks = [_finished(log, task) for log in logs]
     assert all(chunks) and sum(chunks) == 12, chunks  # each received and finished some
+    assert [log.count(task) for log in logs] == [2 * n for n in chunks]  # one receipt each
     for log in logs:
         assert "database is locked" not in log and "OperationalError" not in log
     _assert_complete_outputs(job_id, out, (96, 72))

@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from unetbg.training.config import FIELD_HELP, field_types
+from unetbg.training.config import field_types
+from unetbg.training.field_help import FIELD_HELP
 
 #: "none" typed for an optional field: set it to None explicitly.
 NONE = object()

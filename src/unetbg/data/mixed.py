@@ -159,6 +159,7 @@ class MixedSamples(Dataset):
         sample["source"] = r
         # A swapped sample holds the labelled person alone: its mask is complete.
         sample["partial"] = self.partial[r] and not swapped
+        sample["swapped"] = swapped  # a teacher (--distill-from) teaches the others only
         return sample
 
 

@@ -102,6 +102,14 @@ class TrainConfig:
     #: A fresh run's start: ``default`` (the shipped model), a checkpoint of the same model
     #: config, or ``None``: the encoder's ``encoder_weights``.
     init_weights: str | None = None
+    #: A teacher (``default`` or a checkpoint of the same model config) whose soft masks are a
+    #: second target on the samples that keep their own photo: fine-tuning for new
+    #: backdrops lost people in COCO scenes that the shipped model found (docs/model-card.md).
+    distill_from: str | None = None
+    #: Weight of the teacher's term (BCE against its probabilities) beside the labels' terms.
+    distill_weight: float = 1.0
+    #: Names of the sources whose unswapped samples get the teacher's term (empty: every one).
+    distill_sources: tuple[str, ...] = ()
 
     device: str = "auto"
     seed: int = 42
@@ -156,6 +164,8 @@ class TrainConfig:
         return replace(
             self,
             coco_root=os.path.abspath(self.coco_root) if self.coco_root else None,
+            init_weights=_absolute_weights(self.init_weights),
+            distill_from=_absolute_weights(self.distill_from),
             data=tuple(s.spec() for s in self.sources()[1 if self.coco_root else 0 :]),
         )
 
@@ -255,11 +265,24 @@ def _problems(cfg: TrainConfig):
     if cfg.ema_decay is not None and not 0 < cfg.ema_decay < 1:
         yield f"ema_decay must be in (0, 1) or None, got {cfg.ema_decay}"
     yield from _data_problems(cfg)
+    yield from _distill_problems(cfg)
     for name in ("bce_weight", "dice_weight", "recon_weight"):
         if getattr(cfg, name) < 0:
             yield f"{name} must be >= 0, got {getattr(cfg, name)}"
     if cfg.recon_weight > 0 and not cfg.reconstruction:
         yield "recon_weight > 0 needs reconstruction=True"
+
+
+def _absolute_weights(spec: str | None) -> str | None:
+    """A weights option with its path made absolute; ``default`` and ``None`` as they are."""
+    return spec if spec in (None, "default") else os.path.abspath(spec)
+
+
+def _distill_problems(cfg: TrainConfig):
+    if cfg.distill_weight < 0:
+        yield f"distill_weight must be >= 0, got {cfg.distill_weight}"
+    if cfg.distill_sources and not cfg.distill_from:
+        yield "distill_sources needs a teacher (distill_from)"
 
 
 def _data_problems(cfg: TrainConfig):
@@ -303,6 +326,8 @@ def _data_problems(cfg: TrainConfig):
         yield from _named_source_problems(cfg, "partial_sources")
     if cfg.swap_sources:
         yield from _named_source_problems(cfg, "swap_sources")
+    if cfg.distill_sources:
+        yield from _named_source_problems(cfg, "distill_sources")
     if cfg.swap_objects and not any(s.kind == "coco" and s.weight > 0 for s in sources):
         yield "swap_objects needs a COCO source that trains (--data coco:ROOT[:WEIGHT])"
 
@@ -428,73 +453,4 @@ PRESETS: dict[str, TrainConfig] = {
         # amp and channels_last left to the CPU: bfloat16 gives ~1.9x the float32 steps/s
         # where the CPU computes it (AVX512-BF16, AMX), ~1/9 where it is emulated.
     ),
-}
-
-
-#: One line per field for ``unetbg train --help``.
-FIELD_HELP: dict[str, str] = {
-    "coco_root": "COCO 2017 folder (annotations/, train2017/, val2017/).",
-    "train_split": "Split to train on (train or val).",
-    "val_split": "Split to validate and finally evaluate on.",
-    "data": "Data source KIND:PATH[:WEIGHT] (coco or masks), repeatable.",
-    "val_percent": "Share (%) of each mask folder kept for validation, by file-name hash.",
-    "partial_sources": "Source NAME whose masks label only some people (ccp-person: the main "
-    "person); background the model calls person away from them is not taught as background. "
-    "Repeatable; 'none' clears the preset's or the resumed run's.",
-    "samples_per_epoch": "Samples per epoch from mixed sources (default: all their images).",
-    "copy_paste": "Probability of pasting people from the training data into a sample.",
-    "copy_paste_max": "Most people pasted into one sample.",
-    "empty_share": "Share of each epoch drawn from training photos without any person.",
-    "copy_paste_empty": "Also paste into photos without anyone (--no-copy-paste-empty keeps "
-    "them as pure negatives).",
-    "background_swap": "Probability of moving a sample's people onto a new backdrop "
-    "(colours, gradients, textures, photos without people), from small to close-up.",
-    "swap_sources": "Source NAME whose samples the background swap may move (default: "
-    "every source), repeatable; 'none' clears it.",
-    "swap_close_ups": "Share of swapped samples framed head and shoulders (cut by the "
-    "frame); the rest whole people and half bodies.",
-    "swap_objects": "Lay cut-outs of the COCO sources' other objects (cups, dogs, cars) on "
-    "swapped backdrops as things that are not people.",
-    "swap_hard_cases": "Probability of each hard case on a swapped sample: the person cut "
-    "by an edge of the frame, darkened as if back-lit, or partly covered by a thing.",
-    "augment_range": "Augmentation range: standard, or wide (±90° rotations at a low rate, "
-    "any hue, strong colour jitter, blur, noise, JPEG quality 30-95).",
-    "init_weights": "Start a fresh run from these weights: 'default' (the shipped model) or "
-    "a checkpoint path of the same architecture.",
-    "ema_decay": "Keep and evaluate an exponential moving average of the weights.",
-    "epochs": "Number of epochs.",
-    "batch_size": "Images per optimisation step.",
-    "lr": "Peak learning rate (AdamW).",
-    "weight_decay": "AdamW weight decay.",
-    "image_size": "Letterbox size in pixels (multiple of 32).",
-    "optimizer": "Optimizer (adamw).",
-    "scheduler": "LR schedule (cosine: linear warm-up, then cosine decay).",
-    "warmup_fraction": "Share of all steps spent warming the lr up.",
-    "min_lr_ratio": "Final lr as a share of the peak lr.",
-    "grad_clip": "Max gradient L2 norm.",
-    "patience": "Epochs without val IoU gain before stopping early.",
-    "min_delta": "Smallest val IoU gain that counts as a gain.",
-    "augment": "Random augmentation of training images.",
-    "max_zoom": "Largest random zoom into a training photo before the crop (1 to 4).",
-    "device": "auto, cpu, cuda or cuda:N (cuda without a GPU fails).",
-    "seed": "Seed for weights, image order and augmentation.",
-    "num_workers": "DataLoader workers (default: 0 on CPU, min(8, cpus) on CUDA).",
-    "pin_memory": "Pinned host memory (default: on with CUDA).",
-    "amp": "Mixed precision: float16 on CUDA, bfloat16 on CPU (default: on with CUDA, and on "
-    "CPUs that compute bfloat16 natively).",
-    "channels_last": "Channels-last memory layout (default: with amp's default).",
-    "max_steps_per_epoch": "Cap on steps per epoch (smoke runs).",
-    "train_limit": "Use only the first N training images.",
-    "val_limit": "Validate and evaluate on the first N images only.",
-    "threshold": "Probability from which a pixel counts as person.",
-    "final_evaluation": "Score best_model.pth at the original resolution at the end.",
-    "min_area": "Smaller person annotations (pixels) become ignore pixels.",
-    "crowd": "Crowd regions: ignore, background or skip (leave the image out).",
-    "encoder": "Encoder architecture.",
-    "encoder_weights": "Initial encoder weights: imagenet, a local file, or none.",
-    "attention": "Skip-connection attention (gate) or none.",
-    "reconstruction": "Add the person reconstruction head.",
-    "bce_weight": "Weight of the BCE loss.",
-    "dice_weight": "Weight of the Dice loss.",
-    "recon_weight": "Weight of the reconstruction loss (needs --reconstruction).",
 }

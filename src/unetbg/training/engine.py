@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from unetbg.model.metrics import SegmentationMeter, confusion
+from unetbg.training.distill import Distiller
 from unetbg.training.ema import ModelEma
 from unetbg.training.partial import unlabelled_people
 
@@ -133,12 +134,14 @@ def train_one_epoch(
     should_stop: Callable[[], bool] | None = None,
     progress: ProgressFn | None = None,
     ema: ModelEma | None = None,
+    distill: Distiller | None = None,
 ) -> EpochOutcome:
     """Train until step ``total_steps`` of this epoch, starting at ``start_step``.
 
     ``loader`` must already skip the batches of steps before ``start_step`` (the sampler does
     that on resume). The scheduler steps once per optimisation step. ``should_stop`` is asked
     before each step; when it says yes the epoch ends early with ``cancelled=True``.
+    ``distill`` adds a teacher's term (``loss_distill``) on the samples it picks.
     """
     model.train()
     running = running if running is not None else RunningMetrics(threshold)
@@ -159,6 +162,11 @@ def train_one_epoch(
             loss_ignore = unlabelled_people(probs, target, ignore, partial, threshold)
         with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
             loss, parts = criterion(outputs, target, ignore=loss_ignore, image=raw)
+        if distill is not None:  # the teacher's soft masks, on the samples it teaches
+            with torch.autocast(device.type, dtype=amp_dtype(device), enabled=amp):
+                parts["distill"] = distill.loss(batch, image, outputs["mask"], ignore)
+            loss = loss + distill.weight * parts["distill"]
+            parts["distill"] = parts["distill"].detach()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}; lower the lr")
 

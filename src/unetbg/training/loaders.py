@@ -87,6 +87,8 @@ class RunData:
     #: Names of the validation sources, in the order of the samples' ``source`` tag
     #: (empty for a COCO-only run, whose samples carry no tag).
     val_sources: list[str] = field(default_factory=list)
+    #: Names of the training sources, in the order of the training samples' ``source`` tag.
+    train_sources: list[str] = field(default_factory=list)
 
     def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
         """Prepare the training loader for ``epoch`` (1-based), skipping whole batches."""
@@ -167,9 +169,11 @@ def _mixed_data(cfg: TrainConfig) -> RunData:
         # Evenly spaced, so that every source stays represented in a capped validation.
         picks = np.linspace(0, len(val_base) - 1, cfg.val_limit).round().astype(int)
         val_base = Subset(val_base, sorted(set(picks.tolist())))
-    return _loaders(
+    data = _loaders(
         cfg, EpochSeededSamples(mixture, cfg.seed), val_base, [r.name for r in val_readers]
     )
+    data.train_sources = list(names)
+    return data
 
 
 def _backdrop_swap(cfg: TrainConfig, train, weights, names) -> BackdropSwap:

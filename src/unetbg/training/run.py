@@ -35,6 +35,7 @@ from unetbg.model import (
     save_checkpoint,
 )
 from unetbg.training.config import TrainConfig
+from unetbg.training.distill import Distiller
 from unetbg.training.ema import ModelEma
 from unetbg.training.engine import (
     EpochOutcome,
@@ -150,7 +151,7 @@ class TrainingRun:
             replace(self.model_config, encoder_weights=None) if resuming else self.model_config
         )
         if cfg.init_weights and not resuming:
-            self._initialise(cfg.init_weights)
+            self.model.load_state_dict(self._weights(cfg.init_weights, "init_weights"))
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -158,6 +159,7 @@ class TrainingRun:
         self.ema = ModelEma(self.model, cfg.ema_decay) if cfg.ema_decay is not None else None
         self.eval_model = self.ema.module if self.ema is not None else self.model
         self.criterion = CompositeLoss(cfg.bce_weight, cfg.dice_weight, cfg.recon_weight)
+        self.distill = self._teacher() if cfg.distill_from else None
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
@@ -236,6 +238,7 @@ class TrainingRun:
                 should_stop=self.hooks.should_stop,
                 progress=progress,
                 ema=self.ema,
+                distill=self.distill,
             )
         state.step, state.running = outcome.steps_done, outcome.running.state_dict()
         return outcome
@@ -380,26 +383,35 @@ class TrainingRun:
             self.ema.load_state_dict(state["ema"])
         return RunState(**state["progress"])
 
-    def _initialise(self, spec: str) -> None:
-        """Load the weights of ``spec`` (``default`` or a checkpoint path) into the fresh
-        model: fine-tuning the shipped model on a new mixture instead of starting over."""
+    def _weights(self, spec: str, option: str) -> dict[str, torch.Tensor]:
+        """The float32 weights of ``spec`` (``default`` or a checkpoint path), which must
+        have this run's model config: the start of a fine-tune, or its teacher."""
         from unetbg.weights import DEFAULT_SPEC, default_checkpoint
 
         path = default_checkpoint() if spec == DEFAULT_SPEC else Path(spec)
         if path is None:
-            raise CheckpointError("init_weights 'default': no default model is installed")
+            raise CheckpointError(f"{option} 'default': no default model is installed")
         ckpt = load_checkpoint(path, map_location="cpu")
         mine = self.model_config.to_dict() | {"encoder_weights": None}
         theirs = dict(ckpt["model_config"]) | {"encoder_weights": None}
         if mine != theirs:
             raise CheckpointError(
-                f"{path}: init_weights has another model config ({theirs}) than this run ({mine})"
+                f"{path}: {option} has another model config ({theirs}) than this run ({mine})"
             )
-        state = {
-            k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()
-        }
-        self.model.load_state_dict(state)
-        log.info("weights initialised from %s (epoch %s)", path, ckpt.get("epoch"))
+        log.info("%s: weights of %s (epoch %s)", option, path, ckpt.get("epoch"))
+        return {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+
+    def _teacher(self) -> Distiller:
+        """The frozen teacher of ``distill_from`` and the sources whose samples it teaches."""
+        cfg = self.cfg
+        teacher = create_model(replace(self.model_config, encoder_weights=None))
+        teacher.load_state_dict(self._weights(cfg.distill_from, "distill_from"))
+        teacher.to(self.device)
+        if cfg.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        names = self.data.train_sources
+        sources = [names.index(n) for n in cfg.distill_sources] if cfg.distill_sources else None
+        return Distiller(teacher, cfg.distill_weight, sources)
 
     def _apply_schedule_config(self) -> None:
         """Make the run's config win over the restored optimizer and scheduler state.
