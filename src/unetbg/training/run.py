@@ -152,6 +152,7 @@ class TrainingRun:
         )
         if cfg.init_weights and not resuming:
             self.model.load_state_dict(self._weights(cfg.init_weights, "init_weights"))
+            log.info("weights initialised from %s", cfg.init_weights)
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -398,7 +399,7 @@ class TrainingRun:
             raise CheckpointError(
                 f"{path}: {option} has another model config ({theirs}) than this run ({mine})"
             )
-        log.info("%s: weights of %s (epoch %s)", option, path, ckpt.get("epoch"))
+        log.info("%s: %s, epoch %s", option, path, ckpt.get("epoch"))
         return {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
 
     def _teacher(self) -> Distiller:
