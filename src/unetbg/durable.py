@@ -123,12 +123,12 @@ def remove_stale_temporaries(outputs: Iterable[str | os.PathLike]) -> int:
     of a dead attempt); such a file can then only be a remnant. Returns how many were
     removed.
     """
-    wanted: dict[Path, set[str]] = {}
-    for output in map(str, outputs):
+    wanted: dict[str, set[str]] = {}
+    for output in map(os.fspath, outputs):
         if "://" in output:  # object storage: one PUT leaves no temporary behind
             continue
-        path = Path(output)
-        wanted.setdefault(path.parent, set()).add(path.name)
+        folder, name = os.path.split(output)  # strings: a million outputs at a time
+        wanted.setdefault(folder, set()).add(name)
     removed = 0
     for folder, names in wanted.items():
         try:

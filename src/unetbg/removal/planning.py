@@ -23,6 +23,7 @@ before the suffix, in sorted order of the input paths.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -109,7 +110,7 @@ def _check_writable(out: Path) -> None:
 
 def _key(path: PurePosixPath | Path) -> str:
     # Case-folded so outputs are distinct on case-insensitive file systems too.
-    return Path(path).as_posix().casefold()
+    return path.as_posix().casefold()
 
 
 def unique_output_names(
@@ -123,8 +124,10 @@ def unique_output_names(
         for r in relatives
     ]
     # A file output must not take the name of a folder that holds other outputs.
-    folders = {_key(p) for r in relatives for p in r.parents if p != Path(".")} | {
-        _key(f) for f in folders
+    # Each folder's chain of parents is taken once, not once per image in it.
+    parents = {r.parent for r in relatives}
+    folders = {_key(p) for q in parents for p in (q, *q.parents) if p.parts} | {
+        _key(Path(f)) for f in folders
     }
     renamed = [False] * len(names)
     counters = [0] * len(names)
@@ -163,36 +166,75 @@ def _finish(
     todo = [i for i, (_, _, reason) in enumerate(entries) if reason is None]
     names = unique_output_names([entries[i][1] for i in todo], suffix, folders)
     outputs = dict(zip(todo, names, strict=True))
+    check = _OutputCheck(output_root, overwrite, forbidden_root, input_files)
     items = []
     for i, (source, relative, reason) in enumerate(entries):
         output = None
         if reason is None:
             output = output_root / outputs[i]
-            reason = _output_problem(output, output_root, overwrite, forbidden_root, input_files)
+            reason = check(output)
         items.append(PlannedItem(source, relative, output, reason, output_root, overwrite))
     return items
 
 
-def _output_problem(
-    output: Path,
-    output_root: Path,
-    overwrite: bool,
-    forbidden_root: Path | None,
-    input_files: set[Path] | None = None,
-) -> str | None:
-    real = output.resolve()
-    if not real.is_relative_to(output_root):
-        return f"output would be written outside the output folder (to {real})"
-    if forbidden_root is not None and real.is_relative_to(forbidden_root):
-        return f"output would be written inside the input folder (to {real})"
-    if input_files is not None and real in input_files:
-        return "output would overwrite an input"
-    if os.path.lexists(output):
-        if output.is_dir():
-            return "output path is an existing folder"
-        if not overwrite:
-            return SKIP_EXISTS
-    return None
+class _OutputCheck:
+    """Why an output cannot be written where it is planned (``None``: it can).
+
+    Each output folder is resolved once (a folder of 100,000 images is planned with one
+    ``lstat`` per output, not one per path component); only an output that is itself a
+    symlink is resolved on its own.
+    """
+
+    def __init__(
+        self,
+        output_root: Path,
+        overwrite: bool,
+        forbidden_root: Path | None,
+        input_files: set[Path] | None = None,
+    ) -> None:
+        self.output_root, self.overwrite = output_root, overwrite
+        self.forbidden_root, self.input_files = forbidden_root, input_files
+        self.folders: dict[Path, tuple[Path, bool, bool]] = {}
+
+    def _folder(self, folder: Path) -> tuple[Path, bool, bool]:
+        """The folder resolved, and whether it lies in the output / the input root."""
+        known = self.folders.get(folder)
+        if known is None:
+            real = folder.resolve()
+            forbidden = self.forbidden_root is not None and real.is_relative_to(self.forbidden_root)
+            known = self.folders[folder] = (real, real.is_relative_to(self.output_root), forbidden)
+        return known
+
+    def __call__(self, output: Path) -> str | None:
+        try:
+            found = os.lstat(output)
+        except OSError:  # nothing there (or a parent that is not a folder)
+            found = None
+        linked = found is not None and stat.S_ISLNK(found.st_mode)
+        if linked:
+            real = output.resolve()
+            outside = not real.is_relative_to(self.output_root)
+            inside_input = self.forbidden_root is not None and real.is_relative_to(
+                self.forbidden_root
+            )
+        else:
+            # A name without a separator: it lies where its folder lies, or is that root.
+            folder, in_output, in_input = self._folder(output.parent)
+            real = folder / output.name
+            outside = not in_output and real != self.output_root
+            inside_input = in_input or real == self.forbidden_root
+        if outside:
+            return f"output would be written outside the output folder (to {real})"
+        if inside_input:
+            return f"output would be written inside the input folder (to {real})"
+        if self.input_files is not None and real in self.input_files:
+            return "output would overwrite an input"
+        if found is not None:
+            if output.is_dir() if linked else stat.S_ISDIR(found.st_mode):
+                return "output path is an existing folder"
+            if not self.overwrite:
+                return SKIP_EXISTS
+        return None
 
 
 def plan_folder(
