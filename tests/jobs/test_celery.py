@@ -25,6 +25,7 @@ from service_fixtures import (
     wait_until,
 )
 from unetbg import jobs
+from unetbg.backends import AUTO_ORDER
 from unetbg.cli import main
 from unetbg.durable import file_sha256
 from unetbg.settings import get_settings
@@ -52,6 +53,9 @@ def test_remove_dir_on_a_worker(broker_env, photos, tmp_path, checkpoint):
     assert job.items == {"succeeded": 5}
     # It ran in the worker's child process, not here.
     assert job.worker_host and not job.worker_host.endswith(f":{os.getpid()}")
+    # The job keeps what was asked (auto) and says what the worker ran: one backend, once.
+    assert job.params["backend"] == "auto"
+    assert len(job.params["backends"]) == 1 and job.params["backends"][0] in AUTO_ORDER["cpu"]
     for item in jobs.list_items(job_id):
         with Image.open(item.source_path) as src, Image.open(item.output_path) as res:
             assert res.size == src.size and res.mode == "RGBA"

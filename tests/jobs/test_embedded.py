@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from unetbg import jobs
+from unetbg.cli._render import describe
 from unetbg.db.models import Job, JobItem, utcnow
 from unetbg.durable import file_sha256
 from unetbg.jobs.records import recount
@@ -26,11 +27,13 @@ def _remove_dir(photos: Path, out: Path, checkpoint: Path, **kw) -> jobs.JobView
 
 def test_remove_dir_runs_in_process(embedded_env, photos, tmp_path, checkpoint):
     out = tmp_path / "out"
-    job = _remove_dir(photos, out, checkpoint)
+    job = _remove_dir(photos, out, checkpoint, backend="torch")
     assert job.state == "succeeded", job
     assert job.items == {"succeeded": 5}
     assert (job.progress_done, job.progress_total) == (5, 5)
     assert (embedded_env / "unetbg.sqlite3").is_file()
+    assert job.params["backends"] == ["torch"]  # asked for by name below: what ran
+    assert "backend    torch" in describe(job)
 
     items = jobs.list_items(job.id)
     assert sorted(i.chunk for i in items) == [0, 0, 1, 1, 2]

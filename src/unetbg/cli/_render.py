@@ -86,6 +86,8 @@ def describe(job) -> str:
             ("input", params.get("input_dir")),
             ("output", params.get("output_dir")),
             ("model", _model_text(params)),
+            # What ran, once a chunk started: `auto` resolved by each worker.
+            ("backend", ", ".join(params.get("backends", ())) or None),
             (
                 "options",
                 _options_text(params.get("options", {})),

@@ -296,6 +296,19 @@ def owned_job(session: Session, job_id: str) -> Job | None:
     return job
 
 
+def note_backend(job_id: str, backend: str, settings: Settings | None = None) -> None:
+    """Add ``backend``, the one a chunk of ``job_id`` runs with on this worker, to the
+    job's ``params["backends"]`` (sorted, each once). The job's options keep what was
+    asked (``auto`` by default); this says what ran, which can differ from worker to
+    worker with what each has installed."""
+    with db_session(settings or get_settings()) as session:
+        job = session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+        if job is None or backend in job.params.get("backends", ()):
+            return
+        ran = sorted({*job.params.get("backends", ()), backend})
+        job.params = dict(job.params) | {"backends": ran}
+
+
 def beat(job_id: str, settings: Settings | None = None) -> None:
     """Refresh the heartbeat of ``job_id`` while this worker owns it."""
     with db_session(settings or get_settings()) as session:

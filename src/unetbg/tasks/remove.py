@@ -22,7 +22,7 @@ from unetbg.jobs import (
     fail_job,
     worker_identity,
 )
-from unetbg.jobs.claims import ItemClaim
+from unetbg.jobs.claims import ItemClaim, note_backend
 from unetbg.removal import PlannedItem, RemovalRequest, process_images
 from unetbg.removal.storage import location
 from unetbg.tasks.base import ImagesFailed, JobCancelled, JobTask
@@ -201,10 +201,18 @@ def _usable_model(
         reason = f"device {run.device!r} is not usable on worker {worker_identity()}: {exc}"
         _fail_chunk_job(self, job_id, claimed_ids, "device", reason)
     try:
-        return model_cache().get(request.checkpoint, run, self.settings.max_image_pixels)
+        handle = model_cache().get(request.checkpoint, run, self.settings.max_image_pixels)
     except BackendUnavailable as exc:
         reason = f"backend {run.backend!r} is not usable on worker {worker_identity()}: {exc}"
         _fail_chunk_job(self, job_id, claimed_ids, "backend", reason)
+    if (job_id, handle.backend_name) not in _NOTED:  # one write per job and backend here
+        note_backend(job_id, handle.backend_name, self.settings)
+        _NOTED.add((job_id, handle.backend_name))
+    return handle
+
+
+#: ``(job, backend)`` pairs this process has recorded on their job (``note_backend``).
+_NOTED: set[tuple[str, str]] = set()
 
 
 def _fail_chunk_job(
