@@ -189,15 +189,21 @@ def test_without_s3fs_the_error_names_the_extra(embedded_env, monkeypatch, tmp_p
     assert jobs.list_jobs() == []
 
 
-def test_cli_takes_urls_and_refuses_watch_on_them(
+def test_cli_takes_urls_and_refuses_options_for_folders(
     embedded_env, client, bucket, coco_mini, tmp_path, checkpoint
 ):
     photos = _upload(client, bucket, coco_mini, tmp_path)
     src, out = f"s3://{bucket}/in", f"s3://{bucket}/out"
-    watch = CliRunner().invoke(
-        main, ["remove-dir", src, out, "--checkpoint", str(checkpoint), "--watch"]
+    model = ["--checkpoint", str(checkpoint)]
+    # A prefix is polled, not settled; polling is for prefixes that are watched.
+    settle = CliRunner().invoke(main, ["remove-dir", src, out, *model, "--watch", "--settle", "1"])
+    assert settle.exit_code == 2 and "--settle needs --watch on a local folder" in settle.output
+    poll = CliRunner().invoke(main, ["remove-dir", src, out, *model, "--poll", "1"])
+    assert poll.exit_code == 2 and "--poll needs --watch on s3:// prefixes" in poll.output
+    local = CliRunner().invoke(
+        main, ["remove-dir", str(tmp_path), str(tmp_path / "o"), *model, "--watch", "--poll", "1"]
     )
-    assert watch.exit_code == 2 and "cannot watch an s3:// prefix" in watch.output
+    assert local.exit_code == 2 and "--poll needs --watch on s3://" in local.output
     assert jobs.list_jobs() == []
 
     result = CliRunner().invoke(main, ["remove-dir", src, out, "--checkpoint", str(checkpoint)])

@@ -18,11 +18,19 @@ SETTLE_S = 0.3
 class Watcher:
     """A running ``unetbg remove-dir IN OUT --watch`` and its output files."""
 
-    def __init__(self, folder: Path, source: Path, out: Path, model: Path, env: dict) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        source: Path | str,
+        out: Path | str,
+        model: Path,
+        env: dict,
+        options: tuple[str, ...] = ("--settle", str(SETTLE_S)),
+    ) -> None:
         self.env, self.folder = env, folder
         self.stdout, self.stderr = folder / "watch.out", folder / "watch.err"
         argv = [str(VENV_BIN / "unetbg"), "remove-dir", str(source), str(out)]
-        argv += ["--checkpoint", str(model), "--watch", "--settle", str(SETTLE_S)]
+        argv += ["--checkpoint", str(model), "--watch", *options]
         with open(self.stdout, "wb") as out_file, open(self.stderr, "wb") as err_file:
             self.proc = subprocess.Popen(
                 argv,

@@ -84,6 +84,15 @@ class _FolderOrURL(click.Path):
     "read, where no close-after-write event says the writer is done (files moved in; "
     "systems without inotify). Default 1.5.",
 )
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help="With --watch on s3:// prefixes: seconds between two listings of INPUT_DIR "
+    "(object stores send no events; each listing costs one LIST request per 1,000 keys). "
+    "Default 5.",
+)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def remove_dir(
     input_dir,
@@ -101,6 +110,7 @@ def remove_dir(
     png_level,
     watch,
     settle,
+    poll,
     as_json,
     **run_fields,
 ) -> None:
@@ -117,18 +127,20 @@ def remove_dir(
     INPUT_DIR and OUTPUT_DIR may both be S3 prefixes, s3://BUCKET/PREFIX (needs
     pip install 'unetbg[s3]'; credentials and endpoint as for any AWS tool:
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_ENDPOINT_URL). The
-    workers then read and write the objects themselves (docs/deployment.md).
+    workers then read and write the objects themselves (docs/deployment.md). With
+    --watch an s3:// prefix is listed every --poll seconds and each new or replaced
+    image object becomes an item.
     """
     from unetbg import jobs
     from unetbg.removal.storage import is_url
 
-    if settle is not None and not watch:
-        raise click.UsageError("--settle needs --watch")
-    if watch and (is_url(input_dir) or is_url(output_dir)):
+    remote = is_url(input_dir) or is_url(output_dir)
+    if settle is not None and not (watch and not remote):
         raise click.UsageError(
-            "--watch watches a local folder; it cannot watch an s3:// prefix (run the same "
-            "remove-dir again to take the new objects: existing outputs are skipped)"
+            "--settle needs --watch on a local folder (an s3:// prefix is polled: --poll)"
         )
+    if poll is not None and not (watch and remote):
+        raise click.UsageError("--poll needs --watch on s3:// prefixes")
     options = output_options_from_flags(
         kind, color, background, output_format, threshold, png_level
     )
@@ -155,7 +167,12 @@ def remove_dir(
     from unetbg.watch import DEFAULT_SETTLE_S, WatchSession
 
     def run_watch(**callbacks) -> jobs.JobView:
-        session = WatchSession(input_dir, output_dir, settle or DEFAULT_SETTLE_S, **callbacks)
+        if remote:
+            from unetbg.watch.prefix import DEFAULT_POLL_S, PrefixWatchSession
+
+            session = PrefixWatchSession(input_dir, output_dir, poll or DEFAULT_POLL_S, **callbacks)
+        else:
+            session = WatchSession(input_dir, output_dir, settle or DEFAULT_SETTLE_S, **callbacks)
         return service_errors(lambda: session.run(create))
 
     sys.exit(watch_and_report(run_watch, as_json))

@@ -67,8 +67,33 @@ def add_watched_files(
         params = dict(_open_job(session, job_id).params)
     wanted = {str(Path(p)) for p in paths}
     planned = _plan(job_id, params, wanted)
+    ignored = [Path(p) for p in sorted(wanted - set(planned))]
+    return _add_planned(job_id, params, planned, ignored, settings)
+
+
+def add_watched_objects(
+    job_id: str, urls: Iterable[object], settings: Settings | None = None
+) -> Added:
+    """:func:`add_watched_files` for a job whose input is an object-store prefix:
+    ``urls`` (``s3://BUCKET/KEY``) are planned with the prefix's listing (an object's
+    output name depends on its neighbours' names, as in a folder), with ``overwrite``."""
+    settings = settings or get_settings()
+    with db_session(settings) as session:
+        params = dict(_open_job(session, job_id).params)
+    wanted = set(map(str, urls))
+    planned = _plan_objects(job_id, params, wanted)
+    from unetbg.removal.storage import location
+
+    ignored = [location(u) for u in sorted(wanted - set(planned))]
+    return _add_planned(job_id, params, planned, ignored, settings)
+
+
+def _add_planned(
+    job_id: str, params: dict, planned: dict, ignored: list, settings: Settings
+) -> Added:
+    """Record ``planned`` (source -> ``PlannedItem``) as items of the open job."""
     chunks: dict[int, list[int]] = {}
-    busy, ignored = [], [Path(p) for p in sorted(wanted - set(planned))]
+    busy: list = []
     with db_session(settings) as session:
         job = _open_job(session, job_id)
         items = {
@@ -138,6 +163,23 @@ def _plan(job_id: str, params: dict, wanted: set[str]) -> dict:
     except (ValueError, OSError) as exc:  # the folder itself went away or became wrong
         raise JobError(f"cannot plan new images of job {job_id}: {exc}") from None
     return {str(plan.source): plan for plan in plans}
+
+
+def _plan_objects(job_id: str, params: dict, wanted: set[str]) -> dict:
+    """The objects ``wanted`` (URLs) that the job's prefix plan has: URL -> ``PlannedItem``."""
+    from unetbg.removal import OutputOptions
+    from unetbg.removal.storage import location, plan_job
+
+    try:
+        plans = plan_job(
+            location(params["input_dir"]),
+            location(params["output_dir"]),
+            OutputOptions.from_params(params["options"]).format,
+            overwrite=True,
+        )
+    except (ValueError, OSError) as exc:  # the bucket went away, credentials refused
+        raise JobError(f"cannot plan new images of job {job_id}: {exc}") from None
+    return {str(plan.source): plan for plan in plans if str(plan.source) in wanted}
 
 
 def beat_watch(job_id: str, settings: Settings | None = None) -> bool:

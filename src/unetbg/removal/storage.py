@@ -246,8 +246,15 @@ class ObjectStorage:
 
     def _list(self, root: ObjectPath, what: str) -> set[str]:
         """Every key under the prefix ``root`` (one LIST request per 1,000 keys)."""
+        return set(self.versions(root, what))
+
+    def versions(self, root: ObjectPath, what: str = "input") -> dict[str, tuple[int, str]]:
+        """Each key under the prefix ``root`` with its ``(size, ETag)``: what tells one
+        upload of an object from the next (``remove-dir --watch`` polls it). Listed
+        afresh each time: s3fs would otherwise answer from its listing cache."""
         fs = filesystem(root.scheme)
         try:
+            fs.invalidate_cache(root.path)
             if root.key and fs.isfile(root.path):
                 raise PlanError(f"{what} {root} is an object, not a prefix (a 'folder')")
             found = fs.find(root.path, detail=True)
@@ -267,7 +274,7 @@ class ObjectStorage:
                 f"cannot list {what} {root}: {type(exc).__name__}: {exc}{_endpoint_note()}"
             ) from None
         return {
-            name.split("/", 1)[1]
+            name.split("/", 1)[1]: (int(info.get("size") or 0), str(info.get("ETag", "")))
             for name, info in found.items()
             if info.get("type") == "file" and not name.endswith("/")
         }

@@ -31,11 +31,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from unetbg import jobs
-from unetbg.jobs.watched import add_watched_files, beat_watch, close_watch
+from unetbg.jobs.watched import Added, add_watched_files, beat_watch, close_watch
 from unetbg.removal.planning import IMAGE_EXTENSIONS
 from unetbg.settings import Settings, get_settings
 from unetbg.watch.observer import FolderWatch
-from unetbg.watch.readiness import Readiness, Signature, signature
+from unetbg.watch.readiness import Readiness, signature
 from unetbg.watch.runner import ChunkRunner
 
 #: Seconds a file's size and time must stay unchanged when no close event tells.
@@ -68,15 +68,19 @@ class WatchSession:
     ) -> None:
         self.input_dir = Path(input_dir).expanduser().resolve()
         self.output_dir = Path(output_dir).expanduser().resolve()
+        self.readiness = Readiness(settle_s)
+        self.watch = FolderWatch(self.input_dir, self.wanted)
+        self._common(on_update, on_note, settings)
+
+    def _common(self, on_update, on_note, settings: Settings | None) -> None:
+        """What every kind of watch keeps: callbacks, what was queued, signals."""
         self.settings = settings or get_settings()
         self.on_update = on_update or (lambda view: None)
         self.on_note = on_note or (lambda line: None)
-        self.readiness = Readiness(settle_s)
-        self.watch = FolderWatch(self.input_dir, self.wanted)
         #: The signature each file was last queued with.
-        self.queued: dict[Path, Signature] = {}
+        self.queued: dict = {}
         #: Ready files whose item was running: added again at the next poll.
-        self.waiting: dict[Path, Signature] = {}
+        self.waiting: dict = {}
         self.signals = 0
         self._wake = threading.Event()
 
@@ -93,7 +97,7 @@ class WatchSession:
         """Watch, record the job (``create_job`` returns its id; the job must be recorded
         watched), process, and return the job once final."""
         with self._signals_handled():
-            self.watch.start()
+            self._start()
             try:
                 job_id = create_job()
                 # The first snapshot now: the job's id is out before any other word.
@@ -115,8 +119,27 @@ class WatchSession:
                     if runner is not None:
                         runner.finish()
             finally:
-                self.watch.stop()
+                self._stop()
             return self._finish(job_id, runner)
+
+    # -- what is watched (a folder here; an object-store prefix in watch.prefix) ------
+
+    def _start(self) -> None:
+        self.watch.start()
+
+    def _stop(self) -> None:
+        self.watch.stop()
+
+    def _due(self, now: float) -> dict:
+        """The files ready now whose content was not queued yet -> their signature."""
+        self.watch.drain(self.readiness)
+        return {p: s for p, s in self.readiness.due(now) if self.queued.get(p) != s}
+
+    def _alive(self) -> bool:
+        return self.watch.alive()
+
+    def _add_to_job(self, job_id: str, candidates: dict) -> Added:
+        return add_watched_files(job_id, candidates, self.settings)
 
     # -- the steps ------------------------------------------------------------------
 
@@ -131,8 +154,7 @@ class WatchSession:
         next_beat = next_poll = time.monotonic()
         while not self.signals:
             now = time.monotonic()
-            self.watch.drain(self.readiness)
-            candidates = {p: s for p, s in self.readiness.due(now) if self.queued.get(p) != s}
+            candidates = self._due(now)
             if now >= next_poll:
                 candidates = self.waiting | candidates
                 self.waiting = {}
@@ -151,7 +173,7 @@ class WatchSession:
                 next_poll = now + POLL_S
             if runner is not None and not runner.is_alive():
                 return  # the job is failed below (wait_for_run), naming the runner's error
-            if not self.watch.alive():
+            if not self._alive():
                 self.on_note(f"stopped watching: {self.input_dir} can no longer be watched")
                 return
             self._wake.wait(TICK_S)
@@ -160,12 +182,10 @@ class WatchSession:
             f"cancel them: `unetbg cancel {job_id}`)"
         )
 
-    def _add(
-        self, job_id: str, candidates: dict[Path, Signature], runner: ChunkRunner | None
-    ) -> None:
+    def _add(self, job_id: str, candidates: dict, runner: ChunkRunner | None) -> None:
         if not candidates:
             return
-        added = add_watched_files(job_id, candidates, self.settings)
+        added = self._add_to_job(job_id, candidates)
         busy = set(added.busy)
         self.waiting |= {path: candidates[path] for path in busy}
         self.queued |= {p: s for p, s in candidates.items() if p not in busy}
