@@ -135,12 +135,7 @@ def remove_dir(
     from unetbg.removal.storage import is_url
 
     remote = is_url(input_dir) or is_url(output_dir)
-    if settle is not None and not (watch and not remote):
-        raise click.UsageError(
-            "--settle needs --watch on a local folder (an s3:// prefix is polled: --poll)"
-        )
-    if poll is not None and not (watch and remote):
-        raise click.UsageError("--poll needs --watch on s3:// prefixes")
+    _check_watch_options(watch, settle, poll, remote)
     options = output_options_from_flags(
         kind, color, background, output_format, threshold, png_level
     )
@@ -164,15 +159,30 @@ def remove_dir(
     if not watch:
         submit_and_follow(service_errors(create), wait, as_json)
         return
-    from unetbg.watch import DEFAULT_SETTLE_S, WatchSession
 
     def run_watch(**callbacks) -> jobs.JobView:
-        if remote:
-            from unetbg.watch.prefix import DEFAULT_POLL_S, PrefixWatchSession
-
-            session = PrefixWatchSession(input_dir, output_dir, poll or DEFAULT_POLL_S, **callbacks)
-        else:
-            session = WatchSession(input_dir, output_dir, settle or DEFAULT_SETTLE_S, **callbacks)
+        session = _watch_session(input_dir, output_dir, remote, settle, poll, callbacks)
         return service_errors(lambda: session.run(create))
 
     sys.exit(watch_and_report(run_watch, as_json))
+
+
+def _check_watch_options(watch: bool, settle, poll, remote: bool) -> None:
+    """``--settle`` is for a watched folder, ``--poll`` for watched prefixes."""
+    if settle is not None and not (watch and not remote):
+        raise click.UsageError(
+            "--settle needs --watch on a local folder (an s3:// prefix is polled: --poll)"
+        )
+    if poll is not None and not (watch and remote):
+        raise click.UsageError("--poll needs --watch on s3:// prefixes")
+
+
+def _watch_session(input_dir, output_dir, remote: bool, settle, poll, callbacks: dict):
+    """The watch of a folder (file-system events) or of an object-store prefix (polled)."""
+    if remote:
+        from unetbg.watch.prefix import DEFAULT_POLL_S, PrefixWatchSession
+
+        return PrefixWatchSession(input_dir, output_dir, poll or DEFAULT_POLL_S, **callbacks)
+    from unetbg.watch import DEFAULT_SETTLE_S, WatchSession
+
+    return WatchSession(input_dir, output_dir, settle or DEFAULT_SETTLE_S, **callbacks)
