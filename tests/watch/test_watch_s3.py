@@ -54,8 +54,10 @@ def test_a_polled_prefix_takes_new_and_replaced_objects(
         before = _objects(client, bucket, "out")["out/first.png"]["ETag"]
         client.put_object(Bucket=bucket, Key="in/first.jpg", Body=photos[2].read_bytes())
         wait_until(
-            lambda: _objects(client, bucket, "out")["out/first.png"]["ETag"] != before
-            or watcher.proc.poll() is not None,
+            lambda: (
+                _objects(client, bucket, "out")["out/first.png"]["ETag"] != before
+                or watcher.proc.poll() is not None
+            ),
             STARTUP_S,
             watcher.log(),
         )
