@@ -399,7 +399,6 @@ class TrainingRun:
             raise CheckpointError(
                 f"{path}: {option} has another model config ({theirs}) than this run ({mine})"
             )
-        log.info("%s: %s, epoch %s", option, path, ckpt.get("epoch"))
         return {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
 
     def _teacher(self) -> Distiller:
@@ -407,6 +406,7 @@ class TrainingRun:
         cfg = self.cfg
         teacher = create_model(replace(self.model_config, encoder_weights=None))
         teacher.load_state_dict(self._weights(cfg.distill_from, "distill_from"))
+        log.info("distill_from: %s", cfg.distill_from)
         teacher.to(self.device)
         if cfg.channels_last:
             teacher.to(memory_format=torch.channels_last)
