@@ -3,7 +3,7 @@ to record the job, how much memory the submitting process holds, and how soon th
 first chunk is queued (and, with ``--worker``, the first image processed).
 
     .venv/bin/python benchmarks/bench_submit.py [--files 100000] [--done 0.0]
-        [--database-url URL] [--worker]
+        [--database-url URL] [--worker] [--beside N]
 
 A folder of ``--files`` hard links to one tiny real JPEG (planning reads names, never
 pixels; 100 to a sub-folder) is submitted by the real command to a real Redis started
@@ -12,6 +12,11 @@ here, into a fresh SQLite file (or ``--database-url``, an empty database). Witho
 Celery worker (prefork, concurrency 1, a random-weight model at letterbox size 64)
 is started first and warmed up on a one-image job, so the figure is a warm worker's.
 ``--done`` is the share of the files whose output already exists (a re-run).
+``--beside N``: once the measured job's first chunk is queued, a second ``remove-dir``
+of ``N`` images is submitted on the same database by another process, embedded (no
+broker: it runs its own images, with the same model), and waited for; its exit status,
+time, state and item counts are reported ("another job on the same SQLite database
+submits and runs" while a large one is recorded).
 Measured: the command's wall time and CPU time (user + system: the figure to compare
 on a shared machine), its peak RSS (``wait4``'s ``ru_maxrss`` of that one child), the
 time from the command's start to the first chunk message in Redis's ``infer`` queue
@@ -153,12 +158,49 @@ def _finish(proc: subprocess.Popen) -> tuple[str, str]:
     return out, err
 
 
+class Beside(threading.Thread):
+    """A second, small job submitted and run (embedded) on the same database once the
+    measured job's first chunk is queued."""
+
+    def __init__(self, firsts: Firsts, env: dict, root: Path, model: Path, images: int):
+        super().__init__(daemon=True)
+        self.firsts, self.model = firsts, model
+        self.env = {k: v for k, v in env.items() if k != "UNETBG_BROKER_URL"}
+        self.source, self.out = make_folder(root / "beside", images, 0)
+        self.result: dict = {}
+
+    def run(self) -> None:
+        while self.firsts.queued_s is None and not self.firsts.stop.is_set():
+            time.sleep(0.05)
+        start = time.perf_counter()
+        done = subprocess.run(
+            [str(BIN / "unetbg"), "remove-dir", str(self.source), str(self.out)]
+            + ["--checkpoint", str(self.model), "--wait", "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        self.result = {
+            "started_s": round(start - self.firsts.start_s, 2),
+            "took_s": round(time.perf_counter() - start, 2),
+            "exit_status": done.returncode,
+        }
+        if done.returncode == 0:
+            job = json.loads(done.stdout)
+            self.result |= {"state": job["state"], "items": job.get("items")}
+        else:
+            self.result["stderr"] = done.stderr[-500:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--done", type=float, default=0.0)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--worker", action="store_true", help="a real worker takes the chunks")
+    parser.add_argument(
+        "--beside", type=int, default=0, help="images of a second job run meanwhile"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
         root = Path(tmp)
@@ -191,6 +233,9 @@ def main() -> None:
             start = time.perf_counter()
             firsts = Firsts(port, database, start)
             firsts.start()
+            beside = Beside(firsts, env, root, model, args.beside) if args.beside else None
+            if beside is not None:
+                beside.start()
             proc = subprocess.Popen(
                 [*argv, "--checkpoint", str(model), "--json"],
                 env=env,
@@ -204,6 +249,8 @@ def main() -> None:
             peak = proc.usage.ru_maxrss / 1024
             firsts.join(timeout=120 if args.worker else 1)
             firsts.stop.set()
+            if beside is not None:
+                beside.join()
         finally:
             if worker is not None:
                 worker.terminate()
@@ -231,6 +278,7 @@ def main() -> None:
                     "first_image_processed_s": firsts.processed_s and round(firsts.processed_s, 2),
                     "item_rows": rows,
                     "items": job.get("items"),
+                    "beside": beside.result if beside is not None else None,
                     "python_path": os.environ.get("PYTHONPATH"),
                 }
             )

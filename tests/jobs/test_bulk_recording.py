@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,33 @@ def test_items_recorded_in_several_batches_form_the_same_job(
     assert [i.chunk for i in pending] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert {i.error for i in items if i.state == "skipped"} == {"not an image extension"}
     assert {Path(i.source_path).name for i in pending} == {f"img{n:03d}.jpg" for n in range(9)}
+
+
+def test_a_job_without_a_chunk_size_grows_its_chunks_and_one_with_it_keeps_it(
+    submitter, checkpoint, tmp_path, monkeypatch
+):
+    from unetbg import jobs
+    from unetbg.jobs import recording
+
+    # Base 1 (UNETBG_CHUNK_SIZE), growing after 2 chunks, at most 3 images to a chunk;
+    # batches of 4 so that growing chunks are carried across transactions too.
+    monkeypatch.setenv("UNETBG_CHUNK_SIZE", "1")
+    monkeypatch.setattr(recording, "GROW_AFTER", 2)
+    monkeypatch.setattr(recording, "LARGEST_CHUNK", 3)
+    monkeypatch.setattr(recording, "RECORD_BATCH", 4)
+    folder = make_folder(tmp_path / "in", images=14)
+    grown = jobs.create_remove_dir_job(folder, tmp_path / "a", str(checkpoint))
+    fixed = jobs.create_remove_dir_job(folder, tmp_path / "b", str(checkpoint), chunk_size=1)
+
+    def sizes(job_id):
+        chunks = Counter(item.chunk for item in jobs.list_items(job_id))
+        return [chunks[n] for n in range(len(chunks))]
+
+    # Each chunk: max(1, min(3, images chunked before it // 2)); the last one takes the rest.
+    assert sizes(grown) == [1, 1, 1, 1, 2, 3, 3, 2]
+    assert sizes(fixed) == [1] * 14
+    assert jobs.get_job(grown).params["largest_chunk"] == 3
+    assert jobs.get_job(fixed).params["largest_chunk"] == 1
 
 
 def test_an_empty_folder_is_refused_and_a_folder_with_nothing_to_do_ends_at_once(

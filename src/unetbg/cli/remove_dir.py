@@ -51,7 +51,8 @@ class _FolderOrURL(click.Path):
     "--chunk-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Images per worker task (default: UNETBG_CHUNK_SIZE, 16).",
+    help="Images per worker task, fixed (default: UNETBG_CHUNK_SIZE, 16, for the "
+    "first 1,000 tasks, then growing with a large job up to 256 images a task).",
 )
 @batch_size_option
 @click.option("--overwrite", is_flag=True, help="Redo images whose output exists.")

@@ -284,7 +284,8 @@ def create_remove_dir_job(
     fine.
     """
     settings = settings or get_settings()
-    chunk_size = chunk_size or settings.chunk_size
+    # Asked for, a chunk size is kept; the default one grows with a large job.
+    grow, chunk_size = chunk_size is None, chunk_size or settings.chunk_size
     if chunk_size < 1:
         raise JobError(f"chunk size must be >= 1, got {chunk_size}")
     request = _removal_request(checkpoint, output, run, run_fields, settings)
@@ -308,6 +309,7 @@ def create_remove_dir_job(
         # Which model: the path resolved, named by its registered id or sha256.
         "model": choose_checkpoint(request.checkpoint, settings).to_params(),
         "chunk_size": chunk_size,
+        "largest_chunk": recording.LARGEST_CHUNK if grow else chunk_size,
         "overwrite": overwrite,
         "follow_symlinks": follow_symlinks,
         # Who records it: if that process dies midway, the job is failed, not left open.
@@ -322,7 +324,7 @@ def create_remove_dir_job(
         session.add(job)
         session.flush()
         job_id = job.id
-    record_items(job_id, chain([first], batches), chunk_size, settings)
+    record_items(job_id, chain([first], batches), chunk_size, settings, grow)
     return job_id
 
 

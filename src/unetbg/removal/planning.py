@@ -22,6 +22,7 @@ before the suffix, in sorted order of the input paths.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -119,39 +120,53 @@ def unique_output_names(
     """Output relative paths for input relative paths (see the module docstring).
     ``folders``: more folders that hold outputs, beyond those of ``relatives`` (a
     folder planned in parts, :mod:`unetbg.removal.streaming`)."""
-    names = [
-        r.with_name(r.stem + suffix) if r.suffix else r.with_name(r.name + suffix)
-        for r in relatives
-    ]
+    return [Path(name) for name in _output_texts(relatives, suffix, folders)]
+
+
+def _with_suffix(text: str, suffix: str) -> str:
+    """``text`` (a relative POSIX path) with its last suffix replaced by ``suffix``, or
+    ``suffix`` added when it has none (``Path.suffix``'s rule, on a string)."""
+    dot = text.rfind(".")
+    slash = text.rfind("/")
+    # A suffix needs a dot inside the name: not its first nor its last character.
+    return text[:dot] + suffix if slash + 1 < dot < len(text) - 1 else text + suffix
+
+
+def _output_texts(relatives: Sequence[Path], suffix: str, folders: Iterable[Path]) -> list[str]:
+    """:func:`unique_output_names` as POSIX strings: a million names are planned here,
+    and a ``Path`` operation costs as much as the rest of an image's planning."""
+    texts = [r.as_posix() for r in relatives]
+    names = [_with_suffix(t, suffix) for t in texts]
     # A file output must not take the name of a folder that holds other outputs.
     # Each folder's chain of parents is taken once, not once per image in it.
-    parents = {r.parent for r in relatives}
-    folders = {_key(p) for q in parents for p in (q, *q.parents) if p.parts} | {
-        _key(Path(f)) for f in folders
-    }
+    taken = {_key(Path(f)) for f in folders}
+    for parent in {t.rpartition("/")[0] for t in texts}:
+        while parent:
+            taken.add(parent.casefold())
+            parent = parent.rpartition("/")[0]
     renamed = [False] * len(names)
     counters = [0] * len(names)
     while True:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, name in enumerate(names):
-            groups[_key(name)].append(i)
-        clashes = [g for k, g in groups.items() if len(g) > 1 or k in folders]
+            groups[name.casefold()].append(i)
+        clashes = [g for k, g in groups.items() if len(g) > 1 or k in taken]
         if not clashes:
             return names
         for group in clashes:
             fresh = [i for i in group if not renamed[i]]
             if fresh:
                 for i in fresh:
-                    names[i] = relatives[i].with_name(relatives[i].name + suffix)
+                    names[i] = texts[i] + suffix
                     renamed[i] = True
                 continue
             # Every member already keeps its full name: number all but the first
             # (all of them when the clash is with a folder).
-            order = sorted(group, key=lambda i: relatives[i].as_posix())
-            start = 0 if _key(names[group[0]]) in folders else 1
+            order = sorted(group, key=lambda i: texts[i])
+            start = 0 if names[group[0]].casefold() in taken else 1
             for rank, i in enumerate(order[start:], start=1):
                 counters[i] += rank
-                names[i] = relatives[i].with_name(f"{relatives[i].name}~{counters[i]}{suffix}")
+                names[i] = f"{texts[i]}~{counters[i]}{suffix}"
 
 
 def _finish(
@@ -164,7 +179,7 @@ def _finish(
     folders: Iterable[Path] = (),
 ) -> list[PlannedItem]:
     todo = [i for i, (_, _, reason) in enumerate(entries) if reason is None]
-    names = unique_output_names([entries[i][1] for i in todo], suffix, folders)
+    names = _output_texts([entries[i][1] for i in todo], suffix, folders)
     outputs = dict(zip(todo, names, strict=True))
     check = _OutputCheck(output_root, overwrite, forbidden_root, input_files)
     items = []
@@ -181,8 +196,10 @@ class _OutputCheck:
     """Why an output cannot be written where it is planned (``None``: it can).
 
     Each output folder is resolved once (a folder of 100,000 images is planned with one
-    ``lstat`` per output, not one per path component); only an output that is itself a
-    symlink is resolved on its own.
+    ``lstat`` per output, not one per path component), and an output in a folder that
+    does not exist yet (a first run) needs no ``lstat`` at all; only an output that is
+    itself a symlink is resolved on its own. Paths are built only for what a reason
+    names: a million outputs are planned in this loop.
     """
 
     def __init__(
@@ -194,22 +211,25 @@ class _OutputCheck:
     ) -> None:
         self.output_root, self.overwrite = output_root, overwrite
         self.forbidden_root, self.input_files = forbidden_root, input_files
-        self.folders: dict[Path, tuple[Path, bool, bool]] = {}
+        self.folders: dict[str, tuple[Path, bool, bool, bool]] = {}
 
-    def _folder(self, folder: Path) -> tuple[Path, bool, bool]:
-        """The folder resolved, and whether it lies in the output / the input root."""
+    def _folder(self, folder: str) -> tuple[Path, bool, bool, bool]:
+        """The folder resolved, whether it lies in the output / the input root, and
+        whether it exists."""
         known = self.folders.get(folder)
         if known is None:
-            real = folder.resolve()
+            real = Path(folder).resolve()
             forbidden = self.forbidden_root is not None and real.is_relative_to(self.forbidden_root)
-            known = self.folders[folder] = (real, real.is_relative_to(self.output_root), forbidden)
+            in_output = real.is_relative_to(self.output_root)
+            known = self.folders[folder] = (real, in_output, forbidden, os.path.isdir(real))
         return known
 
     def __call__(self, output: Path) -> str | None:
-        try:
-            found = os.lstat(output)
-        except OSError:  # nothing there (or a parent that is not a folder)
-            found = None
+        folder, in_output, in_input, exists = self._folder(os.path.dirname(output))
+        found = None
+        if exists:
+            with contextlib.suppress(OSError):  # nothing there
+                found = os.lstat(output)
         linked = found is not None and stat.S_ISLNK(found.st_mode)
         if linked:
             real = output.resolve()
@@ -218,16 +238,20 @@ class _OutputCheck:
                 self.forbidden_root
             )
         else:
-            # A name without a separator: it lies where its folder lies, or is that root.
-            folder, in_output, in_input = self._folder(output.parent)
-            real = folder / output.name
+            # It lies where its folder lies; it can only be the output (input) root
+            # itself from a folder outside it, under that root's name: the real path
+            # is built only then.
+            forbidden = self.forbidden_root
+            if not in_output or (forbidden and not in_input and output.name == forbidden.name):
+                real = folder / output.name
+            else:
+                real = None
             outside = not in_output and real != self.output_root
-            inside_input = in_input or real == self.forbidden_root
-        if outside:
-            return f"output would be written outside the output folder (to {real})"
-        if inside_input:
-            return f"output would be written inside the input folder (to {real})"
-        if self.input_files is not None and real in self.input_files:
+            inside_input = in_input or (real is not None and real == forbidden)
+        if outside or inside_input:
+            where = "outside the output" if outside else "inside the input"
+            return f"output would be written {where} folder (to {real or folder / output.name})"
+        if self.input_files is not None and (real or folder / output.name) in self.input_files:
             return "output would overwrite an input"
         if found is not None:
             if output.is_dir() if linked else stat.S_ISDIR(found.st_mode):
@@ -308,21 +332,23 @@ class _FolderWalk:
     ) -> None:
         """Walk or judge one entry of the folder ``chain[-1]``; ``found``: its entry in
         the folder's listing (whose type the listing already tells), else it is looked up."""
-        target = chain[-1] / path.name
         linked = found.is_symlink() if found is not None else path.is_symlink()
+        target = None  # the real file, built only where asked for: once per image
         if linked:
             target = self._link(path, relative, chain)
             if target is None:
                 return
         elif found.is_dir(follow_symlinks=False) if found is not None else path.is_dir():
-            self.folder(path, relative, (*chain, target))
+            self.folder(path, relative, (*chain, chain[-1] / path.name))
             return
         reason = None
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if os.path.splitext(path.name)[1].lower() not in IMAGE_EXTENSIONS:
             reason = SKIP_NOT_IMAGE
         # A listing's entry knows its own type without a stat.
         elif not (
-            found.is_file(follow_symlinks=False) if found and not linked else target.is_file()
+            found.is_file(follow_symlinks=False)
+            if found and not linked
+            else (target or chain[-1] / path.name).is_file()
         ):
             reason = "not a regular file"
         self.entries.append((path, relative, reason))

@@ -108,8 +108,9 @@ class _SlicedWalk(_FolderWalk):
         for folder, rel, chain in folders:
             try:
                 with os.scandir(folder) as it:
+                    shown = rel.as_posix()
                     rows += [
-                        (_clash_prefix(e.name), e.name, rel.as_posix(), rel, chain, e)
+                        (_clash_prefix(e.name), e.name, shown, rel, chain, e)
                         for e in it
                         if not e.name.startswith(".")
                     ]
