@@ -25,6 +25,7 @@ from unetbg.removal.formats import (
     normalize_format,
     output_suffix,
 )
+from unetbg.removal.names import unique_output_names
 from unetbg.removal.outputs import (
     OutputExistsError,
     OutputOptions,
@@ -52,7 +53,6 @@ from unetbg.removal.planning import (
     plan_files,
     plan_folder,
     plan_in_folder,
-    unique_output_names,
 )
 from unetbg.removal.presence import NO_PERSON_SHARE, no_person, person_share
 from unetbg.removal.request import (

@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from unetbg.images import ImageError, read_image
 from unetbg.removal.formats import output_suffix
+from unetbg.removal.names import unique_output_names
 from unetbg.removal.planning import (
     IMAGE_EXTENSIONS,
     SKIP_EXISTS,
     SKIP_NOT_IMAGE,
     PlanError,
     PlannedItem,
-    unique_output_names,
 )
 
 if TYPE_CHECKING:
