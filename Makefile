@@ -24,7 +24,7 @@ services:
 	scripts/services.sh start
 
 test: install services
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # The suite without the slow training/fault/browser tests, for quick local iterations.
 test-fast: install
