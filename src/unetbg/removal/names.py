@@ -17,12 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from pathlib import Path, PurePosixPath
-
-
-def _key(path: PurePosixPath | Path) -> str:
-    # Case-folded so outputs are distinct on case-insensitive file systems too.
-    return path.as_posix().casefold()
+from pathlib import Path
 
 
 def unique_output_names(
@@ -49,8 +44,9 @@ def output_texts(relatives: Sequence[Path], suffix: str, folders: Iterable[Path]
     texts = [r.as_posix() for r in relatives]
     names = [_with_suffix(t, suffix) for t in texts]
     # A file output must not take the name of a folder that holds other outputs.
-    # Each folder's chain of parents is taken once, not once per image in it.
-    taken = {_key(Path(f)) for f in folders}
+    # Each folder's chain of parents is taken once, not once per image in it. Keys are
+    # case-folded so outputs are distinct on case-insensitive file systems too.
+    taken = {Path(f).as_posix().casefold() for f in folders}
     for parent in {t.rpartition("/")[0] for t in texts}:
         while parent:
             taken.add(parent.casefold())
